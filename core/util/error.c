@@ -1,0 +1,81 @@
+/* Status codes and the error message slot (see include/iaprune/error.h). */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <iaprune/error.h>
+
+static const char *const status_names[IAP_ESTATUS_COUNT] = {
+	[IAP_OK] = "ok",
+	[IAP_EINVAL] = "invalid argument",
+	[IAP_ENOMEM] = "out of memory or over a size limit",
+	[IAP_EIO] = "input/output error",
+	[IAP_EFORMAT] = "malformed input",
+	[IAP_ESHAPE] = "shape mismatch",
+	[IAP_EUNSUPPORTED] = "unsupported",
+	[IAP_EABI] = "ABI mismatch",
+	[IAP_ENUMERIC] = "non-finite value",
+};
+
+const char *iap_status_name(int code)
+{
+	if (code < 0 || code >= IAP_ESTATUS_COUNT)
+		return "unknown error";
+	return status_names[code];
+}
+
+int iap_error_set(struct iap_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return code;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	/* One line: a message is printed as "iaprune: <msg>" by the CLI. */
+	for (char *p = err->msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	return code;
+}
+
+int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
+{
+	char prefix[256];
+	size_t plen, mlen;
+	va_list ap;
+	int n;
+
+	if (!err)
+		return IAP_OK;
+	va_start(ap, fmt);
+	n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return err->code;
+	plen = strlen(prefix);
+	if (plen + 2 >= sizeof(err->msg))
+		return err->code;
+	/* Shift the old message right (dropping its tail if needed), then write the prefix. */
+	mlen = strnlen(err->msg, sizeof(err->msg) - 1);
+	if (plen + 2 + mlen > sizeof(err->msg) - 1)
+		mlen = sizeof(err->msg) - 1 - plen - 2;
+	memmove(err->msg + plen + 2, err->msg, mlen);
+	err->msg[plen + 2 + mlen] = '\0';
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen] = ':';
+	err->msg[plen + 1] = ' ';
+	return err->code;
+}
+
+void iap_error_clear(struct iap_error *err)
+{
+	if (!err)
+		return;
+	err->code = IAP_OK;
+	err->msg[0] = '\0';
+}

@@ -1,0 +1,27 @@
+/* Small helpers shared by the unit tests (not part of the library). */
+#ifndef IAP_TESTUTIL_H
+#define IAP_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <iaprune/graph.h>
+#include <iaprune/rng.h>
+
+/* Fill p[0..n) with uniform values in [lo, hi). */
+void tu_fill_uniform(float *p, size_t n, struct iap_rng *r, float lo, float hi);
+
+/*
+ * Give every parameter of g random values: trainable ones uniform in
+ * [-scale, scale), BatchNorm running means in [-0.5, 0.5) and running
+ * variances in [0.5, 1.5) (so normalisation stays well conditioned).
+ */
+void tu_randomize_params(struct iap_graph *g, uint64_t seed, float scale);
+
+/* A [d0, d1, ...] tensor (ndim values follow), uniform in [-1, 1) from seed; aborts on failure. */
+struct iap_tensor tu_rand_tensor(uint64_t seed, int ndim, ...);
+
+/* Largest |a[i] - b[i]| and its index. */
+double tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where);
+
+#endif
