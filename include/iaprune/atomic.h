@@ -1,0 +1,36 @@
+/*
+ * iaprune — atomic output files. Every report, weights file and cache is
+ * written to a temporary file in the destination's directory, flushed to
+ * disk, then renamed over the destination: a reader sees the old file or the
+ * new one, never half of one, and a failed or killed run leaves the old one.
+ */
+#ifndef IAPRUNE_ATOMIC_H
+#define IAPRUNE_ATOMIC_H
+
+#include <stdio.h>
+
+#include <iaprune/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct iap_atomic_file {
+	FILE *fp;        /* write here */
+	char *path;      /* final name */
+	char *tmp;       /* temporary name in the same directory */
+};
+
+/* Create the temporary file for `path`. */
+int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_error *err);
+
+/* Flush, fsync, close and rename into place (then fsync the directory). Frees af. */
+int iap_atomic_commit(struct iap_atomic_file *af, struct iap_error *err);
+
+/* Close and remove the temporary file; the destination is untouched. Frees af. */
+void iap_atomic_abort(struct iap_atomic_file *af);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IAPRUNE_ATOMIC_H */
