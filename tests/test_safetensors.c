@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <iaprune/safetensors.h>
+#include <iaprune/weights.h>
 
 /* Build "8-byte length + header + data" in memory. */
 static size_t build(unsigned char *buf, const char *header, const void *data, size_t dlen)
@@ -217,6 +218,146 @@ static void test_write_failure_leaves_nothing(void **state)
 	iap_tensor_free(&a);
 }
 
+
+/* ---- loading onto a graph ------------------------------------------------------ */
+
+static int no_forward(struct iap_graph *g, struct iap_node *node, const struct iap_tensor *const in[],
+		      struct iap_tensor *out, struct iap_error *err)
+{
+	(void)g; (void)node; (void)in; (void)out;
+	return iap_error_set(err, IAP_EUNSUPPORTED, "not run");
+}
+
+static const struct iap_op_ops holder = { .kind = IAP_OP_LINEAR, .forward = no_forward };
+
+/* Parameters only: "features.0" weight [2,3] + bias [2], a ViT MLP linear, a BN's running mean. */
+static struct iap_graph *param_graph(void)
+{
+	int64_t in_shape[1] = { 3 }, w[2] = { 2, 3 }, b[1] = { 2 }, m[2] = { 4, 2 };
+	struct iap_graph *g = iap_graph_new(1, in_shape, NULL);
+	int in = IAP_GRAPH_INPUT, id;
+
+	id = iap_graph_add_node(g, &holder, "features.0", 1, &in);
+	iap_graph_add_param(g, id, "weight", 2, w, IAP_PARAM_TRAINABLE);
+	iap_graph_add_param(g, id, "bias", 1, b, IAP_PARAM_TRAINABLE);
+	id = iap_graph_add_node(g, &holder, "encoder.layers.encoder_layer_0.mlp.0", 1, &in);
+	iap_graph_add_param(g, id, "weight", 2, m, IAP_PARAM_TRAINABLE);
+	id = iap_graph_add_node(g, &holder, "bn", 1, &in);
+	iap_graph_add_param(g, id, "running_mean", 1, b, IAP_PARAM_BUFFER);
+	assert_int_equal(iap_graph_finalize(g, NULL), IAP_OK);
+	return g;
+}
+
+static void test_graph_weights_roundtrip(void **state)
+{
+	char dir[] = "/tmp/iap-w-XXXXXX", path[256];
+	struct iap_graph *a = param_graph(), *b = param_graph();
+	struct iap_st_meta meta = { "iaprune_version", PACKAGE_VERSION };
+	struct iap_safetensors *st;
+	struct iap_error err;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/w.safetensors", dir);
+	for (int i = 0; i < a->n_nodes; i++)
+		for (int k = 0; k < a->nodes[i].n_params; k++)
+			for (int64_t e = 0; e < iap_tensor_numel(&a->nodes[i].params[k].value); e++)
+				a->nodes[i].params[k].value.data[e] = (float)(i * 100 + k * 10) + (float)e * 0.25f;
+	assert_int_equal(iap_graph_save_weights(a, path, &meta, 1, &err), IAP_OK);
+	assert_int_equal(iap_graph_load_weights_file(b, path, 0, &err), IAP_OK);
+	for (int i = 0; i < a->n_nodes; i++)
+		for (int k = 0; k < a->nodes[i].n_params; k++)
+			assert_memory_equal(a->nodes[i].params[k].value.data, b->nodes[i].params[k].value.data,
+					    (size_t)iap_tensor_numel(&a->nodes[i].params[k].value) * sizeof(float));
+	assert_int_equal(iap_safetensors_open(path, &st, &err), IAP_OK);
+	assert_string_equal(iap_safetensors_meta(st, "iaprune_version"), PACKAGE_VERSION);
+	iap_safetensors_close(st);
+	unlink(path);
+	rmdir(dir);
+	iap_graph_free(a);
+	iap_graph_free(b);
+}
+
+/* Append one F32 tensor to a header under construction. */
+static void add_f32(char *h, size_t hl, unsigned char *data, size_t *off, const char *name,
+		    const char *shape, const float *v, int n)
+{
+	size_t len = strlen(h);
+
+	snprintf(h + len, hl - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
+		 len > 1 ? "," : "", name, shape, *off, *off + 4 * (size_t)n);
+	memcpy(data + *off, v, 4 * (size_t)n);
+	*off += 4 * (size_t)n;
+}
+
+static void test_graph_weights_tolerates_real_exports(void **state)
+{
+	const float w[6] = { 1, 2, 3, 4, 5, 6 }, mask[6] = { 1, 0, 1, 0, 1, 1 }, b[2] = { -1, 1 };
+	const float m[8] = { 8, 7, 6, 5, 4, 3, 2, 1 }, rm[2] = { 0.5f, 0.25f };
+	char h[2048] = "{";
+	unsigned char data[512];
+	size_t off = 0;
+	struct iap_graph *g = param_graph();
+	struct iap_safetensors *st;
+	struct iap_error err;
+	const float *got;
+
+	(void)state;
+	add_f32(h, sizeof(h), data, &off, "module.features.0.weight_orig", "[2,3]", w, 6);
+	add_f32(h, sizeof(h), data, &off, "module.features.0.weight_mask", "[2,3]", mask, 6);
+	add_f32(h, sizeof(h), data, &off, "module.features.0.bias", "[2]", b, 2);
+	add_f32(h, sizeof(h), data, &off, "module.encoder.layers.encoder_layer_0.mlp.linear_1.weight", "[4,2]", m, 8);
+	add_f32(h, sizeof(h), data, &off, "module.bn.running_mean", "[2]", rm, 2);
+	{
+		size_t len = strlen(h);
+		const int64_t one = 1;
+
+		snprintf(h + len, sizeof(h) - len,
+			 ",\"module.bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[%zu,%zu]}}",
+			 off, off + 8);
+		memcpy(data + off, &one, 8);
+		off += 8;
+	}
+	assert_int_equal(open_mem(h, data, off, &st, &err), IAP_OK);
+	assert_int_equal(iap_graph_load_weights(g, st, 0, &err), IAP_OK);
+	got = iap_graph_find_param(g, "features.0.weight")->value.data;
+	assert_true(got[0] == 1 && got[1] == 0 && got[2] == 3 && got[3] == 0 && got[5] == 6);
+	assert_true(iap_graph_find_param(g, "encoder.layers.encoder_layer_0.mlp.0.weight")->value.data[7] == 1);
+	assert_true(iap_graph_find_param(g, "bn.running_mean")->value.data[1] == 0.25f);
+	iap_safetensors_close(st);
+	iap_graph_free(g);
+}
+
+static void test_graph_weights_lists_every_problem(void **state)
+{
+	const float v[16] = { 0 };
+	char h[2048] = "{";
+	unsigned char data[512];
+	size_t off = 0;
+	struct iap_graph *g = param_graph();
+	struct iap_safetensors *st;
+	struct iap_error err;
+
+	(void)state;
+	add_f32(h, sizeof(h), data, &off, "features.0.weight", "[3,2]", v, 6);
+	add_f32(h, sizeof(h), data, &off, "classifier.weight", "[2]", v, 2);
+	add_f32(h, sizeof(h), data, &off, "extra", "[1]", v, 1);
+	strcat(h, "}");
+	assert_int_equal(open_mem(h, data, off, &st, &err), IAP_OK);
+	assert_int_equal(iap_graph_load_weights(g, st, 0, &err), IAP_ESHAPE);
+	assert_string_equal(err.msg,
+		"w.safetensors: does not fit the model: missing keys features.0.bias, "
+		"encoder.layers.encoder_layer_0.mlp.0.weight, bn.running_mean; unexpected keys "
+		"classifier.weight, extra; shape mismatch features.0.weight: file [3, 2], model [2, 3]");
+	/* Allowing missing and unexpected keys still refuses a wrong shape. */
+	assert_int_equal(iap_graph_load_weights(g, st, IAP_LOAD_ALLOW_MISSING | IAP_LOAD_ALLOW_UNEXPECTED, &err),
+			 IAP_ESHAPE);
+	assert_string_equal(err.msg, "w.safetensors: does not fit the model: shape mismatch "
+			    "features.0.weight: file [3, 2], model [2, 3]");
+	iap_safetensors_close(st);
+	iap_graph_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -225,6 +366,9 @@ int main(void)
 		cmocka_unit_test(test_malformed_files),
 		cmocka_unit_test(test_header_length_lies),
 		cmocka_unit_test(test_write_failure_leaves_nothing),
+		cmocka_unit_test(test_graph_weights_roundtrip),
+		cmocka_unit_test(test_graph_weights_tolerates_real_exports),
+		cmocka_unit_test(test_graph_weights_lists_every_problem),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
