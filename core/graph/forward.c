@@ -44,6 +44,8 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 
 	if (!g->finalized)
 		return iap_error_set(err, IAP_EINVAL, "graph must be finalized before the forward pass");
+	if (g->shape_only)
+		return iap_error_set(err, IAP_EINVAL, "graph was built without parameter storage and cannot run");
 	if (x->ndim != g->in_ndim + 1 || x->shape[0] < 1 ||
 	    memcmp(x->shape + 1, g->in_shape, (size_t)g->in_ndim * sizeof(int64_t)) != 0)
 		return iap_error_set(err, IAP_ESHAPE, "input has shape %s, the model expects N x %s",

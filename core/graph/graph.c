@@ -172,13 +172,31 @@ int iap_graph_add_param(struct iap_graph *g, int id, const char *suffix, int ndi
 		snprintf(p->key, len, "%s.%s", n->name, suffix);
 	else
 		snprintf(p->key, len, "%s", suffix);
-	if (iap_tensor_alloc(&p->value, ndim, shape, &err)) {
+	if (g->shape_only) {
+		int64_t numel = 1;
+
+		for (int d = 0; d < ndim; d++) {
+			if (shape[d] < 0 || (shape[d] > 0 && numel > IAP_TENSOR_MAX_ELEMS / shape[d])) {
+				free(p->key);
+				p->key = NULL;
+				return iap_graph_fail(g, IAP_EINVAL, "%s.%s: bad shape", n->name, suffix);
+			}
+			numel *= shape[d];
+		}
+		p->value.ndim = ndim;
+		memcpy(p->value.shape, shape, (size_t)ndim * sizeof(*shape));
+	} else if (iap_tensor_alloc(&p->value, ndim, shape, &err)) {
 		free(p->key);
 		p->key = NULL;
 		return iap_graph_fail(g, err.code, "%s.%s: %s", n->name, suffix, err.msg);
 	}
 	p->flags = flags;
 	return n->n_params++;
+}
+
+void iap_graph_set_shape_only(struct iap_graph *g, int on)
+{
+	g->shape_only = on ? 1 : 0;
 }
 
 int iap_graph_set_output(struct iap_graph *g, int node)
@@ -273,6 +291,16 @@ int64_t iap_graph_param_count(const struct iap_graph *g, int64_t *buffers)
 	if (buffers)
 		*buffers = bufs;
 	return params;
+}
+
+uint64_t iap_graph_macs(const struct iap_graph *g)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].ops->macs)
+			total += g->nodes[i].ops->macs(g, &g->nodes[i]);
+	return total;
 }
 
 int iap_graph_zero_grads(struct iap_graph *g, struct iap_error *err)

@@ -215,6 +215,7 @@ struct iap_graph {
 	int n_groups, cap_groups;
 	struct iap_unit_group *groups;
 	int finalized;
+	int shape_only;                       /* params get shapes but no storage (counting, planning) */
 	struct iap_error build_err;           /* first builder error (sticky) */
 	int build_failed;
 };
@@ -254,6 +255,13 @@ int iap_graph_sample_shape(const struct iap_graph *g, int id, int64_t *shape);
 int iap_graph_add_param(struct iap_graph *g, int id, const char *suffix, int ndim,
 			const int64_t *shape, unsigned flags);
 
+/*
+ * Build without parameter storage: parameters get their shapes but no data,
+ * so full-size architectures can be counted (parameters, MACs) cheaply. Such
+ * a graph cannot run. Call before adding nodes.
+ */
+void iap_graph_set_shape_only(struct iap_graph *g, int on);
+
 /* Record a builder failure (first one wins); returns -1 for `return iap_graph_fail(...)`. */
 int iap_graph_fail(struct iap_graph *g, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -270,6 +278,9 @@ int iap_graph_foreach_param(struct iap_graph *g,
 
 /* Number of parameter elements; buffers (running stats) are counted separately. */
 int64_t iap_graph_param_count(const struct iap_graph *g, int64_t *buffers);
+
+/* Multiply-accumulates of one forward pass for one sample (sum of the ops' counts). */
+uint64_t iap_graph_macs(const struct iap_graph *g);
 
 /* Allocate (zeroed) or zero the .grad of every trainable parameter. */
 int iap_graph_zero_grads(struct iap_graph *g, struct iap_error *err);
