@@ -1,0 +1,439 @@
+/*
+ * conv2d: torch.nn.Conv2d (NCHW, zero padding, stride, optional bias; no
+ * groups, no dilation), weights [out_ch][in_ch][kh][kw].
+ *
+ * Every kernel works one sample at a time: im2col unfolds the sample into the
+ * shared workspace as col[in_ch·kh·kw][out_h·out_w], and one sgemm does the
+ * rest. The buffer is reused for every sample, so the workspace is one
+ * sample's column matrix, independent of the batch size. A 1×1 stride-1
+ * unpadded conv needs no unfolding at all: the sample itself is the column
+ * matrix (workspace 0).
+ *
+ *   forward       y_n   = W · col(x_n) + b
+ *   input grad    dx_n += col2im(Wᵀ · dy_n)
+ *   weight grad   dW   += Σ_n dy_n · col(x_n)ᵀ,   db += Σ_n,h,w dy_n
+ *
+ * The raw kernels are public (ops.h) so that attribution rules (LRP z⁺ re-runs
+ * the conv with clamped weights) and the benchmark can call them on buffers of
+ * their own.
+ */
+#include "config.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include <iaprune/ops.h>
+
+/* Below this many column entries the unfolding is not worth waking threads for. */
+#define CONV_PAR_MIN 32768
+
+static int conv_is_pointwise(const struct iap_conv_geom *cg)
+{
+	return cg->kh == 1 && cg->kw == 1 && cg->stride_h == 1 && cg->stride_w == 1 &&
+	       cg->pad_h == 0 && cg->pad_w == 0;
+}
+
+/*
+ * The output positions o in [*lo, *hi) (clipped to [0, out)) whose input
+ * coordinate o·s − p + k falls inside [0, n). Outside that range the column
+ * entry is padding. Computing the range once keeps the copy loops free of
+ * bounds tests.
+ */
+static void valid_range(int out, int n, int s, int p, int k, int *lo, int *hi)
+{
+	int a = p - k;          /* need o·s >= a */
+	int b = n + p - k;      /* need o·s <  b */
+
+	*lo = a > 0 ? (a + s - 1) / s : 0;
+	*hi = b > 0 ? (b + s - 1) / s : 0;
+	if (*hi > out)
+		*hi = out;
+	if (*lo > *hi)
+		*lo = *hi;
+}
+
+/* col[(c·kh + i)·kw + j][oh·out_w + ow] = x[c][oh·sh − ph + i][ow·sw − pw + j], 0 in the padding. */
+static void im2col(const struct iap_conv_geom *cg, const float *x, float *col)
+{
+	const int kk = cg->kh * cg->kw;
+	const int64_t rows = (int64_t)cg->in_ch * kk;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t plane = (size_t)cg->in_h * cg->in_w;
+
+#pragma omp parallel for schedule(static) if ((size_t)rows * ohw > CONV_PAR_MIN)
+	for (int64_t r = 0; r < rows; r++) {
+		const int c = (int)(r / kk), i = (int)(r % kk) / cg->kw, j = (int)(r % kk) % cg->kw;
+		const float *xc = x + (size_t)c * plane;
+		float *dst = col + (size_t)r * ohw;
+		int oh_lo, oh_hi, ow_lo, ow_hi;
+
+		valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
+		valid_range(cg->out_w, cg->in_w, cg->stride_w, cg->pad_w, j, &ow_lo, &ow_hi);
+		memset(dst, 0, (size_t)oh_lo * cg->out_w * sizeof(float));
+		for (int oh = oh_lo; oh < oh_hi; oh++) {
+			const float *xr = xc + (size_t)(oh * cg->stride_h - cg->pad_h + i) * cg->in_w;
+			float *d = dst + (size_t)oh * cg->out_w;
+			int iw = ow_lo * cg->stride_w - cg->pad_w + j;
+
+			memset(d, 0, (size_t)ow_lo * sizeof(float));
+			for (int ow = ow_lo; ow < ow_hi; ow++, iw += cg->stride_w)
+				d[ow] = xr[iw];
+			memset(d + ow_hi, 0, (size_t)(cg->out_w - ow_hi) * sizeof(float));
+		}
+		memset(dst + (size_t)oh_hi * cg->out_w, 0,
+		       (size_t)(cg->out_h - oh_hi) * cg->out_w * sizeof(float));
+	}
+}
+
+/*
+ * x += fold(col): the adjoint of im2col. Rows of one input channel overlap on
+ * the same pixels, so threads split by channel, never within one.
+ */
+static void col2im_add(const struct iap_conv_geom *cg, const float *col, float *x)
+{
+	const int kk = cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t plane = (size_t)cg->in_h * cg->in_w;
+
+#pragma omp parallel for schedule(static) if ((size_t)cg->in_ch * kk * ohw > CONV_PAR_MIN)
+	for (int c = 0; c < cg->in_ch; c++) {
+		float *xc = x + (size_t)c * plane;
+
+		for (int i = 0; i < cg->kh; i++) {
+			int oh_lo, oh_hi;
+
+			valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
+			for (int j = 0; j < cg->kw; j++) {
+				const float *src = col + ((size_t)c * kk + (size_t)i * cg->kw + j) * ohw;
+				int ow_lo, ow_hi;
+
+				valid_range(cg->out_w, cg->in_w, cg->stride_w, cg->pad_w, j, &ow_lo, &ow_hi);
+				for (int oh = oh_lo; oh < oh_hi; oh++) {
+					float *xr = xc + (size_t)(oh * cg->stride_h - cg->pad_h + i) * cg->in_w;
+					const float *s = src + (size_t)oh * cg->out_w;
+					int iw = ow_lo * cg->stride_w - cg->pad_w + j;
+
+					for (int ow = ow_lo; ow < ow_hi; ow++, iw += cg->stride_w)
+						xr[iw] += s[ow];
+				}
+			}
+		}
+	}
+}
+
+void iap_conv_geom_from_node(struct iap_conv_geom *cg, const struct iap_node *node, int batch,
+			     const int64_t *in_sample_shape)
+{
+	const struct iap_conv2d_attr *a = &node->attr.conv;
+
+	cg->n = batch;
+	cg->in_ch = (int)in_sample_shape[0];
+	cg->in_h = (int)in_sample_shape[1];
+	cg->in_w = (int)in_sample_shape[2];
+	cg->out_ch = a->out_ch;
+	cg->kh = a->kh;
+	cg->kw = a->kw;
+	cg->stride_h = a->stride_h;
+	cg->stride_w = a->stride_w;
+	cg->pad_h = a->pad_h;
+	cg->pad_w = a->pad_w;
+	cg->out_h = (cg->in_h + 2 * cg->pad_h - cg->kh) / cg->stride_h + 1;
+	cg->out_w = (cg->in_w + 2 * cg->pad_w - cg->kw) / cg->stride_w + 1;
+}
+
+size_t iap_conv2d_workspace(const struct iap_conv_geom *cg)
+{
+	if (conv_is_pointwise(cg))
+		return 0;
+	return (size_t)cg->in_ch * cg->kh * cg->kw * cg->out_h * cg->out_w;
+}
+
+void iap_conv2d_forward_raw(const struct iap_conv_geom *cg, const float *x, const float *w,
+			    const float *b, float *y, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const int ohw = cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+
+	for (int n = 0; n < cg->n; n++) {
+		const float *xn = x + (size_t)n * xs;
+		float *yn = y + (size_t)n * ys;
+		const float *col = xn;
+
+		if (!pointwise) {
+			im2col(cg, xn, ws);
+			col = ws;
+		}
+		/* The bias goes in first so the sgemm adds onto it (beta 1): one pass over y. */
+		if (b)
+			for (int o = 0; o < cg->out_ch; o++)
+				for (int p = 0; p < ohw; p++)
+					yn[(size_t)o * ohw + p] = b[o];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, ohw, k,
+			    1.0f, w, k, col, ohw, b ? 1.0f : 0.0f, yn, ohw);
+	}
+}
+
+void iap_conv2d_backward_input_raw(const struct iap_conv_geom *cg, const float *dy,
+				   const float *w, float *dx, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const int ohw = cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+
+	for (int n = 0; n < cg->n; n++) {
+		const float *dyn = dy + (size_t)n * ys;
+		float *dxn = dx + (size_t)n * xs;
+
+		if (pointwise) {
+			/* The column matrix is the input itself: accumulate straight into dx. */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, cg->out_ch,
+				    1.0f, w, k, dyn, ohw, 1.0f, dxn, ohw);
+			continue;
+		}
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, cg->out_ch,
+			    1.0f, w, k, dyn, ohw, 0.0f, ws, ohw);
+		col2im_add(cg, ws, dxn);
+	}
+}
+
+/* dw may be NULL too (only the bias wants a gradient); then no unfolding is done. */
+void iap_conv2d_backward_params_raw(const struct iap_conv_geom *cg, const float *x,
+				    const float *dy, float *dw, float *db, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const int ohw = cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+
+	for (int n = 0; n < cg->n; n++) {
+		const float *xn = x + (size_t)n * xs;
+		const float *dyn = dy + (size_t)n * ys;
+
+		if (dw) {
+			const float *col = xn;
+
+			if (!pointwise) {
+				im2col(cg, xn, ws);
+				col = ws;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cg->out_ch, k, ohw,
+				    1.0f, dyn, ohw, col, ohw, 1.0f, dw, k);
+		}
+		if (db) {
+			for (int o = 0; o < cg->out_ch; o++) {
+				const float *d = dyn + (size_t)o * ohw;
+				float s = 0.0f;
+
+				for (int p = 0; p < ohw; p++)
+					s += d[p];
+				db[o] += s;
+			}
+		}
+	}
+}
+
+/* ---- the graph op ---------------------------------------------------------- */
+
+static int conv2d_geom(struct iap_conv_geom *cg, const struct iap_node *node,
+		       const struct iap_tensor *x, struct iap_error *err)
+{
+	const struct iap_conv2d_attr *a = &node->attr.conv;
+
+	if (x->ndim != 4 || x->shape[1] != a->in_ch || x->shape[2] + 2 * a->pad_h < a->kh ||
+	    x->shape[3] + 2 * a->pad_w < a->kw) {
+		char buf[96];
+
+		return iap_error_set(err, IAP_ESHAPE, "%s: conv2d with %d input channels cannot take %s",
+				     node->name, a->in_ch, iap_tensor_shape_str(x, buf, sizeof(buf)));
+	}
+	iap_conv_geom_from_node(cg, node, (int)x->shape[0], x->shape + 1);
+	return IAP_OK;
+}
+
+static int conv2d_forward(struct iap_graph *g, struct iap_node *node,
+			  const struct iap_tensor *const in[], struct iap_tensor *out,
+			  struct iap_error *err)
+{
+	const struct iap_param *b = node->attr.conv.has_bias ? &node->params[1] : NULL;
+	struct iap_conv_geom cg;
+	size_t need;
+	float *ws = NULL;
+	int rc;
+
+	rc = conv2d_geom(&cg, node, in[0], err);
+	if (rc)
+		return rc;
+	need = iap_conv2d_workspace(&cg);
+	if (need) {
+		ws = iap_graph_workspace(g, need, err);
+		if (!ws)
+			return IAP_ENOMEM;
+	}
+	iap_conv2d_forward_raw(&cg, in[0]->data, node->params[0].value.data,
+			       b ? b->value.data : NULL, out->data, ws);
+	return IAP_OK;
+}
+
+/*
+ * The gradient buffer of parameter k when it should receive one, else NULL.
+ * A trainable parameter without a buffer is the caller's mistake.
+ */
+static int param_grad(const struct iap_node *node, int k, float **grad, struct iap_error *err)
+{
+	const struct iap_param *p = &node->params[k];
+
+	*grad = NULL;
+	if (!(p->flags & IAP_PARAM_TRAINABLE))
+		return IAP_OK;
+	if (!p->grad.data || !iap_tensor_same_shape(&p->grad, &p->value))
+		return iap_error_set(err, IAP_EINVAL,
+				     "%s: gradient buffer missing (call iap_graph_zero_grads first)",
+				     p->key);
+	*grad = p->grad.data;
+	return IAP_OK;
+}
+
+static int conv2d_backward(struct iap_rule_ctx *ctx)
+{
+	const struct iap_node *node = ctx->node;
+	struct iap_conv_geom cg;
+	float *dw = NULL, *db = NULL, *ws = NULL;
+	size_t need;
+	int rc;
+
+	rc = conv2d_geom(&cg, node, ctx->in[0], ctx->err);
+	if (rc)
+		return rc;
+	if (ctx->want_param_grads) {
+		rc = param_grad(node, 0, &dw, ctx->err);
+		if (!rc && node->attr.conv.has_bias)
+			rc = param_grad(node, 1, &db, ctx->err);
+		if (rc)
+			return rc;
+	}
+	if (!ctx->r_in[0] && !dw && !db)
+		return IAP_OK;
+	need = iap_conv2d_workspace(&cg);
+	if (need && (ctx->r_in[0] || dw)) {
+		ws = iap_graph_workspace(ctx->graph, need, ctx->err);
+		if (!ws)
+			return IAP_ENOMEM;
+	}
+	if (dw || db)
+		iap_conv2d_backward_params_raw(&cg, ctx->in[0]->data, ctx->r_out->data, dw, db, ws);
+	/* The first conv usually has nobody upstream: skipping its col2im is the point of NULL. */
+	if (ctx->r_in[0])
+		iap_conv2d_backward_input_raw(&cg, ctx->r_out->data, node->params[0].value.data,
+					      ctx->r_in[0]->data, ws);
+	return IAP_OK;
+}
+
+static size_t conv2d_workspace(const struct iap_graph *g, const struct iap_node *node, int batch)
+{
+	struct iap_conv_geom cg;
+	int64_t shp[IAP_MAX_DIMS];
+
+	if (iap_graph_sample_shape(g, node->inputs[0], shp) != 3)
+		return 0;
+	iap_conv_geom_from_node(&cg, node, batch, shp);
+	/* Forward and both gradient kernels share the one per-sample column buffer. */
+	return iap_conv2d_workspace(&cg);
+}
+
+/* out_ch·oh·ow·in_ch·kh·kw: one MAC per weight per output position (the bias add is not counted). */
+static uint64_t conv2d_macs(const struct iap_graph *g, const struct iap_node *node)
+{
+	const struct iap_conv2d_attr *a = &node->attr.conv;
+
+	(void)g;
+	return (uint64_t)a->out_ch * (uint64_t)node->out_shape[1] * (uint64_t)node->out_shape[2] *
+	       (uint64_t)a->in_ch * (uint64_t)a->kh * (uint64_t)a->kw;
+}
+
+const struct iap_op_ops iap_op_conv2d = {
+	.kind = IAP_OP_CONV2D,
+	.forward = conv2d_forward,
+	.backward = conv2d_backward,
+	.workspace = conv2d_workspace,
+	.macs = conv2d_macs,
+};
+
+/* ---- builder ----------------------------------------------------------------- */
+
+int iap_conv2d(struct iap_graph *g, const char *name, int in, int out_ch, int kh, int kw,
+	       int stride_h, int stride_w, int pad_h, int pad_w, int bias)
+{
+	const char *nm = name ? name : "";
+	int64_t shp[IAP_MAX_DIMS], oh, ow, wshape[4], bshape[1];
+	struct iap_node *n;
+	char buf[96];
+	int nd, id;
+
+	if (!g || g->build_failed)
+		return -1;
+	nd = iap_graph_sample_shape(g, in, shp);
+	if (nd < 0)
+		return -1;
+	if (nd != 3)
+		return iap_graph_fail(g, IAP_ESHAPE, "%s: conv2d expects a C×H×W input per sample, got %s",
+				      nm, iap_shape_str(nd, shp, buf, sizeof(buf)));
+	if (out_ch <= 0 || kh <= 0 || kw <= 0 || stride_h <= 0 || stride_w <= 0 || pad_h < 0 ||
+	    pad_w < 0)
+		return iap_graph_fail(g, IAP_EINVAL,
+				      "%s: conv2d needs positive out_ch, kernel and stride and non-negative padding "
+				      "(got out_ch %d, kernel %dx%d, stride %dx%d, padding %dx%d)",
+				      nm, out_ch, kh, kw, stride_h, stride_w, pad_h, pad_w);
+	if (shp[1] + 2 * (int64_t)pad_h < kh || shp[2] + 2 * (int64_t)pad_w < kw)
+		return iap_graph_fail(g, IAP_ESHAPE, "%s: conv2d kernel %dx%d is larger than the padded input %s",
+				      nm, kh, kw, iap_shape_str(nd, shp, buf, sizeof(buf)));
+	oh = (shp[1] + 2 * (int64_t)pad_h - kh) / stride_h + 1;
+	ow = (shp[2] + 2 * (int64_t)pad_w - kw) / stride_w + 1;
+	/* The kernels index with int and hand int sizes to cblas. */
+	if (shp[0] * kh * kw > INT_MAX || oh * ow > INT_MAX || shp[1] + 2 * (int64_t)pad_h > INT_MAX ||
+	    shp[2] + 2 * (int64_t)pad_w > INT_MAX || (int64_t)out_ch * oh * ow > INT_MAX)
+		return iap_graph_fail(g, IAP_ENOMEM, "%s: conv2d on %s with kernel %dx%d is too large",
+				      nm, iap_shape_str(nd, shp, buf, sizeof(buf)), kh, kw);
+
+	id = iap_graph_add_node(g, &iap_op_conv2d, name, 1, &in);
+	if (id < 0)
+		return -1;
+	n = &g->nodes[id];
+	n->attr.conv = (struct iap_conv2d_attr){
+		.in_ch = (int)shp[0],
+		.out_ch = out_ch,
+		.kh = kh,
+		.kw = kw,
+		.stride_h = stride_h,
+		.stride_w = stride_w,
+		.pad_h = pad_h,
+		.pad_w = pad_w,
+		.has_bias = bias ? 1 : 0,
+	};
+	n->out_ndim = 3;
+	n->out_shape[0] = out_ch;
+	n->out_shape[1] = oh;
+	n->out_shape[2] = ow;
+
+	wshape[0] = out_ch;
+	wshape[1] = shp[0];
+	wshape[2] = kh;
+	wshape[3] = kw;
+	if (iap_graph_add_param(g, id, "weight", 4, wshape, IAP_PARAM_TRAINABLE) < 0)
+		return -1;
+	if (bias) {
+		bshape[0] = out_ch;
+		if (iap_graph_add_param(g, id, "bias", 1, bshape, IAP_PARAM_TRAINABLE) < 0)
+			return -1;
+	}
+	return id;
+}

@@ -1,0 +1,221 @@
+/*
+ * linear: torch.nn.Linear over the LAST axis of an input of any rank, so the
+ * same op serves a classifier head ([N, in]) and a transformer MLP ([N, T, in]):
+ * the input is viewed as rows = numel / in rows of in features, and
+ *
+ *   y = x · Wᵀ + b        (W is [out][in], as PyTorch stores it)
+ *   dx += dy · W,  dW += dyᵀ · x,  db += Σ_rows dy
+ *
+ * each as one sgemm (rows are split only past INT_MAX, cblas's size type).
+ */
+#include "config.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cblas.h>
+
+#include <iaprune/ops.h>
+
+/* Rows per sgemm call: cblas takes int sizes. */
+#define LINEAR_MAX_ROWS ((int64_t)(INT_MAX / 2))
+
+void iap_linear_forward_raw(int64_t rows, int in, int out, const float *x, const float *w,
+			    const float *b, float *y)
+{
+	/* The bias goes in first so the sgemm adds onto it (beta 1): one pass over y. */
+	if (b) {
+		for (int64_t r = 0; r < rows; r++)
+			for (int o = 0; o < out; o++)
+				y[r * out + o] = b[o];
+	}
+	for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
+		int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f,
+			    x + r0 * in, in, w, in, b ? 1.0f : 0.0f, y + r0 * out, out);
+	}
+}
+
+void iap_linear_backward_input_raw(int64_t rows, int in, int out, const float *dy,
+				   const float *w, float *dx)
+{
+	for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
+		int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0f,
+			    dy + r0 * out, out, w, in, 1.0f, dx + r0 * in, in);
+	}
+}
+
+/* dw may be NULL too (only the bias wants a gradient). */
+void iap_linear_backward_params_raw(int64_t rows, int in, int out, const float *x,
+				    const float *dy, float *dw, float *db)
+{
+	if (dw) {
+		for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
+			int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
+
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0f,
+				    dy + r0 * out, out, x + r0 * in, in, 1.0f, dw, in);
+		}
+	}
+	if (db) {
+		/* Row-major walk (cache friendly); rows are few next to in·out MACs. */
+		for (int64_t r = 0; r < rows; r++)
+			for (int o = 0; o < out; o++)
+				db[o] += dy[r * out + o];
+	}
+}
+
+/* ---- the graph op ---------------------------------------------------------- */
+
+static int linear_rows(const struct iap_node *node, const struct iap_tensor *x, int64_t *rows,
+		       struct iap_error *err)
+{
+	const struct iap_linear_attr *a = &node->attr.linear;
+
+	if (x->ndim < 2 || x->shape[x->ndim - 1] != a->in_features) {
+		char buf[96];
+
+		return iap_error_set(err, IAP_ESHAPE, "%s: linear with %d input features cannot take %s",
+				     node->name, a->in_features, iap_tensor_shape_str(x, buf, sizeof(buf)));
+	}
+	*rows = iap_tensor_numel(x) / a->in_features;
+	return IAP_OK;
+}
+
+static int linear_forward(struct iap_graph *g, struct iap_node *node,
+			  const struct iap_tensor *const in[], struct iap_tensor *out,
+			  struct iap_error *err)
+{
+	const struct iap_linear_attr *a = &node->attr.linear;
+	int64_t rows;
+	int rc;
+
+	(void)g;
+	rc = linear_rows(node, in[0], &rows, err);
+	if (rc)
+		return rc;
+	iap_linear_forward_raw(rows, a->in_features, a->out_features, in[0]->data,
+			       node->params[0].value.data,
+			       a->has_bias ? node->params[1].value.data : NULL, out->data);
+	return IAP_OK;
+}
+
+/*
+ * The gradient buffer of parameter k when it should receive one, else NULL.
+ * A trainable parameter without a buffer is the caller's mistake.
+ */
+static int param_grad(const struct iap_node *node, int k, float **grad, struct iap_error *err)
+{
+	const struct iap_param *p = &node->params[k];
+
+	*grad = NULL;
+	if (!(p->flags & IAP_PARAM_TRAINABLE))
+		return IAP_OK;
+	if (!p->grad.data || !iap_tensor_same_shape(&p->grad, &p->value))
+		return iap_error_set(err, IAP_EINVAL,
+				     "%s: gradient buffer missing (call iap_graph_zero_grads first)",
+				     p->key);
+	*grad = p->grad.data;
+	return IAP_OK;
+}
+
+static int linear_backward(struct iap_rule_ctx *ctx)
+{
+	const struct iap_node *node = ctx->node;
+	const struct iap_linear_attr *a = &node->attr.linear;
+	float *dw = NULL, *db = NULL;
+	int64_t rows;
+	int rc;
+
+	rc = linear_rows(node, ctx->in[0], &rows, ctx->err);
+	if (rc)
+		return rc;
+	if (ctx->want_param_grads) {
+		rc = param_grad(node, 0, &dw, ctx->err);
+		if (!rc && a->has_bias)
+			rc = param_grad(node, 1, &db, ctx->err);
+		if (rc)
+			return rc;
+	}
+	if (dw || db)
+		iap_linear_backward_params_raw(rows, a->in_features, a->out_features, ctx->in[0]->data,
+					       ctx->r_out->data, dw, db);
+	if (ctx->r_in[0])
+		iap_linear_backward_input_raw(rows, a->in_features, a->out_features, ctx->r_out->data,
+					      node->params[0].value.data, ctx->r_in[0]->data);
+	return IAP_OK;
+}
+
+/* rows·in·out per sample, rows = the per-sample positions the layer is applied at (bias not counted). */
+static uint64_t linear_macs(const struct iap_graph *g, const struct iap_node *node)
+{
+	const struct iap_linear_attr *a = &node->attr.linear;
+	uint64_t rows = 1;
+
+	(void)g;
+	for (int i = 0; i < node->out_ndim - 1; i++)
+		rows *= (uint64_t)node->out_shape[i];
+	return rows * (uint64_t)a->in_features * (uint64_t)a->out_features;
+}
+
+const struct iap_op_ops iap_op_linear = {
+	.kind = IAP_OP_LINEAR,
+	.forward = linear_forward,
+	.backward = linear_backward,
+	.workspace = NULL,      /* the sgemms work in place */
+	.macs = linear_macs,
+};
+
+/* ---- builder ----------------------------------------------------------------- */
+
+int iap_linear(struct iap_graph *g, const char *name, int in, int out_features, int bias)
+{
+	const char *nm = name ? name : "";
+	int64_t shp[IAP_MAX_DIMS], wshape[2], bshape[1];
+	struct iap_node *n;
+	char buf[96];
+	int nd, id;
+
+	if (!g || g->build_failed)
+		return -1;
+	nd = iap_graph_sample_shape(g, in, shp);
+	if (nd < 0)
+		return -1;
+	if (nd < 1)
+		return iap_graph_fail(g, IAP_ESHAPE, "%s: linear needs at least one axis per sample", nm);
+	if (out_features <= 0)
+		return iap_graph_fail(g, IAP_EINVAL, "%s: linear needs out_features > 0, got %d", nm,
+				      out_features);
+	if (shp[nd - 1] > INT_MAX)
+		return iap_graph_fail(g, IAP_ENOMEM, "%s: linear input %s has too many features", nm,
+				      iap_shape_str(nd, shp, buf, sizeof(buf)));
+
+	id = iap_graph_add_node(g, &iap_op_linear, name, 1, &in);
+	if (id < 0)
+		return -1;
+	n = &g->nodes[id];
+	n->attr.linear = (struct iap_linear_attr){
+		.in_features = (int)shp[nd - 1],
+		.out_features = out_features,
+		.has_bias = bias ? 1 : 0,
+	};
+	n->out_ndim = nd;
+	for (int i = 0; i < nd - 1; i++)
+		n->out_shape[i] = shp[i];
+	n->out_shape[nd - 1] = out_features;
+
+	wshape[0] = out_features;
+	wshape[1] = shp[nd - 1];
+	if (iap_graph_add_param(g, id, "weight", 2, wshape, IAP_PARAM_TRAINABLE) < 0)
+		return -1;
+	if (bias) {
+		bshape[0] = out_features;
+		if (iap_graph_add_param(g, id, "bias", 1, bshape, IAP_PARAM_TRAINABLE) < 0)
+			return -1;
+	}
+	return id;
+}
