@@ -1,0 +1,489 @@
+/*
+ * iaprune — the command-line front end (see iaprune(1)).
+ *
+ * The only place that prints and picks exit codes: 0 ok, 1 the run failed,
+ * 2 usage or input error (bad option, unreadable or invalid pipeline).
+ * Commands whose machinery arrives with later issues say so and exit 1;
+ * they never pretend to have done something.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <iaprune/pipeline.h>
+#include <iaprune/plugin.h>
+
+#ifndef IAP_SYSCONFDIR
+#define IAP_SYSCONFDIR "/usr/local/etc"
+#endif
+
+enum { EXIT_OK = 0, EXIT_RUN = 1, EXIT_USAGE = 2 };
+
+/* Options every command accepts. */
+struct common {
+	const char *plugin_path[64];
+	int n_plugin_path;
+};
+
+static const char *prog = "iaprune";
+
+static void usage_main(FILE *f)
+{
+	fprintf(f,
+		"usage: iaprune [--plugin-path DIR]... COMMAND [ARGS]\n"
+		"       iaprune --help | --version\n"
+		"\n"
+		"Interpretability-aware pruning of image classifiers.\n"
+		"\n"
+		"commands:\n"
+		"  run       validate a pipeline and run it (--dry-run: validate and print it)\n"
+		"  plugins   list plugins by kind; --describe NAME prints a plugin's options\n"
+		"  info      version, plugin ABI, search path and default pipeline\n"
+		"  train     train the pipeline's model\n"
+		"  eval      evaluate a model on the pipeline's dataset\n"
+		"  explain   attribution heatmaps for a few samples\n"
+		"  prune     prune a model at given rates\n"
+		"\n"
+		"'iaprune COMMAND --help' describes a command; man iaprune for details.\n"
+		"Exit status: 0 ok, 1 the run failed, 2 usage or input error.\n");
+}
+
+static int error_exit(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int error_exit(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+static int add_plugin_path(struct common *c, const char *dir)
+{
+	if (c->n_plugin_path == (int)(sizeof(c->plugin_path) / sizeof(c->plugin_path[0])))
+		return error_exit(EXIT_USAGE, "too many --plugin-path options");
+	c->plugin_path[c->n_plugin_path++] = dir;
+	return EXIT_OK;
+}
+
+/*
+ * Scan for plugins; every file that could not be used is a warning (the
+ * run goes on without it). NULL (after a message) when the registry fails.
+ */
+static struct iap_registry *load_plugins(const struct common *c)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_registry *reg = iap_registry_new(&err);
+
+	if (!reg)
+		goto fail;
+	for (int i = 0; i < c->n_plugin_path; i++) {
+		if (access(c->plugin_path[i], R_OK | X_OK) != 0)
+			fprintf(stderr, "%s: warning: --plugin-path %s: cannot read this directory\n", prog,
+				c->plugin_path[i]);
+		if (iap_registry_add_dir(reg, c->plugin_path[i], &err))
+			goto fail;
+	}
+	if (iap_registry_scan(reg, &err))
+		goto fail;
+	for (int i = 0; i < iap_registry_diag_count(reg); i++)
+		fprintf(stderr, "%s: warning: %s\n", prog, iap_registry_diag(reg, i)->msg);
+	return reg;
+fail:
+	error_exit(EXIT_RUN, "%s", err.msg);
+	iap_registry_free(reg);
+	return NULL;
+}
+
+/* ---- pipelines ------------------------------------------------------------------ */
+
+static const char *default_pipeline(void)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/iaprune/default.yaml", IAP_SYSCONFDIR);
+	if (access(path, R_OK) == 0)
+		return path;
+	/* Not installed: the source tree's copy, so `./cli/iaprune run` works where it was built. */
+	if (access("etc/iaprune/default.yaml", R_OK) == 0)
+		return "etc/iaprune/default.yaml";
+	return path;
+}
+
+/* Load, override and validate; on failure prints the message and returns the exit code. */
+static int load_pipeline(const char *path, const char *const *sets, int n_sets,
+			 const struct iap_registry *reg, struct iap_cfg **out)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_cfg *cfg = NULL;
+
+	*out = NULL;
+	if (iap_cfg_load_file(path, &cfg, &err))
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	for (int i = 0; i < n_sets; i++)
+		if (iap_cfg_set(cfg, sets[i], i + 1, &err)) {
+			iap_cfg_free(cfg);
+			return error_exit(EXIT_USAGE, "%s", err.msg);
+		}
+	if (iap_pipeline_validate(cfg, reg, &err)) {
+		iap_cfg_free(cfg);
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	}
+	*out = cfg;
+	return EXIT_OK;
+}
+
+/* ---- commands ---------------------------------------------------------------------- */
+
+struct command {
+	const char *name;
+	const char *args;        /* usage after the command name */
+	const char *summary;
+	const char *pending;     /* non-NULL: not available in this build; why */
+	int (*fn)(const struct command *cmd, struct common *c, int argc, char **argv);
+};
+
+static void usage_cmd(const struct command *cmd, FILE *f)
+{
+	fprintf(f, "usage: iaprune %s %s\n\n%s\n", cmd->name, cmd->args, cmd->summary);
+}
+
+enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE };
+
+static const struct option long_opts[] = {
+	{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "kind", required_argument, NULL, OPT_KIND },
+	{ "describe", required_argument, NULL, OPT_DESCRIBE },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct cmd_opts {
+	const char *sets[256];
+	int n_sets;
+	int dry_run;
+	int kind;
+	const char *describe;
+	int verbose;
+	const char *pipeline;
+};
+
+/*
+ * Parse a command's options; allowed lists the ones it takes. Returns -1
+ * to go on, or the exit code (help printed: 0; usage error: 2).
+ */
+static int parse_cmd(const struct command *cmd, struct common *c, int argc, char **argv,
+		     const int *allowed, int max_args, struct cmd_opts *o)
+{
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->kind = -1;
+	optind = 0;   /* glibc: full re-initialisation for a new argv */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+hv", long_opts, NULL)) != -1) {
+		int ok = ch == 'h' || ch == OPT_HELP || ch == OPT_PLUGIN_PATH;
+
+		for (int i = 0; allowed[i] && !ok; i++)
+			ok = allowed[i] == ch || (ch == 'v' && allowed[i] == OPT_VERBOSE);
+		if (!ok || ch == '?' || ch == ':') {
+			error_exit(EXIT_USAGE, "%s: unknown or incomplete option '%s' (try 'iaprune %s --help')",
+				   cmd->name, argv[optind - 1], cmd->name);
+			return EXIT_USAGE;
+		}
+		switch (ch) {
+		case 'h':
+		case OPT_HELP:
+			usage_cmd(cmd, stdout);
+			return EXIT_OK;
+		case OPT_PLUGIN_PATH:
+			if (add_plugin_path(c, optarg))
+				return EXIT_USAGE;
+			break;
+		case OPT_SET:
+			if (o->n_sets == (int)(sizeof(o->sets) / sizeof(o->sets[0])))
+				return error_exit(EXIT_USAGE, "too many --set options");
+			o->sets[o->n_sets++] = optarg;
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = 1;
+			break;
+		case OPT_KIND:
+			o->kind = iap_plugin_kind_parse(optarg);
+			if (o->kind < 0)
+				return error_exit(EXIT_USAGE,
+						  "%s: unknown plugin kind '%s' (kinds: model, attribution, sampler, policy, dataset)",
+						  cmd->name, optarg);
+			break;
+		case OPT_DESCRIBE:
+			o->describe = optarg;
+			break;
+		case 'v':
+		case OPT_VERBOSE:
+			o->verbose = 1;
+			break;
+		}
+	}
+	if (argc - optind > max_args)
+		return error_exit(EXIT_USAGE, "%s: unexpected argument '%s' (try 'iaprune %s --help')",
+				  cmd->name, argv[optind + max_args], cmd->name);
+	if (argc - optind == 1)
+		o->pipeline = argv[optind];
+	return -1;
+}
+
+static int cmd_run(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	static const int allowed[] = { OPT_SET, OPT_DRY_RUN, 0 };
+	struct iap_registry *reg;
+	struct iap_cfg *cfg;
+	struct cmd_opts o;
+	int rc;
+
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
+	if (rc >= 0)
+		return rc;
+	reg = load_plugins(c);
+	if (!reg)
+		return EXIT_RUN;
+	rc = load_pipeline(o.pipeline ? o.pipeline : default_pipeline(), o.sets, o.n_sets, reg, &cfg);
+	if (rc)
+		goto out_reg;
+	if (o.dry_run) {
+		/* The pipeline as it would run: overrides applied, every default written out. */
+		if (iap_cfg_dump(iap_cfg_root(cfg), stdout) || fflush(stdout))
+			rc = error_exit(EXIT_RUN, "cannot write the pipeline to standard output");
+	} else {
+		rc = error_exit(EXIT_RUN, "run: the pipeline is valid, but this build cannot execute it yet "
+				"(the pipeline runner arrives with a later issue); nothing was run");
+	}
+	iap_cfg_free(cfg);
+out_reg:
+	iap_registry_free(reg);
+	return rc;
+}
+
+static void describe_option(const struct iap_option *opt)
+{
+	printf("  %s (%s", opt->name, iap_opt_type_name(opt->type));
+	if (opt->type == IAP_OPT_ENUM) {
+		printf(": ");
+		for (const char *const *ch = opt->choices; *ch; ch++)
+			printf("%s%s", ch == opt->choices ? "" : " | ", *ch);
+	}
+	if (opt->has_range && (opt->type == IAP_OPT_INT || opt->type == IAP_OPT_FLOAT))
+		printf(", range [%g, %g]", opt->min, opt->max);
+	if (opt->def)
+		printf(", default %s", *opt->def ? opt->def : "\"\"");
+	else
+		printf(", required");
+	printf(")\n");
+	if (opt->help && *opt->help)
+		printf("      %s\n", opt->help);
+}
+
+static int describe(const struct iap_registry *reg, const char *spec, int kind)
+{
+	const struct iap_plugin *found = NULL;
+	const char *name = spec, *slash = strchr(spec, '/');
+	char kinds[128] = "";
+	int hits = 0;
+
+	if (slash) {
+		char k[32];
+
+		snprintf(k, sizeof(k), "%.*s", (int)(slash - spec), spec);
+		kind = iap_plugin_kind_parse(k);
+		if (kind < 0)
+			return error_exit(EXIT_USAGE, "plugins: unknown plugin kind '%s' in '%s'", k, spec);
+		name = slash + 1;
+	}
+	for (int i = 0; i < iap_registry_count(reg); i++) {
+		const struct iap_plugin *p = iap_registry_get(reg, i);
+
+		if (strcmp(p->desc->name, name) || (kind >= 0 && (int)p->desc->kind != kind))
+			continue;
+		found = p;
+		snprintf(kinds + strlen(kinds), sizeof(kinds) - strlen(kinds), "%s%s", hits ? ", " : "",
+			 iap_plugin_kind_name(p->desc->kind));
+		hits++;
+	}
+	if (!found)
+		return error_exit(EXIT_USAGE, "plugins: no %s%splugin named '%s' (see 'iaprune plugins')",
+				  kind >= 0 ? iap_plugin_kind_name(kind) : "", kind >= 0 ? " " : "", name);
+	if (hits > 1)
+		return error_exit(EXIT_USAGE, "plugins: '%s' names plugins of several kinds (%s); "
+				  "say which with --kind KIND or KIND/NAME", name, kinds);
+	printf("%s %s: %s\n", iap_plugin_kind_name(found->desc->kind), found->desc->name,
+	       found->desc->summary ? found->desc->summary : "");
+	printf("version %s, license %s, ABI %u.%u\n", found->desc->version ? found->desc->version : "?",
+	       found->desc->license ? found->desc->license : "?", found->desc->abi_major,
+	       found->desc->abi_minor);
+	printf("file %s\n", found->path);
+	if (!found->desc->options || !found->desc->options[0].name) {
+		printf("options: none\n");
+		return EXIT_OK;
+	}
+	printf("options:\n");
+	for (const struct iap_option *opt = found->desc->options; opt->name; opt++)
+		describe_option(opt);
+	return EXIT_OK;
+}
+
+static int cmd_plugins(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	static const int allowed[] = { OPT_KIND, OPT_DESCRIBE, OPT_VERBOSE, 0 };
+	struct iap_registry *reg;
+	struct cmd_opts o;
+	int rc;
+
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 0, &o);
+	if (rc >= 0)
+		return rc;
+	reg = load_plugins(c);
+	if (!reg)
+		return EXIT_RUN;
+	if (o.describe) {
+		rc = describe(reg, o.describe, o.kind);
+		iap_registry_free(reg);
+		return rc;
+	}
+	for (int k = 0; k < IAP_PLUGIN_KIND_COUNT; k++) {
+		int n = 0;
+
+		if (o.kind >= 0 && k != o.kind)
+			continue;
+		printf("%s:\n", iap_plugin_kind_name(k));
+		for (int i = 0; i < iap_registry_count(reg); i++) {
+			const struct iap_plugin *p = iap_registry_get(reg, i);
+
+			if ((int)p->desc->kind != k)
+				continue;
+			printf("  %-16s %-8s %s\n", p->desc->name, p->desc->version ? p->desc->version : "?",
+			       p->desc->summary ? p->desc->summary : "");
+			if (o.verbose)
+				printf("  %-16s %-8s %s\n", "", "", p->path);
+			n++;
+		}
+		if (!n)
+			printf("  (none)\n");
+	}
+	iap_registry_free(reg);
+	return EXIT_OK;
+}
+
+static int cmd_info(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	static const int allowed[] = { 0 };
+	const char *env;
+	struct cmd_opts o;
+	int rc;
+
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 0, &o);
+	if (rc >= 0)
+		return rc;
+	printf("iaprune %s\n", PACKAGE_VERSION);
+	printf("plugin ABI %d.%d\n", IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR);
+	printf("pipeline version %d\n", IAP_PIPELINE_VERSION);
+	printf("default pipeline %s\n", default_pipeline());
+	printf("plugin search path (in order):\n");
+	for (int i = 0; i < c->n_plugin_path; i++)
+		printf("  --plugin-path %s\n", c->plugin_path[i]);
+	env = getenv(IAP_PLUGIN_PATH_ENV);
+	if (env)
+		printf("  %s=%s\n", IAP_PLUGIN_PATH_ENV, env);
+	env = getenv(IAP_PLUGIN_SYSTEM_PATH_ENV);
+	if (env)
+		printf("  %s=%s (replaces %s)\n", IAP_PLUGIN_SYSTEM_PATH_ENV, env, iap_plugin_dir());
+	else
+		printf("  %s/<kind>/\n", iap_plugin_dir());
+	return EXIT_OK;
+}
+
+/* Commands whose implementation is not in this build: refuse clearly. */
+static int cmd_pending(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	static const int allowed[] = { OPT_SET, 0 };
+	struct cmd_opts o;
+	int rc;
+
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
+	if (rc >= 0)
+		return rc;
+	return error_exit(EXIT_RUN, "%s: not available in this build (%s); nothing was done",
+			  cmd->name, cmd->pending);
+}
+
+static const struct command commands[] = {
+	{ "run", "[--set KEY=VALUE]... [--dry-run] [PIPELINE]",
+	  "Validate PIPELINE (default: the installed default.yaml), apply --set overrides,\n"
+	  "and run it. --dry-run prints the pipeline with every default filled in instead.",
+	  NULL, cmd_run },
+	{ "plugins", "[--kind KIND] [--describe [KIND/]NAME] [-v]",
+	  "List the plugins found on the search path by kind (-v: with their files), or\n"
+	  "describe one plugin and its options.",
+	  NULL, cmd_plugins },
+	{ "info", "", "Print the version, plugin ABI, default pipeline and plugin search path.",
+	  NULL, cmd_info },
+	{ "train", "[--set KEY=VALUE]... [PIPELINE]", "Train the pipeline's model and save its weights.",
+	  "training arrives with the training issue", cmd_pending },
+	{ "eval", "[--set KEY=VALUE]... [PIPELINE]", "Evaluate the pipeline's model on its evaluation split.",
+	  "evaluation arrives with the runner issue", cmd_pending },
+	{ "explain", "[--set KEY=VALUE]... [PIPELINE]", "Write attribution heatmaps for a few samples.",
+	  "attribution plugins arrive with the attribution issues", cmd_pending },
+	{ "prune", "[--set KEY=VALUE]... [PIPELINE]", "Prune the pipeline's model at its rates and save the masks.",
+	  "pruning arrives with the runner issue", cmd_pending },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct option main_opts[] = {
+		{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct common c = { { NULL }, 0 };
+	int ch;
+
+	opterr = 0;
+	/* "+": stop at the command name; its own options follow it. */
+	while ((ch = getopt_long(argc, argv, "+hV", main_opts, NULL)) != -1) {
+		switch (ch) {
+		case 'h':
+			usage_main(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d)\n", PACKAGE_VERSION,
+			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION);
+			return EXIT_OK;
+		case OPT_PLUGIN_PATH:
+			if (add_plugin_path(&c, optarg))
+				return EXIT_USAGE;
+			break;
+		default:
+			return error_exit(EXIT_USAGE, "unknown or incomplete option '%s' (try 'iaprune --help')",
+					  argv[optind - 1]);
+		}
+	}
+	if (optind >= argc) {
+		usage_main(stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[optind], commands[i].name))
+			return commands[i].fn(&commands[i], &c, argc - optind, argv + optind);
+	return error_exit(EXIT_USAGE, "unknown command '%s' (try 'iaprune --help')", argv[optind]);
+}

@@ -1,0 +1,361 @@
+/*
+ * iaprune — the plugin ABI: one descriptor per shared object, an option
+ * schema, and one vtable per plugin kind (model, attribution, sampler,
+ * policy, dataset). See iaprune-plugin(7) and iap_plugin_descriptor(3).
+ *
+ * COMPATIBILITY PROMISE. Structures in this header grow by appending new
+ * members at the END only; nothing is ever removed, reordered or retyped
+ * within one ABI major version. Appending bumps IAP_PLUGIN_ABI_MINOR; any
+ * other change bumps IAP_PLUGIN_ABI_MAJOR. Every structure a plugin hands
+ * to the core begins with (or carries) its own size, so the core never reads
+ * past what an older plugin compiled.
+ *
+ * A plugin exports exactly one symbol, iap_plugin_descriptor(), returning a
+ * pointer to a static struct iap_plugin_desc. The host accepts it when
+ * abi_major equals the core's and abi_minor is not above the core's.
+ */
+#ifndef IAPRUNE_PLUGIN_H
+#define IAPRUNE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <iaprune/error.h>
+#include <iaprune/graph.h>
+#include <iaprune/rng.h>
+#include <iaprune/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IAP_PLUGIN_ABI_MAJOR 1
+#define IAP_PLUGIN_ABI_MINOR 0
+
+/* The one symbol a plugin exports (the build keeps only '^iap_plugin_'). */
+#define IAP_PLUGIN_SYMBOL "iap_plugin_descriptor"
+
+/* Environment: user search path (colon-separated) and a replacement for the installed directory. */
+#define IAP_PLUGIN_PATH_ENV "IAPRUNE_PLUGIN_PATH"
+#define IAP_PLUGIN_SYSTEM_PATH_ENV "IAPRUNE_PLUGIN_SYSTEM_PATH"
+
+enum iap_plugin_kind {
+	IAP_PLUGIN_MODEL = 0,
+	IAP_PLUGIN_ATTRIBUTION,
+	IAP_PLUGIN_SAMPLER,
+	IAP_PLUGIN_POLICY,
+	IAP_PLUGIN_DATASET,
+	IAP_PLUGIN_KIND_COUNT
+};
+
+/* "model", "attribution", ... (static strings); NULL when out of range. */
+const char *iap_plugin_kind_name(int kind);
+/* The kind for a name, or -1. */
+int iap_plugin_kind_parse(const char *name);
+
+/* ---- option schema --------------------------------------------------------- */
+
+enum iap_opt_type {
+	IAP_OPT_BOOL = 0,   /* true / false */
+	IAP_OPT_INT,        /* decimal integer within [min, max] when has_range */
+	IAP_OPT_FLOAT,      /* finite number within [min, max] when has_range */
+	IAP_OPT_STRING,     /* any string (paths, names) */
+	IAP_OPT_ENUM,       /* one of choices[] */
+	IAP_OPT_TYPE_COUNT
+};
+
+/* "bool", "int", ... ; NULL when out of range. */
+const char *iap_opt_type_name(int type);
+
+/*
+ * One option a plugin accepts. A schema is an array ended by an entry whose
+ * name is NULL. def is the default written as it would be in YAML ("0.25",
+ * "true", "epsilon"); NULL makes the option required.
+ */
+struct iap_option {
+	const char *name;
+	enum iap_opt_type type;
+	const char *def;
+	const char *const *choices; /* IAP_OPT_ENUM: NULL-terminated list */
+	int has_range;              /* IAP_OPT_INT / IAP_OPT_FLOAT: min and max apply */
+	double min, max;            /* inclusive */
+	const char *help;           /* one line */
+};
+
+/*
+ * Resolved option values handed to a plugin: every schema entry has a value
+ * (from the pipeline or its default), already checked against the schema.
+ */
+struct iap_opts;
+
+/*
+ * Values from the schema's defaults alone. Required options (def NULL) are
+ * left unset (iap_opts_is_set() is 0); the pipeline validation reports them.
+ */
+int iap_opts_defaults(const struct iap_option *schema, struct iap_opts **out,
+		      struct iap_error *err);
+/*
+ * Set one option from its YAML text; err names what (e.g. "attribution 'lrp'")
+ * and the option on failure: "attribution 'lrp': option 'epsilon': expected a
+ * number, got 'abc'".
+ */
+int iap_opts_set(struct iap_opts *o, const char *what, const char *name, const char *text,
+		 struct iap_error *err);
+void iap_opts_free(struct iap_opts *o);
+
+/*
+ * Getters. The name must be in the plugin's own schema with the matching
+ * type (a programmer error otherwise: 0, 0.0, false or NULL is returned).
+ * Strings stay valid while o lives.
+ */
+int iap_opts_bool(const struct iap_opts *o, const char *name);
+long iap_opts_int(const struct iap_opts *o, const char *name);
+double iap_opts_float(const struct iap_opts *o, const char *name);
+const char *iap_opts_str(const struct iap_opts *o, const char *name); /* STRING and ENUM */
+/* 1 when the value came from the pipeline rather than the default. */
+int iap_opts_is_set(const struct iap_opts *o, const char *name);
+
+/* ---- data handed between plugins ------------------------------------------ */
+
+enum iap_split {
+	IAP_SPLIT_TRAIN = 0,
+	IAP_SPLIT_VAL,
+	IAP_SPLIT_TEST,
+	IAP_SPLIT_COUNT
+};
+
+/* "train", "val", "test"; NULL when out of range. */
+const char *iap_split_name(int split);
+
+/* What an open dataset split holds. Filled by the dataset's info(). */
+struct iap_dataset_info {
+	int n_classes;
+	int in_ndim;                          /* sample shape without batch axis, e.g. {1, 28, 28} */
+	int64_t in_shape[IAP_MAX_DIMS - 1];
+	const char *const *class_names;       /* n_classes entries, or NULL; owned by the dataset */
+};
+
+struct iap_dataset_ops;
+
+/* An open dataset split as the host hands it to samplers and the runner. */
+struct iap_dataset {
+	const struct iap_dataset_ops *ops;
+	void *state;                          /* the dataset plugin's own */
+	enum iap_split split;
+	struct iap_dataset_info info;
+	int64_t count;
+};
+
+/* ---- vtables (each begins with its size; append only) ---------------------- */
+
+/*
+ * model: build the network for the dataset's input shape and class count.
+ * build() returns a finalized graph whose prunable units are declared with
+ * iap_graph_add_units, parameters named as torchvision names them so that
+ * weights load by key. Parameters are left zeroed; init_params() (optional)
+ * gives them their training initialisation from rng.
+ */
+struct iap_model_ops {
+	uint32_t size;  /* sizeof(struct iap_model_ops) the plugin was built with */
+	int (*build)(const struct iap_opts *opts, const struct iap_dataset_info *data,
+		     struct iap_graph **out, struct iap_error *err);
+	int (*init_params)(const struct iap_opts *opts, struct iap_graph *g, struct iap_rng *rng,
+			   struct iap_error *err);
+};
+
+enum iap_attribution_flags {
+	/* Scores depend on the parameters only (magnitude, random): no samples needed. */
+	IAP_ATTR_DATA_FREE = 1u << 0,
+	/* The per-unit reduction sums |r| rather than r (the host's reduce for rule sets). */
+	IAP_ATTR_ABS = 1u << 1,
+};
+
+/*
+ * attribution: per-unit importance scores, and input-level relevance for
+ * heatmaps. Either ruleset() supplies a struct iap_ruleset that the host
+ * drives through iap_graph_backward (seeded by seed(), or by the target
+ * logit when seed is NULL) and reduces at every unit group with
+ * iap_unit_reduce, or score() computes the scores itself (IG, magnitude,
+ * random). One of the two must be present.
+ *
+ * scores[g] has g->groups[g].n_units entries; score() ADDS the batch's
+ * contribution (the host sums over batches and zeroes before the first).
+ * x has already been run through the graph (iap_graph_forward) when
+ * score()/explain() are called; targets are class indices, one per sample.
+ */
+struct iap_attribution_ops {
+	uint32_t size;
+	unsigned flags;                   /* enum iap_attribution_flags */
+	int (*create)(const struct iap_opts *opts, struct iap_graph *g, void **state,
+		      struct iap_error *err);
+	void (*destroy)(void *state);
+	const struct iap_ruleset *(*ruleset)(void *state);
+	int (*seed)(void *state, const struct iap_tensor *logits, const int *targets,
+		    struct iap_tensor *seed, struct iap_error *err);
+	int (*score)(void *state, struct iap_graph *g, const struct iap_tensor *x, const int *targets,
+		     float *const *scores, struct iap_error *err);
+	/* Relevance of each input element, shaped like x (optional). */
+	int (*explain)(void *state, struct iap_graph *g, const struct iap_tensor *x, const int *targets,
+		       struct iap_tensor *relevance, struct iap_error *err);
+};
+
+/*
+ * sampler: choose up to k samples of every class of ds (indices into ds,
+ * written to out, which has room for k * n_classes) using the model g (which
+ * the sampler may run forward, e.g. to rank by confidence). *n_out receives
+ * how many were chosen; a class with fewer than k samples gives all it has.
+ */
+struct iap_sampler_ops {
+	uint32_t size;
+	int (*select)(const struct iap_opts *opts, const struct iap_dataset *ds, struct iap_graph *g,
+		      struct iap_rng *rng, int k, int64_t *out, int64_t *n_out, struct iap_error *err);
+};
+
+/*
+ * What a policy sees: per-group scores (higher = more important), the
+ * fraction of ALL units to prune, and the limits every policy honours.
+ */
+struct iap_policy_input {
+	const struct iap_graph *graph;
+	const float *const *scores;       /* [n_groups][n_units] */
+	double rate;                      /* in [0, 1) */
+	double max_layer_rate;            /* no group loses more than this fraction */
+	int min_units;                    /* no group keeps fewer than this */
+	const uint8_t *ignore;            /* [n_groups]: 1 = never prune this group */
+};
+
+/* policy: scores + rate (+ caps, ignore list) → keep[g][u] (1 keep, 0 prune). */
+struct iap_policy_ops {
+	uint32_t size;
+	int (*mask)(const struct iap_opts *opts, const struct iap_policy_input *in,
+		    uint8_t *const *keep, struct iap_error *err);
+};
+
+/*
+ * dataset: open one split, describe it, load sample i. load() writes one
+ * sample (info.in_shape, float, normalised as the model expects) to image and
+ * its class to *label (image may be NULL when only the label is wanted, as
+ * samplers do); it may be called from several threads with distinct i.
+ */
+struct iap_dataset_ops {
+	uint32_t size;
+	int (*open)(const struct iap_opts *opts, enum iap_split split, void **state,
+		    struct iap_error *err);
+	void (*close)(void *state);
+	int64_t (*count)(void *state);
+	int (*info)(void *state, struct iap_dataset_info *info, struct iap_error *err);
+	int (*load)(void *state, int64_t i, float *image, int *label, struct iap_error *err);
+};
+
+/* ---- the descriptor ---------------------------------------------------------- */
+
+struct iap_plugin_desc {
+	/* These three stay first forever: the host reads them before anything else. */
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	uint32_t size;                    /* sizeof(struct iap_plugin_desc) as compiled */
+
+	enum iap_plugin_kind kind;
+	const char *name;                 /* [a-z0-9][a-z0-9_-]*, unique within its kind */
+	const char *version;
+	const char *license;              /* SPDX identifier */
+	const char *summary;              /* one line */
+	const struct iap_option *options; /* ended by a NULL name; may be NULL (no options) */
+	/* Called once after the host accepts the plugin, and before dlclose (both optional). */
+	int (*init)(struct iap_error *err);
+	void (*fini)(void);
+	union {
+		const struct iap_model_ops *model;
+		const struct iap_attribution_ops *attribution;
+		const struct iap_sampler_ops *sampler;
+		const struct iap_policy_ops *policy;
+		const struct iap_dataset_ops *dataset;
+		const void *any;
+	} ops;
+};
+
+typedef const struct iap_plugin_desc *(*iap_plugin_descriptor_fn)(void);
+
+/*
+ * Plugins built with -fvisibility=hidden (out of tree, without libtool's
+ * -export-symbols-regex) still export their entry point.
+ */
+#if defined(__GNUC__)
+#define IAP_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define IAP_PLUGIN_EXPORT
+#endif
+
+/* The plugin's entry point (declared here so plugins get a prototype). */
+IAP_PLUGIN_EXPORT const struct iap_plugin_desc *iap_plugin_descriptor(void);
+
+/*
+ * Define the entry point for a static descriptor, at file scope and
+ * without a trailing semicolon:
+ *   IAP_PLUGIN_DEFINE(my_desc)
+ */
+#define IAP_PLUGIN_DEFINE(desc) \
+	IAP_PLUGIN_EXPORT const struct iap_plugin_desc *iap_plugin_descriptor(void) { return &(desc); }
+
+/* Fill the three header fields of a descriptor (designated initialisers). */
+#define IAP_PLUGIN_HEADER \
+	.abi_major = IAP_PLUGIN_ABI_MAJOR, .abi_minor = IAP_PLUGIN_ABI_MINOR, \
+	.size = sizeof(struct iap_plugin_desc)
+
+/* ---- the registry (host side) -------------------------------------------------- */
+
+struct iap_registry;
+
+/* One loaded plugin. */
+struct iap_plugin {
+	const struct iap_plugin_desc *desc;
+	char *path;                       /* the file it came from */
+};
+
+/* Something wrong with one file found while scanning (the plugin was skipped). */
+struct iap_plugin_diag {
+	char *path;
+	int code;                         /* enum iap_status */
+	char *msg;                        /* "<path>: <reason>" */
+};
+
+struct iap_registry *iap_registry_new(struct iap_error *err);
+/* Runs every plugin's fini, then closes them. */
+void iap_registry_free(struct iap_registry *reg);
+
+/* Append a directory to the command-line part of the search path (--plugin-path). */
+int iap_registry_add_dir(struct iap_registry *reg, const char *dir, struct iap_error *err);
+
+/*
+ * Load every plugin on the search path: the directories added with
+ * iap_registry_add_dir, then $IAPRUNE_PLUGIN_PATH (colon-separated), then the
+ * installed directory's per-kind folders (<dir>/model/, <dir>/attribution/,
+ * ...), where $IAPRUNE_PLUGIN_SYSTEM_PATH, when set (even empty), replaces
+ * the installed directory. Within a directory only regular files ending in
+ * ".so" are tried, in name order; missing directories are skipped. A file
+ * that cannot be used is recorded as a diagnostic and skipped; when two
+ * files provide the same kind and name the first one found wins. Returns
+ * IAP_OK unless the registry itself fails (out of memory). Call it once per
+ * registry (a second scan would report every plugin as a duplicate).
+ */
+int iap_registry_scan(struct iap_registry *reg, struct iap_error *err);
+
+/* Load one file (what the scan does per file), failing with its diagnostic. */
+int iap_registry_load(struct iap_registry *reg, const char *path, struct iap_error *err);
+
+int iap_registry_count(const struct iap_registry *reg);
+const struct iap_plugin *iap_registry_get(const struct iap_registry *reg, int i);
+/* Plugin of that kind and name, or NULL. */
+const struct iap_plugin *iap_registry_find(const struct iap_registry *reg, int kind,
+					   const char *name);
+
+int iap_registry_diag_count(const struct iap_registry *reg);
+const struct iap_plugin_diag *iap_registry_diag(const struct iap_registry *reg, int i);
+
+/* The compiled-in installed plugin directory. */
+const char *iap_plugin_dir(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IAPRUNE_PLUGIN_H */
