@@ -54,9 +54,12 @@ static struct source *find_source(struct source *src, int n, const char *key)
 	return NULL;
 }
 
-/* A bounded list "a, b, c and 4 more" built up across calls. */
+/*
+ * A bounded list "a, b, c and 4 more" built up across calls. Three of them
+ * must fit one error message (IAP_ERROR_MSG_MAX), so each gets under a third.
+ */
 struct namelist {
-	char buf[600];
+	char buf[300];
 	int count, shown;
 };
 
@@ -180,7 +183,7 @@ int iap_graph_load_weights(struct iap_graph *g, const struct iap_safetensors *st
 	if ((flags & IAP_LOAD_ALLOW_UNEXPECTED))
 		unexpected.count = 0;
 	if (missing.count || unexpected.count || shapes.count) {
-		char m[700], u[700], s[700];
+		char m[320], u[320], s[320];
 
 		namelist_str(&missing, m, sizeof(m));
 		namelist_str(&unexpected, u, sizeof(u));

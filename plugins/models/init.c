@@ -13,6 +13,13 @@
 
 #include "arch.h"
 
+int iap_scaled(int c, double width)
+{
+	long v = lround((double)c * width);
+
+	return v < 1 ? 1 : (int)v;
+}
+
 static void fill_const(struct iap_param *p, float v)
 {
 	for (int64_t i = 0; i < iap_tensor_numel(&p->value); i++)

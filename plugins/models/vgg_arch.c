@@ -17,13 +17,6 @@ static const int cfg_d[] = { 64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512,
 static const int cfg_e[] = { 64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M,
 			     512, 512, 512, 512, M, 0 };
 
-int iap_scaled(int c, double width)
-{
-	long v = lround((double)c * width);
-
-	return v < 1 ? 1 : (int)v;
-}
-
 int iap_vgg_build(const struct iap_cnn_cfg *cfg, struct iap_graph **out, struct iap_error *err)
 {
 	const int *layers = cfg->depth == 11 ? cfg_a : cfg->depth == 13 ? cfg_b :

@@ -1,0 +1,66 @@
+/* The "resnet" model plugin: torchvision resnet18/34/50/101/152. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include <iaprune/plugin.h>
+
+#include "arch.h"
+#include "common.h"
+
+static const char *const depths[] = { "18", "34", "50", "101", "152", NULL };
+
+static const struct iap_option resnet_options[] = {
+	{ .name = "depth", .type = IAP_OPT_ENUM, .def = "50", .choices = depths,
+	  .help = "torchvision resnet18/34 (basic blocks) or 50/101/152 (bottlenecks)" },
+	{ .name = "width", .type = IAP_OPT_FLOAT, .def = "1.0", .has_range = 1, .min = 0.01, .max = 4,
+	  .help = "channel multiplier for small CPU-sized variants; key names stay torchvision's" },
+	{ .name = "num_classes", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 1000000,
+	  .help = "classifier outputs (0: from the dataset, else 1000)" },
+	{ .name = "in_channels", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 64,
+	  .help = "input channels (0: from the dataset, else 3)" },
+	{ .name = "image_size", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 4096,
+	  .help = "input height and width (0: from the dataset, else 224)" },
+	{ .name = NULL },
+};
+
+static int resnet_build(const struct iap_opts *opts, const struct iap_dataset_info *data,
+			struct iap_graph **out, struct iap_error *err)
+{
+	struct iap_cnn_cfg cfg = {
+		.depth = atoi(iap_opts_str(opts, "depth")),
+		.width = iap_opts_float(opts, "width"),
+	};
+	int rc = iap_model_input("resnet", opts, data, &cfg.num_classes, &cfg.in_channels,
+				 &cfg.image_size, err);
+
+	return rc ? rc : iap_resnet_build(&cfg, out, err);
+}
+
+static int resnet_init_params(const struct iap_opts *opts, struct iap_graph *g, struct iap_rng *rng,
+			      struct iap_error *err)
+{
+	(void)opts;
+	(void)err;
+	iap_resnet_init(g, iap_rng_next(rng));
+	return IAP_OK;
+}
+
+static const struct iap_model_ops resnet_ops = {
+	.size = sizeof(struct iap_model_ops),
+	.build = resnet_build,
+	.init_params = resnet_init_params,
+};
+
+static const struct iap_plugin_desc resnet_desc = {
+	IAP_PLUGIN_HEADER,
+	.kind = IAP_PLUGIN_MODEL,
+	.name = "resnet",
+	.version = PACKAGE_VERSION,
+	.license = "MIT",
+	.summary = "torchvision ResNet 18/34/50/101/152 with residual channel coupling",
+	.options = resnet_options,
+	.ops.model = &resnet_ops,
+};
+
+IAP_PLUGIN_DEFINE(resnet_desc)

@@ -1,0 +1,86 @@
+/* The "vit" model plugin: torchvision VisionTransformer (b_16, b_32, l_16, l_32 or custom). */
+#include "config.h"
+
+#include <string.h>
+
+#include <iaprune/plugin.h>
+
+#include "arch.h"
+#include "common.h"
+
+static const char *const variants[] = { "b_16", "b_32", "l_16", "l_32", "custom", NULL };
+
+static const struct iap_option vit_options[] = {
+	{ .name = "variant", .type = IAP_OPT_ENUM, .def = "b_16", .choices = variants,
+	  .help = "torchvision preset; 'custom' takes the sizes below" },
+	{ .name = "patch_size", .type = IAP_OPT_INT, .def = "16", .has_range = 1, .min = 1, .max = 1024,
+	  .help = "patch side (custom; overrides the preset when set)" },
+	{ .name = "hidden_dim", .type = IAP_OPT_INT, .def = "768", .has_range = 1, .min = 1, .max = 65536,
+	  .help = "token width D (custom; overrides the preset when set)" },
+	{ .name = "depth", .type = IAP_OPT_INT, .def = "12", .has_range = 1, .min = 1, .max = 1024,
+	  .help = "encoder layers (custom; overrides the preset when set)" },
+	{ .name = "num_heads", .type = IAP_OPT_INT, .def = "12", .has_range = 1, .min = 1, .max = 1024,
+	  .help = "attention heads; must divide hidden_dim (custom; overrides the preset when set)" },
+	{ .name = "mlp_dim", .type = IAP_OPT_INT, .def = "3072", .has_range = 1, .min = 1, .max = 1048576,
+	  .help = "MLP hidden width (custom; overrides the preset when set)" },
+	{ .name = "num_classes", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 1000000,
+	  .help = "head outputs (0: from the dataset, else 1000)" },
+	{ .name = "in_channels", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 64,
+	  .help = "input channels (0: from the dataset, else 3)" },
+	{ .name = "image_size", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 4096,
+	  .help = "input height and width, a multiple of patch_size (0: from the dataset, else 224)" },
+	{ .name = NULL },
+};
+
+static int vit_build(const struct iap_opts *opts, const struct iap_dataset_info *data,
+		     struct iap_graph **out, struct iap_error *err)
+{
+	struct iap_vit_cfg cfg = { 0 };
+	const char *variant = iap_opts_str(opts, "variant");
+	int custom = strcmp(variant, "custom") == 0;
+	int rc;
+
+	if (!custom)
+		iap_vit_preset(variant, &cfg);
+	/* A size set in the pipeline overrides the preset; 'custom' takes all of them. */
+	if (custom || iap_opts_is_set(opts, "patch_size"))
+		cfg.patch_size = (int)iap_opts_int(opts, "patch_size");
+	if (custom || iap_opts_is_set(opts, "hidden_dim"))
+		cfg.hidden_dim = (int)iap_opts_int(opts, "hidden_dim");
+	if (custom || iap_opts_is_set(opts, "depth"))
+		cfg.num_layers = (int)iap_opts_int(opts, "depth");
+	if (custom || iap_opts_is_set(opts, "num_heads"))
+		cfg.num_heads = (int)iap_opts_int(opts, "num_heads");
+	if (custom || iap_opts_is_set(opts, "mlp_dim"))
+		cfg.mlp_dim = (int)iap_opts_int(opts, "mlp_dim");
+	rc = iap_model_input("vit", opts, data, &cfg.num_classes, &cfg.in_channels, &cfg.image_size, err);
+	return rc ? rc : iap_vit_build(&cfg, out, err);
+}
+
+static int vit_init_params(const struct iap_opts *opts, struct iap_graph *g, struct iap_rng *rng,
+			   struct iap_error *err)
+{
+	(void)opts;
+	(void)err;
+	iap_vit_init(g, iap_rng_next(rng));
+	return IAP_OK;
+}
+
+static const struct iap_model_ops vit_ops = {
+	.size = sizeof(struct iap_model_ops),
+	.build = vit_build,
+	.init_params = vit_init_params,
+};
+
+static const struct iap_plugin_desc vit_desc = {
+	IAP_PLUGIN_HEADER,
+	.kind = IAP_PLUGIN_MODEL,
+	.name = "vit",
+	.version = PACKAGE_VERSION,
+	.license = "MIT",
+	.summary = "torchvision VisionTransformer (b_16, b_32, l_16, l_32 or custom sizes)",
+	.options = vit_options,
+	.ops.model = &vit_ops,
+};
+
+IAP_PLUGIN_DEFINE(vit_desc)
