@@ -1,0 +1,782 @@
+/*
+ * iaprune — the training loop (shuffled, augmented mini-batches; weighted
+ * cross-entropy; Adam with StepLR; validation, best and resumable
+ * checkpoints) and the evaluation loop.
+ *
+ * Reproducibility: every epoch draws its shuffling, augmentation and dropout
+ * from generators seeded by (cfg->seed, epoch) alone, so an epoch does the
+ * same thing whether the run was interrupted before it or not; with the
+ * weights, buffers and Adam state restored from a checkpoint, a resumed run
+ * equals an uninterrupted one.
+ *
+ * Buffers: one [B, sample...] batch tensor, its labels, the permutation and
+ * the augmentation scratch are allocated once per call; a partial last batch
+ * is a view over the first rows of the same tensor.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <iaprune/ops.h>
+#include <iaprune/safetensors.h>
+#include <iaprune/train.h>
+#include <iaprune/weights.h>
+
+#define OPTIM_FORMAT "iaprune-adam-1"
+
+void iap_train_cfg_defaults(struct iap_train_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->epochs = 30;
+	cfg->batch_size = 32;
+	cfg->adam = (struct iap_adam_cfg){
+		.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0,
+	};
+	cfg->lr_step_size = 10;
+	cfg->lr_gamma = 0.1;
+	cfg->class_weights = 1;
+	cfg->shuffle = 1;
+	cfg->seed = 0;
+	iap_augment_cfg_defaults(&cfg->augment);
+}
+
+/* ---- batches ----------------------------------------------------------------- */
+
+struct batcher {
+	const struct iap_dataset *ds;
+	int64_t sample_numel;
+	int batch;
+	struct iap_tensor x;      /* [batch, sample...], owned */
+	struct iap_tensor view;   /* the first b rows of x (not owned) */
+	int *labels;
+};
+
+/* Check that ds fits g: same sample shape, as many classes as g has outputs. */
+static int check_dataset(const struct iap_graph *g, const struct iap_dataset *ds, const char *what,
+			 struct iap_error *err)
+{
+	const struct iap_node *out;
+
+	if (!ds || !ds->ops || !ds->ops->load)
+		return iap_error_set(err, IAP_EINVAL, "%s dataset: not open", what);
+	if (ds->count < 1)
+		return iap_error_set(err, IAP_EINVAL, "%s dataset: no samples", what);
+	if (ds->info.in_ndim != g->in_ndim)
+		goto bad_shape;
+	for (int k = 0; k < g->in_ndim; k++)
+		if (ds->info.in_shape[k] != g->in_shape[k])
+			goto bad_shape;
+	out = &g->nodes[g->output];
+	if (out->out_ndim != 1 || out->out_shape[0] != ds->info.n_classes)
+		return iap_error_set(err, IAP_ESHAPE,
+				     "%s dataset: %d classes, but the model's output is not [N, %d]",
+				     what, ds->info.n_classes, ds->info.n_classes);
+	return IAP_OK;
+
+bad_shape:;
+	char a[96], b[96];
+	return iap_error_set(err, IAP_ESHAPE, "%s dataset: samples are %s, the model takes %s", what,
+			     iap_shape_str(ds->info.in_ndim, ds->info.in_shape, a, sizeof(a)),
+			     iap_shape_str(g->in_ndim, g->in_shape, b, sizeof(b)));
+}
+
+static int batcher_init(struct batcher *b, const struct iap_dataset *ds, int batch,
+			struct iap_error *err)
+{
+	int64_t shape[IAP_MAX_DIMS];
+	int rc;
+
+	memset(b, 0, sizeof(*b));
+	b->ds = ds;
+	b->batch = (int64_t)batch > ds->count ? (int)ds->count : batch;
+	shape[0] = b->batch;
+	b->sample_numel = 1;
+	for (int k = 0; k < ds->info.in_ndim; k++) {
+		shape[k + 1] = ds->info.in_shape[k];
+		b->sample_numel *= ds->info.in_shape[k];
+	}
+	rc = iap_tensor_alloc(&b->x, ds->info.in_ndim + 1, shape, err);
+	if (rc)
+		return iap_error_prefix(err, "batch buffer");
+	b->labels = calloc((size_t)b->batch, sizeof(*b->labels));
+	if (!b->labels) {
+		iap_tensor_free(&b->x);
+		return iap_error_set(err, IAP_ENOMEM, "out of memory for %d labels", b->batch);
+	}
+	b->view = b->x;
+	b->view.owns = 0;
+	return IAP_OK;
+}
+
+static void batcher_free(struct batcher *b)
+{
+	iap_tensor_free(&b->x);
+	free(b->labels);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Load one sample into row `row` of the batch, checking its label. */
+static int batcher_load(struct batcher *b, int row, int64_t index, struct iap_error *err)
+{
+	const struct iap_dataset *ds = b->ds;
+	int rc = ds->ops->load(ds->state, index, b->x.data + row * b->sample_numel, &b->labels[row],
+			       err);
+
+	if (rc)
+		return iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split),
+					(long long)index);
+	if (b->labels[row] < 0 || b->labels[row] >= ds->info.n_classes)
+		return iap_error_set(err, IAP_EINVAL, "%s sample %lld: label %d outside [0, %d)",
+				     iap_split_name(ds->split), (long long)index, b->labels[row],
+				     ds->info.n_classes);
+	return IAP_OK;
+}
+
+/* Shape the view to the first n rows (no allocation). */
+static const struct iap_tensor *batcher_view(struct batcher *b, int n)
+{
+	b->view.shape[0] = n;
+	return &b->view;
+}
+
+/* ---- evaluation ----------------------------------------------------------------- */
+
+/*
+ * Evaluation-mode pass over ds in order: softmax probabilities into
+ * probs[count][C], labels into labels[count], mean unweighted cross-entropy
+ * into *loss.
+ */
+static int eval_pass(struct iap_graph *g, struct batcher *b, float *probs, int *labels,
+		     double *loss, struct iap_error *err)
+{
+	const struct iap_dataset *ds = b->ds;
+	int c = ds->info.n_classes;
+	double total = 0.0;
+	int rc;
+
+	for (int64_t start = 0; start < ds->count; start += b->batch) {
+		int n = (int)(ds->count - start < b->batch ? ds->count - start : b->batch);
+		const struct iap_tensor *out;
+		float batch_loss;
+
+		for (int j = 0; j < n; j++) {
+			rc = batcher_load(b, j, start + j, err);
+			if (rc)
+				return rc;
+		}
+		rc = iap_graph_forward(g, batcher_view(b, n), err);
+		if (rc)
+			return rc;
+		out = iap_graph_output(g);
+		rc = iap_cross_entropy(out, b->labels, NULL, &batch_loss, NULL, err);
+		if (rc)
+			return iap_error_prefix(err, "%s samples %lld..%lld", iap_split_name(ds->split),
+						(long long)start, (long long)(start + n - 1));
+		total += (double)batch_loss * n;
+		iap_softmax_rows(out->data, probs + start * c, n, c);
+		memcpy(labels + start, b->labels, (size_t)n * sizeof(*labels));
+	}
+	*loss = total / (double)ds->count;
+	return IAP_OK;
+}
+
+static double accuracy_of(const float *probs, const int *labels, int64_t n, int c)
+{
+	int64_t correct = 0;
+
+	for (int64_t i = 0; i < n; i++) {
+		const float *p = probs + i * c;
+		int best = 0;
+
+		for (int k = 1; k < c; k++)
+			if (p[k] > p[best])
+				best = k;
+		correct += best == labels[i];
+	}
+	return (double)correct / (double)n;
+}
+
+int iap_evaluate(struct iap_graph *g, const struct iap_dataset *ds, int batch,
+		 struct iap_metrics *m, struct iap_error *err)
+{
+	struct batcher b;
+	float *probs = NULL;
+	int *labels = NULL;
+	int training, rc;
+	double loss;
+
+	if (!g || !m || batch < 1)
+		return iap_error_set(err, IAP_EINVAL, "evaluate: need a graph, metrics and batch >= 1");
+	rc = check_dataset(g, ds, "evaluation", err);
+	if (rc)
+		return rc;
+	rc = batcher_init(&b, ds, batch, err);
+	if (rc)
+		return rc;
+	probs = malloc((size_t)ds->count * (size_t)ds->info.n_classes * sizeof(*probs));
+	labels = malloc((size_t)ds->count * sizeof(*labels));
+	if (!probs || !labels) {
+		rc = iap_error_set(err, IAP_ENOMEM, "evaluate: out of memory for %lld predictions",
+				   (long long)ds->count);
+		goto out_free;
+	}
+	training = g->training;
+	iap_graph_set_training(g, 0);
+	rc = eval_pass(g, &b, probs, labels, &loss, err);
+	iap_graph_set_training(g, training);
+	if (rc)
+		goto out_free;
+	rc = iap_metrics_compute(m, ds->count, ds->info.n_classes, labels, probs, err);
+	if (rc)
+		goto out_free;
+	m->has_loss = 1;
+	m->loss = loss;
+
+out_free:
+	free(labels);
+	free(probs);
+	batcher_free(&b);
+	return rc;
+}
+
+/* ---- checkpoints ----------------------------------------------------------------- */
+
+struct ckpt {
+	char *last, *optim, *best;          /* file paths */
+	char **names;                       /* "m.<key>", "v.<key>" per trainable parameter */
+	struct iap_st_entry *entries;       /* 2n, pointing into the optimizer */
+};
+
+static void ckpt_free(struct ckpt *ck)
+{
+	free(ck->last);
+	free(ck->optim);
+	free(ck->best);
+	for (int i = 0; ck->names && ck->names[i]; i++)
+		free(ck->names[i]);
+	free(ck->names);
+	free(ck->entries);
+	memset(ck, 0, sizeof(*ck));
+}
+
+static char *join(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *s = malloc(n);
+
+	if (s)
+		snprintf(s, n, "%s/%s", a, b);
+	return s;
+}
+
+static int ckpt_init(struct ckpt *ck, const char *dir, const struct iap_adam *opt,
+		     struct iap_error *err)
+{
+	memset(ck, 0, sizeof(*ck));
+	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+		return iap_error_set(err, IAP_EIO, "%s: cannot create checkpoint directory: %s", dir,
+				     strerror(errno));
+	ck->last = join(dir, "last.safetensors");
+	ck->optim = join(dir, "last.optim.safetensors");
+	ck->best = join(dir, "best.safetensors");
+	ck->names = calloc(2 * (size_t)opt->n + 1, sizeof(*ck->names));
+	ck->entries = calloc(2 * (size_t)opt->n + 1, sizeof(*ck->entries));
+	if (!ck->last || !ck->optim || !ck->best || !ck->names || !ck->entries)
+		goto out_nomem;
+	for (int i = 0; i < opt->n; i++) {
+		const char *key = opt->params[i]->key;
+
+		ck->names[2 * i] = malloc(strlen(key) + 3);
+		if (!ck->names[2 * i])
+			goto out_nomem;
+		sprintf(ck->names[2 * i], "m.%s", key);
+		ck->names[2 * i + 1] = malloc(strlen(key) + 3);
+		if (!ck->names[2 * i + 1])
+			goto out_nomem;
+		sprintf(ck->names[2 * i + 1], "v.%s", key);
+		ck->entries[2 * i] = (struct iap_st_entry){ ck->names[2 * i], &opt->m[i] };
+		ck->entries[2 * i + 1] = (struct iap_st_entry){ ck->names[2 * i + 1], &opt->v[i] };
+	}
+	return IAP_OK;
+
+out_nomem:
+	ckpt_free(ck);
+	return iap_error_set(err, IAP_ENOMEM, "checkpoints: out of memory");
+}
+
+/* What is saved besides tensors; everything resume needs to continue exactly. */
+struct ckpt_state {
+	int epoch;          /* epochs completed */
+	int64_t step;
+	double best_score;
+	int best_epoch;
+};
+
+static int ckpt_save(struct ckpt *ck, struct iap_graph *g, const struct iap_adam *opt,
+		     const struct ckpt_state *cs, int is_best, struct iap_error *err)
+{
+	char epoch[32], step[32], best[40], best_epoch[32];
+	struct iap_st_meta wmeta[] = { { "format", "pt" }, { "iaprune.epoch", epoch } };
+	struct iap_st_meta ometa[] = {
+		{ "format", OPTIM_FORMAT }, { "epoch", epoch }, { "step", step },
+		{ "best_score", best },     { "best_epoch", best_epoch },
+	};
+	int rc;
+
+	snprintf(epoch, sizeof(epoch), "%d", cs->epoch);
+	snprintf(step, sizeof(step), "%lld", (long long)cs->step);
+	snprintf(best, sizeof(best), "%.17g", cs->best_score);
+	snprintf(best_epoch, sizeof(best_epoch), "%d", cs->best_epoch);
+	/*
+	 * Optimizer first, weights second: both carry the epoch, and resume
+	 * refuses a pair that disagrees (a run killed between the two writes).
+	 */
+	rc = iap_safetensors_write(ck->optim, ck->entries, 2 * opt->n, ometa,
+				   (int)(sizeof(ometa) / sizeof(ometa[0])), err);
+	if (rc)
+		return rc;
+	rc = iap_graph_save_weights(g, ck->last, wmeta, (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
+	if (rc)
+		return rc;
+	if (is_best)
+		rc = iap_graph_save_weights(g, ck->best, wmeta,
+					    (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
+	return rc;
+}
+
+static int meta_long(const struct iap_safetensors *st, const char *key, long long *v,
+		     struct iap_error *err)
+{
+	const char *s = iap_safetensors_meta(st, key);
+	char *end;
+
+	if (!s)
+		return iap_error_set(err, IAP_EFORMAT, "%s: metadata '%s' missing", st->path, key);
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return iap_error_set(err, IAP_EFORMAT, "%s: metadata '%s' = '%s' is not an integer",
+				     st->path, key, s);
+	return IAP_OK;
+}
+
+/* Read tensor name into t, which must have exactly its shape. */
+static int read_state(const struct iap_safetensors *st, const char *name, struct iap_tensor *t,
+		      struct iap_error *err)
+{
+	const struct iap_st_tensor *e = iap_safetensors_find(st, name);
+
+	if (!e)
+		return iap_error_set(err, IAP_EFORMAT, "%s: tensor '%s' missing", st->path, name);
+	if (e->ndim != t->ndim)
+		goto bad_shape;
+	for (int k = 0; k < t->ndim; k++)
+		if (e->shape[k] != t->shape[k])
+			goto bad_shape;
+	return iap_safetensors_read_f32(st, e, t->data, err);
+
+bad_shape:
+	return iap_error_set(err, IAP_ESHAPE, "%s: tensor '%s' does not match the model's shape",
+			     st->path, name);
+}
+
+/*
+ * Restore weights and optimizer state from the last checkpoint. *found is 0
+ * when the directory holds neither file (a fresh start).
+ */
+static int ckpt_load(struct ckpt *ck, struct iap_graph *g, struct iap_adam *opt,
+		     struct ckpt_state *cs, int *found, struct iap_error *err)
+{
+	struct iap_safetensors *ws = NULL, *os = NULL;
+	int have_w = access(ck->last, F_OK) == 0, have_o = access(ck->optim, F_OK) == 0;
+	long long wepoch, v;
+	const char *fmt;
+	char *end;
+	int rc;
+
+	*found = 0;
+	if (!have_w && !have_o)
+		return IAP_OK;
+	if (!have_w || !have_o)
+		return iap_error_set(err, IAP_EFORMAT, "cannot resume: only one of %s and %s exists",
+				     ck->last, ck->optim);
+	rc = iap_safetensors_open(ck->optim, &os, err);
+	if (rc)
+		return rc;
+	fmt = iap_safetensors_meta(os, "format");
+	if (!fmt || strcmp(fmt, OPTIM_FORMAT) != 0) {
+		rc = iap_error_set(err, IAP_EFORMAT, "%s: not an iaprune optimizer state (format %s)",
+				   ck->optim, fmt ? fmt : "missing");
+		goto out_close;
+	}
+	if ((rc = meta_long(os, "epoch", &v, err)))
+		goto out_close;
+	cs->epoch = (int)v;
+	if ((rc = meta_long(os, "step", &v, err)))
+		goto out_close;
+	cs->step = v;
+	if ((rc = meta_long(os, "best_epoch", &v, err)))
+		goto out_close;
+	cs->best_epoch = (int)v;
+	fmt = iap_safetensors_meta(os, "best_score");
+	cs->best_score = fmt ? strtod(fmt, &end) : 0.0;
+	if (!fmt || end == fmt || *end) {
+		rc = iap_error_set(err, IAP_EFORMAT, "%s: metadata 'best_score' missing or malformed",
+				   ck->optim);
+		goto out_close;
+	}
+	for (int i = 0; i < opt->n; i++) {
+		rc = read_state(os, ck->names[2 * i], &opt->m[i], err);
+		if (!rc)
+			rc = read_state(os, ck->names[2 * i + 1], &opt->v[i], err);
+		if (rc)
+			goto out_close;
+	}
+	if (os->n_tensors != 2 * opt->n) {
+		rc = iap_error_set(err, IAP_EFORMAT, "%s: %d tensors, the model needs %d", ck->optim,
+				   os->n_tensors, 2 * opt->n);
+		goto out_close;
+	}
+	opt->step = cs->step;
+
+	rc = iap_safetensors_open(ck->last, &ws, err);
+	if (rc)
+		goto out_close;
+	if ((rc = meta_long(ws, "iaprune.epoch", &wepoch, err)))
+		goto out_close;
+	if (wepoch != cs->epoch) {
+		rc = iap_error_set(err, IAP_EFORMAT,
+				   "%s: weights are from epoch %lld but the optimizer state from epoch %d "
+				   "(interrupted while saving?)", ck->last, wepoch, cs->epoch);
+		goto out_close;
+	}
+	rc = iap_graph_load_weights(g, ws, 0, err);
+	if (rc)
+		goto out_close;
+	*found = 1;
+
+out_close:
+	if (ws)
+		iap_safetensors_close(ws);
+	iap_safetensors_close(os);
+	return rc;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int augment_enabled(const struct iap_augment_cfg *a)
+{
+	return a->crop || a->hflip_p > 0.0 || a->vflip_p > 0.0 || a->rotate_deg > 0.0 ||
+	       a->brightness > 0.0 || a->contrast > 0.0 || a->saturation > 0.0;
+}
+
+/* Per-epoch seeds: distinct streams from (seed, epoch), independent of earlier epochs. */
+static uint64_t epoch_seed(uint64_t seed, int epoch, uint64_t stream)
+{
+	struct iap_rng r;
+
+	iap_rng_seed(&r, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(epoch + 1)) ^ stream);
+	return iap_rng_next(&r);
+}
+
+static int check_cfg(const struct iap_train_cfg *cfg, struct iap_error *err)
+{
+	if (cfg->epochs < 1 || cfg->batch_size < 1)
+		return iap_error_set(err, IAP_EINVAL, "train: epochs (%d) and batch size (%d) must be >= 1",
+				     cfg->epochs, cfg->batch_size);
+	if (cfg->lr_step_size < 0 || !(cfg->lr_gamma > 0.0))
+		return iap_error_set(err, IAP_EINVAL, "train: StepLR step %d / gamma %g out of range",
+				     cfg->lr_step_size, cfg->lr_gamma);
+	if (cfg->resume && !cfg->checkpoint_dir)
+		return iap_error_set(err, IAP_EINVAL, "train: resume needs a checkpoint directory");
+	return IAP_OK;
+}
+
+/* Train-set labels (one pass over the data) and the inverse-frequency weights. */
+static int train_class_weights(struct batcher *b, float *weights, struct iap_error *err)
+{
+	const struct iap_dataset *ds = b->ds;
+	int *labels = malloc((size_t)ds->count * sizeof(*labels));
+	int rc = IAP_OK;
+
+	if (!labels)
+		return iap_error_set(err, IAP_ENOMEM, "train: out of memory for %lld labels",
+				     (long long)ds->count);
+	for (int64_t i = 0; i < ds->count; i++) {
+		rc = batcher_load(b, 0, i, err);
+		if (rc)
+			goto out_free;
+		labels[i] = b->labels[0];
+	}
+	rc = iap_class_weights(ds->count, labels, ds->info.n_classes, weights, err);
+out_free:
+	free(labels);
+	return rc;
+}
+
+int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct iap_dataset *val,
+	      const struct iap_train_cfg *cfg, struct iap_train_result *res,
+	      struct iap_error *err)
+{
+	struct batcher tb = { 0 }, vb = { 0 };
+	struct iap_adam opt = { 0 };
+	struct ckpt ck = { 0 };
+	struct ckpt_state cs = { .best_score = -1.0 };
+	struct iap_tensor dlogits = { 0 };
+	struct iap_rng rng;
+	const struct iap_walk_opts wopts = { .want_param_grads = 1 };
+	float *weights = NULL, *scratch = NULL, *vprobs = NULL;
+	int64_t *perm = NULL, n_batches, done_batches = 0, total_batches;
+	int *vlabels = NULL, c, augment, rc;
+	double t_start;
+
+	if (!g || !train || !cfg)
+		return iap_error_set(err, IAP_EINVAL, "train: need a graph, a training set and a configuration");
+	if ((rc = check_cfg(cfg, err)))
+		return rc;
+	if ((rc = check_dataset(g, train, "training", err)))
+		return rc;
+	if (val && (rc = check_dataset(g, val, "validation", err)))
+		return rc;
+	c = train->info.n_classes;
+	augment = augment_enabled(&cfg->augment);
+	if (augment && g->in_ndim != 3)
+		return iap_error_set(err, IAP_EINVAL,
+				     "train: augmentations need C×H×W samples (%d axes given); switch them off",
+				     g->in_ndim);
+
+	if ((rc = batcher_init(&tb, train, cfg->batch_size, err)))
+		goto out_free;
+	if (val && (rc = batcher_init(&vb, val, cfg->batch_size, err)))
+		goto out_free;
+	perm = malloc((size_t)train->count * sizeof(*perm));
+	weights = malloc((size_t)c * sizeof(*weights));
+	if (augment)
+		scratch = iap_alloc_floats(iap_augment_scratch((int)g->in_shape[0], (int)g->in_shape[1],
+							       (int)g->in_shape[2]));
+	if (val) {
+		vprobs = malloc((size_t)val->count * (size_t)c * sizeof(*vprobs));
+		vlabels = malloc((size_t)val->count * sizeof(*vlabels));
+	}
+	if (!perm || !weights || (augment && !scratch) || (val && (!vprobs || !vlabels))) {
+		rc = iap_error_set(err, IAP_ENOMEM, "train: out of memory for the loop's buffers");
+		goto out_free;
+	}
+	if (cfg->class_weights && (rc = train_class_weights(&tb, weights, err)))
+		goto out_free;
+	if ((rc = iap_adam_init(&opt, g, &cfg->adam, err)))
+		goto out_free;
+	if ((rc = iap_graph_zero_grads(g, err)))
+		goto out_free;
+
+	if (cfg->checkpoint_dir) {
+		if ((rc = ckpt_init(&ck, cfg->checkpoint_dir, &opt, err)))
+			goto out_free;
+		if (cfg->resume) {
+			int found;
+
+			rc = ckpt_load(&ck, g, &opt, &cs, &found, err);
+			if (rc) {
+				iap_error_prefix(err, "resume");
+				goto out_free;
+			}
+			if (!found)
+				cs = (struct ckpt_state){ .best_score = -1.0 };
+		}
+	}
+	if (res)
+		*res = (struct iap_train_result){ .start_epoch = cs.epoch, .epochs_done = cs.epoch,
+						  .best_epoch = cs.best_epoch,
+						  .best_score = cs.best_score < 0 ? 0.0 : cs.best_score };
+
+	n_batches = (train->count + tb.batch - 1) / tb.batch;
+	total_batches = cfg->epochs > cs.epoch ? (int64_t)(cfg->epochs - cs.epoch) * n_batches : 0;
+	t_start = now_seconds();
+
+	for (int epoch = cs.epoch; epoch < cfg->epochs; epoch++) {
+		struct iap_epoch_report rep = { .epoch = epoch + 1, .n_epochs = cfg->epochs };
+		double t_epoch = now_seconds(), loss_sum = 0.0;
+		int64_t correct = 0, seen = 0;
+
+		iap_rng_seed(&rng, epoch_seed(cfg->seed, epoch, 0));
+		iap_graph_seed(g, epoch_seed(cfg->seed, epoch, 0xD1B54A32D192ED03ull));
+		opt.lr = iap_steplr(cfg->adam.lr, cfg->lr_step_size, cfg->lr_gamma, epoch);
+		rep.lr = opt.lr;
+
+		for (int64_t i = 0; i < train->count; i++)
+			perm[i] = i;
+		if (cfg->shuffle)
+			for (int64_t i = train->count - 1; i > 0; i--) {
+				int64_t j = (int64_t)iap_rng_below(&rng, (uint64_t)i + 1), t = perm[i];
+
+				perm[i] = perm[j];
+				perm[j] = t;
+			}
+
+		iap_graph_set_training(g, 1);
+		for (int64_t bi = 0; bi < n_batches; bi++) {
+			int64_t start = bi * tb.batch;
+			int n = (int)(train->count - start < tb.batch ? train->count - start : tb.batch);
+			const struct iap_tensor *out;
+			float loss;
+
+			for (int j = 0; j < n; j++) {
+				if ((rc = batcher_load(&tb, j, perm[start + j], err)))
+					goto out_free;
+				if (augment &&
+				    (rc = iap_augment(&cfg->augment, &rng, tb.x.data + j * tb.sample_numel,
+						      (int)g->in_shape[0], (int)g->in_shape[1],
+						      (int)g->in_shape[2], scratch, err)))
+					goto out_free;
+			}
+			if ((rc = iap_graph_forward(g, batcher_view(&tb, n), err)))
+				goto out_batch_err;
+			out = iap_graph_output(g);
+			rc = iap_cross_entropy(out, tb.labels, cfg->class_weights ? weights : NULL, &loss,
+					       &dlogits, err);
+			if (rc)
+				goto out_batch_err;
+			for (int j = 0; j < n; j++) {
+				const float *p = out->data + (int64_t)j * c;
+				int best = 0;
+
+				for (int k = 1; k < c; k++)
+					if (p[k] > p[best])
+						best = k;
+				correct += best == tb.labels[j];
+			}
+			if ((rc = iap_graph_zero_grads(g, err)) ||
+			    (rc = iap_graph_backward(g, iap_ruleset_gradient(), &dlogits, &wopts, err)) ||
+			    (rc = iap_adam_step(&opt, err)))
+				goto out_batch_err;
+			loss_sum += (double)loss * n;
+			seen += n;
+			done_batches++;
+			if (cfg->progress) {
+				double el = now_seconds() - t_start;
+				double eta = el / (double)done_batches * (double)(total_batches - done_batches);
+
+				cfg->progress(cfg->progress_user, epoch + 1, bi + 1, n_batches,
+					      loss_sum / (double)seen, (double)correct / (double)seen, eta);
+			}
+		}
+		iap_graph_set_training(g, 0);
+		rep.train_loss = loss_sum / (double)seen;
+		rep.train_acc = (double)correct / (double)seen;
+
+		if (val) {
+			if ((rc = eval_pass(g, &vb, vprobs, vlabels, &rep.val_loss, err))) {
+				iap_error_prefix(err, "epoch %d validation", epoch + 1);
+				goto out_free;
+			}
+			rep.has_val = 1;
+			rep.val_acc = accuracy_of(vprobs, vlabels, val->count, c);
+		}
+		/* The first epoch always sets the best; later ones must beat it. */
+		double score = val ? rep.val_acc : rep.train_acc;
+		rep.is_best = score > cs.best_score;
+		if (rep.is_best) {
+			cs.best_score = score;
+			cs.best_epoch = epoch + 1;
+		}
+		cs.epoch = epoch + 1;
+		cs.step = opt.step;
+		if (cfg->checkpoint_dir && (rc = ckpt_save(&ck, g, &opt, &cs, rep.is_best, err))) {
+			iap_error_prefix(err, "epoch %d checkpoint", epoch + 1);
+			goto out_free;
+		}
+		rep.seconds = now_seconds() - t_epoch;
+		if (res) {
+			res->epochs_done = epoch + 1;
+			res->last_train_loss = rep.train_loss;
+			res->last_val_acc = rep.val_acc;
+			res->best_epoch = cs.best_epoch;
+			res->best_score = cs.best_score;
+		}
+		if (cfg->on_epoch)
+			cfg->on_epoch(cfg->epoch_user, &rep);
+	}
+	rc = IAP_OK;
+	goto out_free;
+
+out_batch_err:
+	iap_error_prefix(err, "training");
+out_free:
+	iap_graph_set_training(g, 0);
+	ckpt_free(&ck);
+	iap_adam_free(&opt);
+	iap_tensor_free(&dlogits);
+	free(vlabels);
+	free(vprobs);
+	iap_free(scratch);
+	free(weights);
+	free(perm);
+	batcher_free(&vb);
+	batcher_free(&tb);
+	return rc;
+}
+
+/* ---- progress printing ------------------------------------------------------------ */
+
+void iap_progress_printer_init(struct iap_progress_printer *pp, FILE *fp, int n_epochs)
+{
+	pp->fp = fp;
+	pp->n_epochs = n_epochs;
+	pp->tty = fp && isatty(fileno(fp));
+}
+
+static void format_eta(double s, char *buf, size_t len)
+{
+	long t = s > 0.0 && s < 1e9 ? (long)(s + 0.5) : 0;
+
+	if (t >= 3600)
+		snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else
+		snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+}
+
+void iap_progress_print(void *user, int epoch, int64_t batch, int64_t n_batches, double loss,
+			double acc, double eta_seconds)
+{
+	struct iap_progress_printer *pp = user;
+	char eta[32];
+
+	if (!pp || !pp->fp)
+		return;
+	format_eta(eta_seconds, eta, sizeof(eta));
+	if (pp->tty) {
+		enum { WIDTH = 30 };
+		char bar[WIDTH + 1];
+		int fill = n_batches > 0 ? (int)(WIDTH * batch / n_batches) : WIDTH;
+
+		for (int k = 0; k < WIDTH; k++)
+			bar[k] = k < fill ? '#' : '.';
+		bar[WIDTH] = '\0';
+		/* \r and clear-to-end redraw the same line; the epoch's last batch ends it. */
+		fprintf(pp->fp, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.4f ETA %s\033[K", epoch,
+			pp->n_epochs, bar, (long long)batch, (long long)n_batches, loss, acc, eta);
+		if (batch == n_batches)
+			fputc('\n', pp->fp);
+		fflush(pp->fp);
+	} else if (batch == n_batches) {
+		fprintf(pp->fp, "epoch %d/%d: loss %.4f acc %.4f ETA %s\n", epoch, pp->n_epochs, loss,
+			acc, eta);
+		fflush(pp->fp);
+	}
+}
