@@ -83,17 +83,30 @@ int iap_tensor_alloc(struct iap_tensor *t, int ndim, const int64_t *shape, struc
 		t->shape[i] = i < ndim ? shape[i] : 0;
 	t->data = data;
 	t->owns = 1;
+	t->cap = n;
 	return IAP_OK;
 }
 
 int iap_tensor_ensure(struct iap_tensor *t, int ndim, const int64_t *shape, struct iap_error *err)
 {
 	int same = t->data && t->ndim == ndim;
+	int64_t n = 0;
+	int rc;
 
 	for (int i = 0; same && i < ndim; i++)
 		same = t->shape[i] == shape[i];
 	if (same)
 		return IAP_OK;
+	rc = shape_numel(ndim, shape, &n, err);
+	if (rc)
+		return rc;
+	if (t->owns && t->data && n <= t->cap) {
+		t->ndim = ndim;
+		for (int i = 0; i < IAP_MAX_DIMS; i++)
+			t->shape[i] = i < ndim ? shape[i] : 0;
+		memset(t->data, 0, (size_t)n * sizeof(float));
+		return IAP_OK;
+	}
 	return iap_tensor_alloc(t, ndim, shape, err);
 }
 

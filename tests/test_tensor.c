@@ -43,10 +43,22 @@ static void test_ensure_reuses_buffer(void **state)
 	assert_int_equal(iap_tensor_ensure(&t, 2, a, NULL), IAP_OK);
 	assert_ptr_equal(t.data, first);
 	assert_true(t.data[3] == 42.0f);
-	/* Same element count, other shape: a new buffer, zeroed. */
+	/* Same element count, other shape: zeroed, in the same buffer. */
 	assert_int_equal(iap_tensor_ensure(&t, 2, b, NULL), IAP_OK);
 	assert_int_equal(t.shape[0], 8);
 	assert_true(t.data[3] == 0.0f);
+	assert_ptr_equal(t.data, first);
+	/* Smaller (a last partial batch): still no new buffer. */
+	b[0] = 2;
+	t.data[1] = 5.0f;
+	assert_int_equal(iap_tensor_ensure(&t, 2, b, NULL), IAP_OK);
+	assert_ptr_equal(t.data, first);
+	assert_int_equal(iap_tensor_numel(&t), 8);
+	assert_true(t.data[1] == 0.0f);
+	/* Larger: a new buffer. */
+	b[0] = 16;
+	assert_int_equal(iap_tensor_ensure(&t, 2, b, NULL), IAP_OK);
+	assert_int_equal(t.cap, 64);
 	iap_tensor_free(&t);
 }
 

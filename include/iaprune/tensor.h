@@ -28,6 +28,7 @@ struct iap_tensor {
 	int64_t shape[IAP_MAX_DIMS];
 	float *data;
 	int owns;       /* 1: data came from iap_tensor_alloc and is freed with the tensor */
+	int64_t cap;    /* elements the owned buffer holds (>= numel) */
 };
 
 /* Number of elements (1 for ndim == 0). */
@@ -43,8 +44,10 @@ int iap_tensor_alloc(struct iap_tensor *t, int ndim, const int64_t *shape,
 
 /*
  * Make t hold the given shape, reusing its buffer when it is already exactly
- * that shape (contents are then left as they are) and reallocating otherwise
- * (zero-filled). Used for per-batch buffers so repeated passes do not allocate.
+ * that shape (contents are then left as they are). Otherwise the result is
+ * zero-filled, in the same buffer when it is large enough (a smaller last
+ * batch does not reallocate) or in a new one. Used for per-batch buffers so
+ * repeated passes do not allocate.
  */
 int iap_tensor_ensure(struct iap_tensor *t, int ndim, const int64_t *shape,
 		      struct iap_error *err);
