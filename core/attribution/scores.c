@@ -1,0 +1,198 @@
+/*
+ * Per-unit scores from relevance (see include/iaprune/attribute.h): the host
+ * side shared by every attribution plugin, so the spatial/sample reduction
+ * and its options mean the same thing whichever method produced the relevance.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <iaprune/attribute.h>
+
+const char *const iap_attr_abs_choices[] = { "after", "before", "none", NULL };
+const char *const iap_attr_reduce_choices[] = { "sum", "mean", NULL };
+const char *const iap_attr_target_choices[] = { "predicted", "label", NULL };
+const char *const iap_attr_seed_choices[] = { "onehot", "logit", NULL };
+
+static int choice(const char *const *choices, const char *v, int def)
+{
+	if (!v)
+		return def;
+	for (int i = 0; choices[i]; i++)
+		if (strcmp(choices[i], v) == 0)
+			return i;
+	return def;
+}
+
+void iap_score_opts_from(const struct iap_opts *opts, struct iap_score_opts *so)
+{
+	so->abs = (enum iap_abs_mode)choice(iap_attr_abs_choices, iap_opts_str(opts, "abs"), IAP_ABS_AFTER);
+	so->reduce = (enum iap_reduce_mode)choice(iap_attr_reduce_choices, iap_opts_str(opts, "reduce"),
+						  IAP_REDUCE_SUM);
+	so->target = (enum iap_target_mode)choice(iap_attr_target_choices, iap_opts_str(opts, "target"),
+						  IAP_TARGET_PREDICTED);
+	so->seed = (enum iap_seed_mode)choice(iap_attr_seed_choices, iap_opts_str(opts, "seed"),
+					      IAP_SEED_ONEHOT);
+	so->seed_scale = 1.0f;
+}
+
+int iap_targets(const struct iap_tensor *logits, const int *labels, const struct iap_score_opts *so,
+		int *targets, struct iap_error *err)
+{
+	int64_t n = logits->shape[0], c = logits->shape[1];
+
+	if (logits->ndim != 2)
+		return iap_error_set(err, IAP_ESHAPE, "attribution needs [N, classes] logits");
+	for (int64_t i = 0; i < n; i++) {
+		if (so->target == IAP_TARGET_LABEL) {
+			if (!labels || labels[i] < 0 || labels[i] >= c)
+				return iap_error_set(err, IAP_EINVAL, "sample %lld: label %d is not a class index",
+						     (long long)i, labels ? labels[i] : -1);
+			targets[i] = labels[i];
+			continue;
+		}
+		const float *row = logits->data + i * c;
+		int best = 0;
+
+		for (int64_t k = 1; k < c; k++)
+			if (row[k] > row[best])
+				best = (int)k;
+		targets[i] = best;
+	}
+	return IAP_OK;
+}
+
+int iap_seed_target(const struct iap_tensor *logits, const int *targets,
+		    const struct iap_score_opts *so, struct iap_tensor *seed, struct iap_error *err)
+{
+	int64_t n = logits->shape[0], c = logits->shape[1];
+	int rc = iap_tensor_ensure(seed, logits->ndim, logits->shape, err);
+
+	if (rc)
+		return rc;
+	iap_tensor_zero(seed);
+	for (int64_t i = 0; i < n; i++) {
+		float v = so->seed == IAP_SEED_LOGIT ? logits->data[i * c + targets[i]] : 1.0f;
+
+		seed->data[i * c + targets[i]] = v * so->seed_scale;
+	}
+	return IAP_OK;
+}
+
+void iap_unit_accumulate(const struct iap_unit_group *grp, const struct iap_tensor *t,
+			 enum iap_abs_mode abs, float *scores)
+{
+	int64_t outer, axis, inner, batch = t->shape[0];
+	int64_t per, span = grp->unit_size;
+
+	iap_unit_view(t, &outer, &axis, &inner);
+	per = outer / batch; /* rows of one sample: tokens for N×T×D, 1 for NCHW */
+	for (int64_t n = 0; n < batch; n++)
+		for (int u = 0; u < grp->n_units; u++) {
+			/* Double: a large map summed in float drowns small channels. */
+			double s = 0.0;
+
+			for (int64_t o = n * per; o < (n + 1) * per; o++) {
+				const float *p = t->data + (o * axis + (int64_t)u * span) * inner;
+
+				if (abs == IAP_ABS_BEFORE)
+					for (int64_t k = 0; k < span * inner; k++)
+						s += fabs((double)p[k]);
+				else
+					for (int64_t k = 0; k < span * inner; k++)
+						s += (double)p[k];
+			}
+			scores[u] += (float)(abs == IAP_ABS_AFTER ? fabs(s) : s);
+		}
+}
+
+struct score_hook {
+	const struct iap_score_opts *so;
+	float *const *scores;
+};
+
+static int score_hook(void *user, struct iap_graph *g, const struct iap_node *node,
+		      const struct iap_tensor *r_out)
+{
+	struct score_hook *h = user;
+
+	if (node->unit_group >= 0)
+		iap_unit_accumulate(&g->groups[node->unit_group], r_out, h->so->abs,
+				    h->scores[node->unit_group]);
+	return 0;
+}
+
+int iap_ruleset_scores(struct iap_graph *g, const struct iap_ruleset *rs,
+		       const struct iap_tensor *seed, const struct iap_score_opts *so,
+		       float *const *scores, struct iap_tensor *input_relevance,
+		       struct iap_error *err)
+{
+	struct score_hook h = { .so = so, .scores = scores };
+	struct iap_walk_opts wo = {
+		.hook = score_hook, .hook_user = &h, .want_input = input_relevance != NULL,
+	};
+	int rc = iap_graph_backward(g, rs, seed, &wo, err);
+
+	if (rc)
+		return rc;
+	if (input_relevance)
+		return iap_tensor_copy(input_relevance, &g->input_r, err);
+	return IAP_OK;
+}
+
+int iap_attribute_batch(const struct iap_attribution_ops *ops, void *state,
+			const struct iap_opts *opts, struct iap_graph *g,
+			const struct iap_tensor *x, const int *labels, float *const *scores,
+			int *targets_out, struct iap_error *err)
+{
+	struct iap_score_opts so;
+	struct iap_tensor seed = { 0 };
+	const struct iap_tensor *logits;
+	int *targets;
+	int rc;
+
+	iap_score_opts_from(opts, &so);
+	targets = malloc((size_t)x->shape[0] * sizeof(*targets));
+	if (!targets)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	rc = iap_graph_forward(g, x, err);
+	if (rc)
+		goto out;
+	logits = iap_graph_output(g);
+	rc = iap_targets(logits, labels, &so, targets, err);
+	if (rc)
+		goto out;
+	if (ops->ruleset) {
+		const struct iap_ruleset *rs = ops->ruleset(state);
+
+		rc = ops->seed ? ops->seed(state, logits, targets, &seed, err)
+			       : iap_seed_target(logits, targets, &so, &seed, err);
+		if (!rc)
+			rc = iap_ruleset_scores(g, rs, &seed, &so, scores, NULL, err);
+	} else if (ops->score) {
+		rc = ops->score(state, g, x, targets, scores, err);
+	} else {
+		rc = iap_error_set(err, IAP_EUNSUPPORTED, "attribution plugin has neither a rule set nor a scorer");
+	}
+	if (!rc && targets_out)
+		memcpy(targets_out, targets, (size_t)x->shape[0] * sizeof(*targets));
+out:
+	iap_tensor_free(&seed);
+	free(targets);
+	return rc;
+}
+
+void iap_scores_finish(const struct iap_graph *g, const struct iap_opts *opts, int64_t n_samples,
+		       float *const *scores)
+{
+	struct iap_score_opts so;
+
+	iap_score_opts_from(opts, &so);
+	if (so.reduce != IAP_REDUCE_MEAN || n_samples <= 0)
+		return;
+	for (int gi = 0; gi < g->n_groups; gi++)
+		for (int u = 0; u < g->groups[gi].n_units; u++)
+			scores[gi][u] /= (float)n_samples;
+}
