@@ -1,0 +1,1005 @@
+/*
+ * DL-Backtrace propagation rules, one per op kind, for the core's backward
+ * walk. The rules and which reference code generation each follows are
+ * described at the top of dlb.c; this file holds the arithmetic.
+ *
+ * Dense and conv layers use the identity Σ_j |W_ji x_i| c_j = |x_i| ·
+ * (|W|ᵀ c)_i, so the default rule is two passes of the layer's own kernel
+ * with |W| (one forward for the denominators, one transposed for the
+ * shares) instead of a loop over every product. Contrast mode splits W and
+ * x by sign the same way (z > 0 exactly when W and x share a sign).
+ */
+#include "config.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include <iaprune/ops.h>
+
+#include "dlb.h"
+
+/* Below this many elements an elementwise loop is not worth waking threads for. */
+#define DLB_OMP_MIN 32768
+
+/* The attention stabiliser: DLBacktrace's launcher default. */
+#define DLB_ATTN_EPS 1e-9f
+
+/*
+ * A dense/conv unit whose |contributions| sum to less than this is dead:
+ * its relevance is dropped (as for D = 0) rather than divided by a
+ * denormal, which could overflow to inf and then meet a zero (NaN).
+ */
+#define DLB_TINY 1e-30f
+
+static const char *label(const struct iap_node *n)
+{
+	return n->name ? n->name : "";
+}
+
+float dlb_stab(float x, float eps)
+{
+	if (fabsf(x) >= eps)
+		return x;
+	return x < 0.0f ? -eps : eps;
+}
+
+static int size_error(struct iap_rule_ctx *ctx)
+{
+	return iap_error_set(ctx->err, IAP_ESHAPE, "dlb: %s '%s': relevance size does not match",
+			     iap_op_name(ctx->node->kind), label(ctx->node));
+}
+
+static int ws_error(struct iap_rule_ctx *ctx)
+{
+	return iap_error_set(ctx->err, IAP_ENOMEM, "dlb: %s '%s': cannot grow the workspace",
+			     iap_op_name(ctx->node->kind), label(ctx->node));
+}
+
+/* ---- pass-through and reshapes ---------------------------------------------- */
+
+/* ReLU, GELU, BatchNorm, LayerNorm, dropout, softmax: R_in = R_out elementwise. */
+static int rule_pass(struct iap_rule_ctx *ctx)
+{
+	struct iap_tensor *ri = ctx->r_in[0];
+
+	if (!ri)
+		return IAP_OK;
+	const int64_t n = iap_tensor_numel(ri);
+	if (iap_tensor_numel(ctx->r_out) != n)
+		return size_error(ctx);
+	const float *r = ctx->r_out->data;
+	float *d = ri->data;
+
+#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n; i++)
+		d[i] += r[i];
+	return IAP_OK;
+}
+
+/*
+ * Flatten, tokens, class token, token select: pure index maps, so the
+ * gradient moves relevance exactly (the class token's row goes to its
+ * parameter and leaves the walk). Never into parameter gradients.
+ */
+static int rule_reshape(struct iap_rule_ctx *ctx)
+{
+	struct iap_rule_ctx sub = *ctx;
+
+	sub.want_param_grads = 0;
+	return iap_rule_gradient(&sub);
+}
+
+/* ---- residual add and position embedding ------------------------------------ */
+
+/*
+ * Share of R for operand a of a + b: ½ (equal, new engine) or |a|/(|a|+|b|)
+ * (proportional, old engine; nothing when both are 0).
+ */
+static inline float add_share(enum dlb_add_rule rule, float a, float b)
+{
+	float s;
+
+	if (rule == DLB_ADD_EQUAL)
+		return 0.5f;
+	s = fabsf(a) + fabsf(b);
+	return s > 0.0f ? fabsf(a) / s : 0.0f;
+}
+
+static int rule_add(struct iap_rule_ctx *ctx)
+{
+	const struct dlb_rules *st = ctx->user;
+	const int64_t n = iap_tensor_numel(ctx->r_out);
+
+	if (iap_tensor_numel(ctx->in[0]) != n || iap_tensor_numel(ctx->in[1]) != n)
+		return size_error(ctx);
+	const enum dlb_add_rule rule = st->cfg.add_rule;
+	const float *a = ctx->in[0]->data, *b = ctx->in[1]->data, *r = ctx->r_out->data;
+
+	for (int k = 0; k < 2; k++) {
+		if (!ctx->r_in[k])
+			continue;
+		float *d = ctx->r_in[k]->data;
+		const float *self = k ? b : a, *other = k ? a : b;
+
+#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+		for (int64_t i = 0; i < n; i++)
+			d[i] += add_share(rule, self[i], other[i]) * r[i];
+	}
+	return IAP_OK;
+}
+
+/* x + pos_embedding: an add whose second operand is a parameter (its share leaves the walk). */
+static int rule_pos_embed(struct iap_rule_ctx *ctx)
+{
+	const struct dlb_rules *st = ctx->user;
+	struct iap_tensor *ri = ctx->r_in[0];
+
+	if (!ri)
+		return IAP_OK;
+	const struct iap_tensor *pe = &ctx->node->params[0].value;
+	const int64_t n = iap_tensor_numel(ctx->r_out), per = iap_tensor_numel(pe);
+	if (iap_tensor_numel(ri) != n || per <= 0 || n % per)
+		return size_error(ctx);
+	const enum dlb_add_rule rule = st->cfg.add_rule;
+	const float *x = ctx->in[0]->data, *p = pe->data, *r = ctx->r_out->data;
+	float *d = ri->data;
+
+#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n; i++)
+		d[i] += add_share(rule, x[i], p[i % per]) * r[i];
+	return IAP_OK;
+}
+
+/* ---- pools --------------------------------------------------------------------- */
+
+struct pool_dims {
+	int64_t planes;
+	int in_h, in_w, out_h, out_w;
+};
+
+static int pool_dims_of(struct iap_rule_ctx *ctx, struct pool_dims *pd)
+{
+	const struct iap_tensor *x = ctx->in[0], *y = ctx->out;
+
+	if (x->ndim != 4 || y->ndim != 4 || !iap_tensor_same_shape(y, ctx->r_out) ||
+	    (ctx->r_in[0] && !iap_tensor_same_shape(x, ctx->r_in[0])))
+		return size_error(ctx);
+	pd->planes = x->shape[0] * x->shape[1];
+	pd->in_h = (int)x->shape[2];
+	pd->in_w = (int)x->shape[3];
+	pd->out_h = (int)y->shape[2];
+	pd->out_w = (int)y->shape[3];
+	return IAP_OK;
+}
+
+/* Window of a max/avg pool output cell, clipped to the real (unpadded) input. */
+static void pool_window(const struct iap_pool_attr *a, const struct pool_dims *pd, int oh, int ow,
+			int *h0, int *h1, int *w0, int *w1)
+{
+	const int sh = a->stride_h ? a->stride_h : a->kh, sw = a->stride_w ? a->stride_w : a->kw;
+	int y0 = oh * sh - a->pad_h, x0 = ow * sw - a->pad_w;
+	int y1 = y0 + a->kh, x1 = x0 + a->kw;
+
+	*h0 = y0 < 0 ? 0 : y0;
+	*w0 = x0 < 0 ? 0 : x0;
+	*h1 = y1 > pd->in_h ? pd->in_h : y1;
+	*w1 = x1 > pd->in_w ? pd->in_w : x1;
+}
+
+/* PyTorch's adaptive bins: [floor(i·n/out), ceil((i+1)·n/out)). */
+static void adaptive_window(const struct pool_dims *pd, int oh, int ow, int *h0, int *h1, int *w0,
+			    int *w1)
+{
+	*h0 = (int)(((int64_t)oh * pd->in_h) / pd->out_h);
+	*h1 = (int)(((int64_t)(oh + 1) * pd->in_h + pd->out_h - 1) / pd->out_h);
+	*w0 = (int)(((int64_t)ow * pd->in_w) / pd->out_w);
+	*w1 = (int)(((int64_t)(ow + 1) * pd->in_w + pd->out_w - 1) / pd->out_w);
+}
+
+/*
+ * Max pool. winner (old engine): a cell's R goes to the window positions
+ * equal to its maximum, ties sharing equally. uniform (new engine): R is
+ * spread evenly over the window's real cells. Overlapping windows add.
+ */
+static int rule_maxpool(struct iap_rule_ctx *ctx)
+{
+	const struct dlb_rules *st = ctx->user;
+	struct pool_dims pd;
+	int rc;
+
+	if (!ctx->r_in[0])
+		return IAP_OK;
+	rc = pool_dims_of(ctx, &pd);
+	if (rc)
+		return rc;
+	const struct iap_pool_attr *a = &ctx->node->attr.pool;
+	const int winner = st->cfg.maxpool_rule == DLB_MAXPOOL_WINNER;
+	const float *x = ctx->in[0]->data, *y = ctx->out->data, *r = ctx->r_out->data;
+	float *d = ctx->r_in[0]->data;
+
+#pragma omp parallel for schedule(static) if (pd.planes * pd.in_h * pd.in_w > DLB_OMP_MIN)
+	for (int64_t p = 0; p < pd.planes; p++) {
+		const float *xp = x + p * pd.in_h * pd.in_w;
+		float *dp = d + p * pd.in_h * pd.in_w;
+
+		for (int oh = 0; oh < pd.out_h; oh++)
+			for (int ow = 0; ow < pd.out_w; ow++) {
+				const int64_t o = (p * pd.out_h + oh) * pd.out_w + ow;
+				const float m = y[o];
+				int h0, h1, w0, w1, cnt = 0;
+				float share;
+
+				if (r[o] == 0.0f)
+					continue;
+				pool_window(a, &pd, oh, ow, &h0, &h1, &w0, &w1);
+				for (int ih = h0; ih < h1; ih++)
+					for (int iw = w0; iw < w1; iw++)
+						cnt += !winner || xp[ih * pd.in_w + iw] == m;
+				if (!cnt)
+					continue; /* a NaN maximum: nothing equals it */
+				share = r[o] / (float)cnt;
+				for (int ih = h0; ih < h1; ih++)
+					for (int iw = w0; iw < w1; iw++)
+						if (!winner || xp[ih * pd.in_w + iw] == m)
+							dp[ih * pd.in_w + iw] += share;
+			}
+	}
+	return IAP_OK;
+}
+
+/*
+ * Average and adaptive average pools. uniform (new engine): R spread evenly
+ * over the window's real cells. proportional (old engine): ∝ |x| within the
+ * window; an all-zero window drops its R.
+ */
+static int rule_avgpool(struct iap_rule_ctx *ctx)
+{
+	const struct dlb_rules *st = ctx->user;
+	struct pool_dims pd;
+	int rc;
+
+	if (!ctx->r_in[0])
+		return IAP_OK;
+	rc = pool_dims_of(ctx, &pd);
+	if (rc)
+		return rc;
+	const struct iap_pool_attr *a = &ctx->node->attr.pool;
+	const int adaptive = ctx->node->kind == IAP_OP_ADAPTIVE_AVGPOOL2D;
+	const int prop = st->cfg.gap_rule == DLB_GAP_PROPORTIONAL;
+	const float *x = ctx->in[0]->data, *r = ctx->r_out->data;
+	float *d = ctx->r_in[0]->data;
+
+#pragma omp parallel for schedule(static) if (pd.planes * pd.in_h * pd.in_w > DLB_OMP_MIN)
+	for (int64_t p = 0; p < pd.planes; p++) {
+		const float *xp = x + p * pd.in_h * pd.in_w;
+		float *dp = d + p * pd.in_h * pd.in_w;
+
+		for (int oh = 0; oh < pd.out_h; oh++)
+			for (int ow = 0; ow < pd.out_w; ow++) {
+				const float ro = r[(p * pd.out_h + oh) * pd.out_w + ow];
+				int h0, h1, w0, w1;
+				float s = 0.0f;
+
+				if (ro == 0.0f)
+					continue;
+				if (adaptive)
+					adaptive_window(&pd, oh, ow, &h0, &h1, &w0, &w1);
+				else
+					pool_window(a, &pd, oh, ow, &h0, &h1, &w0, &w1);
+				if (h0 >= h1 || w0 >= w1)
+					continue;
+				if (!prop) {
+					const float share = ro / (float)((h1 - h0) * (w1 - w0));
+
+					for (int ih = h0; ih < h1; ih++)
+						for (int iw = w0; iw < w1; iw++)
+							dp[ih * pd.in_w + iw] += share;
+					continue;
+				}
+				for (int ih = h0; ih < h1; ih++)
+					for (int iw = w0; iw < w1; iw++)
+						s += fabsf(xp[ih * pd.in_w + iw]);
+				if (!(s > 0.0f))
+					continue;
+				for (int ih = h0; ih < h1; ih++)
+					for (int iw = w0; iw < w1; iw++)
+						dp[ih * pd.in_w + iw] += fabsf(xp[ih * pd.in_w + iw]) / s * ro;
+			}
+	}
+	return IAP_OK;
+}
+
+/* ---- dense and conv ------------------------------------------------------------- */
+
+/* A conv or linear node at the current batch, seen as y = x ⋆ W (no bias). */
+struct lin_geom {
+	int conv;
+	struct iap_conv_geom cg;
+	int64_t rows;           /* linear: rows of the [rows, in] input */
+	int in, out;            /* linear: features */
+	int64_t n_in, n_out, n_w;
+	int64_t plane;          /* conv: out_h·out_w */
+	int out_ch;
+	size_t ws_len;          /* conv kernels' scratch */
+	const float *w, *b;     /* b may be NULL */
+	float *ws;
+};
+
+static int lin_geom_of(struct iap_rule_ctx *ctx, struct lin_geom *lg)
+{
+	const struct iap_node *node = ctx->node;
+	const struct iap_tensor *x = ctx->in[0];
+
+	memset(lg, 0, sizeof(*lg));
+	lg->n_in = iap_tensor_numel(x);
+	lg->n_out = iap_tensor_numel(ctx->out);
+	lg->w = node->params[0].value.data;
+	lg->n_w = iap_tensor_numel(&node->params[0].value);
+	if (node->kind == IAP_OP_CONV2D) {
+		if (x->ndim != 4)
+			return size_error(ctx);
+		lg->conv = 1;
+		iap_conv_geom_from_node(&lg->cg, node, (int)x->shape[0], x->shape + 1);
+		lg->b = node->attr.conv.has_bias ? node->params[1].value.data : NULL;
+		lg->plane = (int64_t)lg->cg.out_h * lg->cg.out_w;
+		lg->out_ch = lg->cg.out_ch;
+		lg->ws_len = iap_conv2d_workspace(&lg->cg);
+		if (lg->n_out != (int64_t)lg->cg.n * lg->out_ch * lg->plane)
+			return size_error(ctx);
+	} else {
+		lg->in = node->attr.linear.in_features;
+		lg->out = node->attr.linear.out_features;
+		lg->b = node->attr.linear.has_bias ? node->params[1].value.data : NULL;
+		if (lg->in <= 0 || lg->n_in % lg->in)
+			return size_error(ctx);
+		lg->rows = lg->n_in / lg->in;
+		lg->plane = 1;
+		lg->out_ch = lg->out;
+		if (lg->n_out != lg->rows * lg->out)
+			return size_error(ctx);
+	}
+	if (iap_tensor_numel(ctx->r_out) != lg->n_out ||
+	    (ctx->r_in[0] && iap_tensor_numel(ctx->r_in[0]) != lg->n_in))
+		return size_error(ctx);
+	return IAP_OK;
+}
+
+/* y = x ⋆ w (overwrites y). */
+static void lin_fwd(const struct lin_geom *lg, const float *x, const float *w, float *y)
+{
+	if (lg->conv)
+		iap_conv2d_forward_raw(&lg->cg, x, w, NULL, y, lg->ws);
+	else
+		iap_linear_forward_raw(lg->rows, lg->in, lg->out, x, w, NULL, y);
+}
+
+/* dx += dy ⋆ᵀ w. */
+static void lin_bwd(const struct lin_geom *lg, const float *dy, const float *w, float *dx)
+{
+	if (lg->conv)
+		iap_conv2d_backward_input_raw(&lg->cg, dy, w, dx, lg->ws);
+	else
+		iap_linear_backward_input_raw(lg->rows, lg->in, lg->out, dy, w, dx);
+}
+
+/* |bias| of output element j (0 without a bias). */
+static inline float lin_abs_bias(const struct lin_geom *lg, int64_t j)
+{
+	if (!lg->b)
+		return 0.0f;
+	return fabsf(lg->b[(j / lg->plane) % lg->out_ch]);
+}
+
+static inline float lin_bias(const struct lin_geom *lg, int64_t j)
+{
+	return lg->b ? lg->b[(j / lg->plane) % lg->out_ch] : 0.0f;
+}
+
+/*
+ * Default dense/conv rule: R_in_i = Σ_j |W_ji x_i| / (P_j + N_j + |b_j|) · R_j,
+ * the bias share dropped; D_j = 0 drops R_j.
+ */
+static int rule_lin(struct iap_rule_ctx *ctx)
+{
+	struct lin_geom lg;
+	float *buf, *aw, *ax, *c, *t;
+	int rc;
+
+	if (!ctx->r_in[0])
+		return IAP_OK;
+	rc = lin_geom_of(ctx, &lg);
+	if (rc)
+		return rc;
+	buf = iap_graph_workspace(ctx->graph,
+				  (size_t)(lg.n_w + 2 * lg.n_in + lg.n_out) + lg.ws_len, ctx->err);
+	if (!buf)
+		return ws_error(ctx);
+	aw = buf;
+	ax = aw + lg.n_w;
+	t = ax + lg.n_in;
+	c = t + lg.n_in;
+	lg.ws = c + lg.n_out;
+
+	const float *x = ctx->in[0]->data, *r = ctx->r_out->data;
+	float *d = ctx->r_in[0]->data;
+	const int64_t n_w = lg.n_w, n_in = lg.n_in, n_out = lg.n_out;
+
+	for (int64_t i = 0; i < n_w; i++)
+		aw[i] = fabsf(lg.w[i]);
+#pragma omp parallel for schedule(static) if (n_in > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n_in; i++) {
+		ax[i] = fabsf(x[i]);
+		t[i] = 0.0f;
+	}
+	lin_fwd(&lg, ax, aw, c);        /* c = P + N per output */
+#pragma omp parallel for schedule(static) if (n_out > DLB_OMP_MIN)
+	for (int64_t j = 0; j < n_out; j++) {
+		const float den = c[j] + lin_abs_bias(&lg, j);
+
+		c[j] = den > DLB_TINY ? r[j] / den : 0.0f;
+	}
+	lin_bwd(&lg, c, aw, t);         /* t = |W|ᵀ c */
+#pragma omp parallel for schedule(static) if (n_in > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n_in; i++)
+		if (ax[i] != 0.0f)
+			d[i] += ax[i] * t[i];
+	return IAP_OK;
+}
+
+void dlb_contrast_coef(double P, double N, double b, double rp, double rn,
+		       double *ap, double *bp, double *an, double *bn)
+{
+	double pagg, nagg, t;
+	int sign = 1;
+
+	*ap = *bp = *an = *bn = 0.0;
+	if (P > 0.0 && !(N > 0.0)) {            /* only positive contributions */
+		*ap = rp / P;
+		*an = rn / P;
+		return;
+	}
+	if (N > 0.0 && !(P > 0.0)) {            /* only negative contributions */
+		*bp = rp / N;
+		*bn = rn / N;
+		return;
+	}
+	if (!(P > 0.0))                         /* nothing contributes */
+		return;
+	t = P + b - N;
+	if (t > 0.0) {
+		if (rp > rn) {
+			pagg = rp;
+			nagg = rn;
+		} else {
+			pagg = rn;
+			nagg = rp;
+			sign = -1;
+		}
+	} else if (t < 0.0) {
+		if (rp < rn) {
+			pagg = rp;
+			nagg = rn;
+		} else {
+			pagg = rn;
+			nagg = rp;
+			sign = -1;
+		}
+	} else {
+		return;                         /* T = 0: both dropped */
+	}
+	if (sign > 0) {
+		*ap = pagg / P;                 /* positive map from z > 0 */
+		*bn = nagg / N;                 /* negative map from z < 0 */
+	} else {
+		*an = pagg / P;                 /* negative map from z > 0 */
+		*bp = nagg / N;                 /* positive map from z < 0 */
+	}
+}
+
+/*
+ * Contrast dense/conv rule: (R+, R-) at the output → positive and negative
+ * maps at the input (added to out_p, out_n). With Wp = max(W,0),
+ * Wm = max(-W,0), xp = max(x,0), xm = max(-x,0):
+ *   P = Wp⋆xp + Wm⋆xm,  N = Wp⋆xm + Wm⋆xp,
+ *   Σ_j [z_ji > 0] z_ji a_j + [z_ji < 0] |z_ji| b_j
+ *     = xp ⊙ (Wpᵀa + Wmᵀb) + xm ⊙ (Wmᵀa + Wpᵀb).
+ */
+static int lin_contrast(struct iap_rule_ctx *ctx, const float *rp, const float *rn, float *out_p,
+			float *out_n)
+{
+	struct lin_geom lg;
+	float *buf, *wp, *wm, *xp, *xm, *P, *N, *tmp, *co[4], *u, *v;
+	int rc;
+
+	rc = lin_geom_of(ctx, &lg);
+	if (rc)
+		return rc;
+	const int64_t n_w = lg.n_w, n_in = lg.n_in, n_out = lg.n_out;
+
+	buf = iap_graph_workspace(ctx->graph, (size_t)(2 * n_w + 4 * n_in + 7 * n_out) + lg.ws_len,
+				  ctx->err);
+	if (!buf)
+		return ws_error(ctx);
+	wp = buf;
+	wm = wp + n_w;
+	xp = wm + n_w;
+	xm = xp + n_in;
+	u = xm + n_in;
+	v = u + n_in;
+	P = v + n_in;
+	N = P + n_out;
+	tmp = N + n_out;
+	for (int k = 0; k < 4; k++)
+		co[k] = tmp + (k + 1) * n_out;
+	lg.ws = co[3] + n_out;
+
+	const float *x = ctx->in[0]->data;
+
+	for (int64_t i = 0; i < n_w; i++) {
+		wp[i] = lg.w[i] > 0.0f ? lg.w[i] : 0.0f;
+		wm[i] = lg.w[i] < 0.0f ? -lg.w[i] : 0.0f;
+	}
+	for (int64_t i = 0; i < n_in; i++) {
+		xp[i] = x[i] > 0.0f ? x[i] : 0.0f;
+		xm[i] = x[i] < 0.0f ? -x[i] : 0.0f;
+	}
+	lin_fwd(&lg, xp, wp, P);
+	lin_fwd(&lg, xm, wm, tmp);
+	for (int64_t j = 0; j < n_out; j++)
+		P[j] += tmp[j];
+	lin_fwd(&lg, xm, wp, N);
+	lin_fwd(&lg, xp, wm, tmp);
+	for (int64_t j = 0; j < n_out; j++) {
+		double ap, bp, an, bn;
+
+		N[j] += tmp[j];
+		dlb_contrast_coef(P[j] > DLB_TINY ? P[j] : 0.0, N[j] > DLB_TINY ? N[j] : 0.0,
+				  lin_bias(&lg, j), rp[j], rn[j], &ap, &bp, &an, &bn);
+		co[0][j] = (float)ap;
+		co[1][j] = (float)bp;
+		co[2][j] = (float)an;
+		co[3][j] = (float)bn;
+	}
+	for (int m = 0; m < 2; m++) {
+		const float *a = co[2 * m], *b = co[2 * m + 1];
+		float *o = m ? out_n : out_p;
+
+		memset(u, 0, (size_t)n_in * sizeof(float));
+		memset(v, 0, (size_t)n_in * sizeof(float));
+		lin_bwd(&lg, a, wp, u);
+		lin_bwd(&lg, b, wm, u);
+		lin_bwd(&lg, a, wm, v);
+		lin_bwd(&lg, b, wp, v);
+		for (int64_t i = 0; i < n_in; i++)
+			o[i] += xp[i] * u[i] + xm[i] * v[i];
+	}
+	return IAP_OK;
+}
+
+/* ---- attention --------------------------------------------------------------------- */
+
+struct attn_dims {
+	int64_t n;
+	int t, d, h, dh;
+};
+
+static void attn_dims_of(const struct iap_node *node, const struct iap_tensor *qkv,
+			 struct attn_dims *a)
+{
+	a->n = qkv->shape[0];
+	a->t = (int)qkv->shape[1];
+	a->d = node->attr.attn.dim;
+	a->h = node->attr.attn.num_heads;
+	a->dh = a->d / a->h;
+}
+
+/*
+ * At O = A V (DLBacktrace's calculate_wt_self_attention, first half):
+ *   Rn = R_O / stab(2·O),  R_A = (Rn Vᵀ) ⊙ A,  R_V = (Aᵀ Rn) ⊙ V,
+ * so Σ R_A = Σ R_V = ½ Σ R_O up to the stabiliser.
+ */
+static int rule_attn_context(struct iap_rule_ctx *ctx)
+{
+	struct attn_dims a;
+	float *buf, *rn, *m;
+
+	if (!ctx->r_in[0] && !ctx->r_in[1])
+		return IAP_OK;
+	attn_dims_of(ctx->node, ctx->in[1], &a);
+	if (iap_tensor_numel(ctx->r_out) != iap_tensor_numel(ctx->out) ||
+	    iap_tensor_numel(ctx->in[0]) != a.n * a.h * a.t * a.t)
+		return size_error(ctx);
+	const int64_t n_o = iap_tensor_numel(ctx->out);
+	const int ld = 3 * a.d;
+
+	buf = iap_graph_workspace(ctx->graph, (size_t)(n_o + (int64_t)a.t * a.t + (int64_t)a.t * a.dh),
+				  ctx->err);
+	if (!buf)
+		return ws_error(ctx);
+	rn = buf;
+	m = rn + n_o;
+
+	const float *o = ctx->out->data, *r = ctx->r_out->data;
+
+#pragma omp parallel for schedule(static) if (n_o > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n_o; i++)
+		rn[i] = r[i] / dlb_stab(2.0f * o[i], DLB_ATTN_EPS);
+	for (int64_t n = 0; n < a.n; n++) {
+		const float *v = ctx->in[1]->data + n * a.t * ld + 2 * a.d;
+		const float *rnn = rn + n * a.t * a.d;
+
+		for (int h = 0; h < a.h; h++) {
+			const int64_t woff = (n * a.h + h) * a.t * a.t;
+			const float *w = ctx->in[0]->data + woff;
+
+			if (ctx->r_in[0]) {
+				float *ra = ctx->r_in[0]->data + woff;
+
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.t, a.t, a.dh, 1.0f,
+					    rnn + h * a.dh, a.d, v + h * a.dh, ld, 0.0f, m, a.t);
+				for (int64_t i = 0; i < (int64_t)a.t * a.t; i++)
+					ra[i] += m[i] * w[i];
+			}
+			if (ctx->r_in[1]) {
+				float *rv = ctx->r_in[1]->data + n * a.t * ld + 2 * a.d + h * a.dh;
+
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+					    w, a.t, rnn + h * a.dh, a.d, 0.0f, m, a.dh);
+				for (int s = 0; s < a.t; s++)
+					for (int k = 0; k < a.dh; k++)
+						rv[(int64_t)s * ld + k] += m[s * a.dh + k] * v[(int64_t)s * ld + h * a.dh + k];
+			}
+		}
+	}
+	return IAP_OK;
+}
+
+/*
+ * At S = Q Kᵀ (second half; the softmax between is passed through, as the
+ * reference uses R on A as R on S): with S unscaled,
+ *   Rn2 = R_S / stab(2·S),  R_Q = (Rn2 K) ⊙ Q,  R_K = (Rn2ᵀ Q) ⊙ K,
+ * so Σ R_Q = Σ R_K = ½ Σ R_S. The node's output is S/√dh; it is unscaled here.
+ */
+static int rule_attn_scores(struct iap_rule_ctx *ctx)
+{
+	struct attn_dims a;
+	float *buf, *rn2, *m;
+
+	if (!ctx->r_in[0])
+		return IAP_OK;
+	attn_dims_of(ctx->node, ctx->in[0], &a);
+	if (iap_tensor_numel(ctx->r_out) != iap_tensor_numel(ctx->out) ||
+	    iap_tensor_numel(ctx->out) != a.n * a.h * a.t * a.t ||
+	    iap_tensor_numel(ctx->r_in[0]) != iap_tensor_numel(ctx->in[0]))
+		return size_error(ctx);
+	const int ld = 3 * a.d;
+	const float unscale = sqrtf((float)a.dh);
+	const int64_t tt = (int64_t)a.t * a.t;
+
+	buf = iap_graph_workspace(ctx->graph, (size_t)(tt + (int64_t)a.t * a.dh), ctx->err);
+	if (!buf)
+		return ws_error(ctx);
+	rn2 = buf;
+	m = rn2 + tt;
+	for (int64_t n = 0; n < a.n; n++) {
+		const float *base = ctx->in[0]->data + n * a.t * ld;
+		float *rbase = ctx->r_in[0]->data + n * a.t * ld;
+
+		for (int h = 0; h < a.h; h++) {
+			const int64_t soff = (n * a.h + h) * tt;
+			const float *s = ctx->out->data + soff, *r = ctx->r_out->data + soff;
+			const float *q = base + h * a.dh, *k = base + a.d + h * a.dh;
+
+			for (int64_t i = 0; i < tt; i++)
+				rn2[i] = r[i] / dlb_stab(2.0f * s[i] * unscale, DLB_ATTN_EPS);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+				    rn2, a.t, k, ld, 0.0f, m, a.dh);
+			for (int t = 0; t < a.t; t++)
+				for (int c = 0; c < a.dh; c++)
+					rbase[(int64_t)t * ld + h * a.dh + c] += m[t * a.dh + c] * q[(int64_t)t * ld + c];
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+				    rn2, a.t, q, ld, 0.0f, m, a.dh);
+			for (int t = 0; t < a.t; t++)
+				for (int c = 0; c < a.dh; c++)
+					rbase[(int64_t)t * ld + a.d + h * a.dh + c] +=
+						m[t * a.dh + c] * k[(int64_t)t * ld + c];
+		}
+	}
+	return IAP_OK;
+}
+
+/* ---- the rule table ------------------------------------------------------------------ */
+
+static const iap_rule_fn default_rules[IAP_OP_COUNT] = {
+	[IAP_OP_CONV2D] = rule_lin,
+	[IAP_OP_LINEAR] = rule_lin,
+	[IAP_OP_RELU] = rule_pass,
+	[IAP_OP_GELU] = rule_pass,
+	[IAP_OP_MAXPOOL2D] = rule_maxpool,
+	[IAP_OP_AVGPOOL2D] = rule_avgpool,
+	[IAP_OP_ADAPTIVE_AVGPOOL2D] = rule_avgpool,
+	[IAP_OP_BATCHNORM2D] = rule_pass,
+	[IAP_OP_LAYERNORM] = rule_pass,
+	[IAP_OP_DROPOUT] = rule_pass,
+	[IAP_OP_FLATTEN] = rule_reshape,
+	[IAP_OP_ADD] = rule_add,
+	[IAP_OP_SOFTMAX] = rule_pass,
+	[IAP_OP_TOKENS] = rule_reshape,
+	[IAP_OP_CLASS_TOKEN] = rule_reshape,
+	[IAP_OP_POS_EMBED] = rule_pos_embed,
+	[IAP_OP_ATTN_SCORES] = rule_attn_scores,
+	[IAP_OP_ATTN_CONTEXT] = rule_attn_context,
+	[IAP_OP_TOKEN_SELECT] = rule_reshape,
+};
+
+/* ---- contrast mode ---------------------------------------------------------------------- */
+
+static int slot_of(const struct dlb_rules *st, int src)
+{
+	return src == IAP_GRAPH_INPUT ? st->n_slots - 1 : src;
+}
+
+/*
+ * At the output node, before anything else of the walk: shape and zero the
+ * (R+, R-) maps and seed them. R+ is the walk's seed (one-hot × start); R-
+ * is the output with the target zeroed (1 − m for a single output below 1),
+ * rescaled to sum to the seed's value when its sum is positive, as
+ * utils_contrast.py's calculate_start_wt does.
+ */
+static int contrast_start(struct dlb_rules *st, struct iap_rule_ctx *ctx)
+{
+	struct iap_graph *g = st->g;
+	int64_t most = 0;
+	int rc;
+
+	for (int i = 0; i < st->n_slots; i++) {
+		const struct iap_tensor *shape = i < g->n_nodes ? &g->nodes[i].out : &g->input;
+
+		if (!shape->data)
+			continue; /* not run (past the output) */
+		rc = iap_tensor_ensure(&st->pos[i], shape->ndim, shape->shape, ctx->err);
+		if (!rc)
+			rc = iap_tensor_ensure(&st->neg[i], shape->ndim, shape->shape, ctx->err);
+		if (rc)
+			return rc;
+		iap_tensor_zero(&st->pos[i]);
+		iap_tensor_zero(&st->neg[i]);
+		if (iap_tensor_numel(shape) > most)
+			most = iap_tensor_numel(shape);
+	}
+	if ((size_t)(4 * most) > st->tmp_len) {
+		float *t = iap_alloc_floats((size_t)(4 * most));
+
+		if (!t)
+			return iap_error_set(ctx->err, IAP_ENOMEM, "dlb: cannot allocate contrast scratch");
+		iap_free(st->tmp);
+		st->tmp = t;
+		st->tmp_len = (size_t)(4 * most);
+	}
+	const struct iap_tensor *y = ctx->out, *seed = ctx->r_out;
+	const int id = ctx->node->id;
+
+	if (y->ndim != 2 || !iap_tensor_same_shape(seed, y))
+		return iap_error_set(ctx->err, IAP_EUNSUPPORTED,
+				     "dlb: contrast mode needs [N, classes] outputs");
+	const int64_t nb = y->shape[0], nc = y->shape[1];
+
+	memcpy(st->pos[id].data, seed->data, (size_t)(nb * nc) * sizeof(float));
+	for (int64_t n = 0; n < nb; n++) {
+		const float *s = seed->data + n * nc, *yr = y->data + n * nc;
+		float *neg = st->neg[id].data + n * nc;
+		int64_t t = 0;
+		double sum = 0.0;
+
+		for (int64_t k = 1; k < nc; k++)
+			if (fabsf(s[k]) > fabsf(s[t]))
+				t = k;
+		if (s[t] == 0.0f)
+			continue; /* nothing to explain in this sample */
+		for (int64_t k = 0; k < nc; k++)
+			neg[k] = yr[k];
+		neg[t] = nc == 1 && yr[t] < 1.0f ? 1.0f - yr[t] : 0.0f;
+		for (int64_t k = 0; k < nc; k++)
+			sum += neg[k];
+		if (sum > 0.0)
+			for (int64_t k = 0; k < nc; k++)
+				neg[k] = (float)(neg[k] * (s[t] / sum));
+	}
+	return IAP_OK;
+}
+
+/* A view of st->tmp block k shaped like like. */
+static struct iap_tensor tmp_view(const struct dlb_rules *st, int k, const struct iap_tensor *like)
+{
+	struct iap_tensor t = *like;
+	const size_t quarter = st->tmp_len / 4;
+
+	t.owns = 0;
+	t.data = st->tmp + (size_t)k * quarter;
+	memset(t.data, 0, (size_t)iap_tensor_numel(like) * sizeof(float));
+	return t;
+}
+
+/* Add a map contribution to its (R+ or R-) slot and, weighted, to the walk's tensor. */
+static void contrast_scatter(struct iap_tensor *slot, struct iap_tensor *walk, const float *src,
+			     float weight)
+{
+	const int64_t n = iap_tensor_numel(slot);
+
+	for (int64_t i = 0; i < n; i++)
+		slot->data[i] += src[i];
+	if (walk && weight != 0.0f)
+		for (int64_t i = 0; i < n; i++)
+			walk->data[i] += weight * src[i];
+}
+
+/*
+ * Contrast add (proportional): per element the operands are the "inputs" of
+ * a unit with unit weights and no bias, split as the dense contrast rule
+ * (utils_contrast.py calculate_wt_add). For pos_embed the second operand is
+ * the parameter, whose share leaves the walk.
+ */
+static void contrast_add(const struct iap_rule_ctx *ctx, const float *rp, const float *rn,
+			 float *const out[4])
+{
+	const int pe = ctx->node->kind == IAP_OP_POS_EMBED;
+	const int64_t n = iap_tensor_numel(ctx->out);
+	const int64_t per = pe ? iap_tensor_numel(&ctx->node->params[0].value) : n;
+	const float *a = ctx->in[0]->data, *b = pe ? ctx->node->params[0].value.data : ctx->in[1]->data;
+
+	for (int64_t i = 0; i < n; i++) {
+		const float v[2] = { a[i], b[i % per] };
+		double P = 0.0, N = 0.0, ap, bp, an, bn;
+
+		for (int k = 0; k < 2; k++) {
+			if (v[k] > 0.0f)
+				P += v[k];
+			else
+				N -= v[k];
+		}
+		dlb_contrast_coef(P, N, 0.0, rp[i], rn[i], &ap, &bp, &an, &bn);
+		for (int k = 0; k < 2; k++) {
+			if (!out[k])
+				continue;
+			if (v[k] > 0.0f) {
+				out[k][i] += (float)(v[k] * ap);
+				out[2 + k][i] += (float)(v[k] * an);
+			} else if (v[k] < 0.0f) {
+				out[k][i] += (float)(-v[k] * bp);
+				out[2 + k][i] += (float)(-v[k] * bn);
+			}
+		}
+	}
+}
+
+/*
+ * Every op in contrast mode. The node's (R+, R-) come from this rule set's
+ * own maps; dense/conv (and the proportional add) split them jointly, every
+ * other op is linear in R and moves R+ and R- separately with its default
+ * rule. The walk's tensor gets the combination contrast_score asks for.
+ */
+static int rule_contrast(struct iap_rule_ctx *ctx)
+{
+	struct dlb_rules *st = ctx->user;
+	const struct iap_node *node = ctx->node;
+	const int id = node->id;
+	const enum iap_op_kind kind = node->kind;
+	const float wp = st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 0.0f : 1.0f;
+	const float wn = st->cfg.contrast_score == DLB_SCORE_NET ? -1.0f
+			 : st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 1.0f : 0.0f;
+	struct iap_tensor tv[4];
+	int rc;
+
+	if (id == st->g->output) {
+		rc = contrast_start(st, ctx);
+		if (rc)
+			return rc;
+	}
+	if (!st->pos[id].data || !iap_tensor_same_shape(&st->pos[id], ctx->out))
+		return size_error(ctx);
+	if (node->mask_group >= 0) {
+		iap_unit_apply_mask(&st->g->groups[node->mask_group], &st->pos[id]);
+		iap_unit_apply_mask(&st->g->groups[node->mask_group], &st->neg[id]);
+	}
+	if (kind == IAP_OP_CONV2D || kind == IAP_OP_LINEAR) {
+		if (!ctx->r_in[0])
+			return IAP_OK;
+		struct iap_tensor *sp = &st->pos[slot_of(st, node->inputs[0])];
+		struct iap_tensor *sn = &st->neg[slot_of(st, node->inputs[0])];
+
+		tv[0] = tmp_view(st, 0, ctx->in[0]);
+		tv[1] = tmp_view(st, 1, ctx->in[0]);
+		rc = lin_contrast(ctx, st->pos[id].data, st->neg[id].data, tv[0].data, tv[1].data);
+		if (rc)
+			return rc;
+		contrast_scatter(sp, ctx->r_in[0], tv[0].data, wp);
+		contrast_scatter(sn, ctx->r_in[0], tv[1].data, wn);
+		return IAP_OK;
+	}
+	if ((kind == IAP_OP_ADD || kind == IAP_OP_POS_EMBED) &&
+	    st->cfg.add_rule == DLB_ADD_PROPORTIONAL) {
+		float *out[4] = { NULL, NULL, NULL, NULL };
+
+		if (iap_tensor_numel(ctx->r_out) != iap_tensor_numel(ctx->in[0]))
+			return size_error(ctx);
+		for (int k = 0; k < node->n_inputs; k++)
+			if (ctx->r_in[k]) {
+				tv[k] = tmp_view(st, k, ctx->in[k]);
+				tv[2 + k] = tmp_view(st, 2 + k, ctx->in[k]);
+				out[k] = tv[k].data;
+				out[2 + k] = tv[2 + k].data;
+			}
+		contrast_add(ctx, st->pos[id].data, st->neg[id].data, out);
+		for (int k = 0; k < node->n_inputs; k++)
+			if (ctx->r_in[k]) {
+				const int s = slot_of(st, node->inputs[k]);
+
+				contrast_scatter(&st->pos[s], ctx->r_in[k], out[k], wp);
+				contrast_scatter(&st->neg[s], ctx->r_in[k], out[2 + k], wn);
+			}
+		return IAP_OK;
+	}
+	for (int m = 0; m < 2; m++) {
+		struct iap_rule_ctx sub = *ctx;
+		struct iap_tensor *maps = m ? st->neg : st->pos;
+
+		sub.r_out = &maps[id];
+		for (int k = 0; k < node->n_inputs; k++)
+			if (ctx->r_in[k]) {
+				tv[k] = tmp_view(st, k, ctx->in[k]);
+				sub.r_in[k] = &tv[k];
+			}
+		rc = default_rules[kind](&sub);
+		if (rc)
+			return rc;
+		for (int k = 0; k < node->n_inputs; k++)
+			if (ctx->r_in[k])
+				contrast_scatter(&maps[slot_of(st, node->inputs[k])], ctx->r_in[k],
+						 tv[k].data, m ? wn : wp);
+	}
+	return IAP_OK;
+}
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+int dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg, struct iap_graph *g,
+		   struct iap_error *err)
+{
+	r->cfg = *cfg;
+	r->g = g;
+	r->rs.name = cfg->mode == DLB_MODE_CONTRAST ? "dlb-contrast" : "dlb";
+	r->rs.user = r;
+	for (int k = 0; k < IAP_OP_COUNT; k++)
+		r->rs.rules[k] = cfg->mode == DLB_MODE_CONTRAST && default_rules[k] ? rule_contrast
+										    : default_rules[k];
+	if (cfg->mode != DLB_MODE_CONTRAST)
+		return IAP_OK;
+	r->n_slots = g->n_nodes + 1;
+	r->pos = calloc((size_t)r->n_slots, sizeof(*r->pos));
+	r->neg = calloc((size_t)r->n_slots, sizeof(*r->neg));
+	if (!r->pos || !r->neg) {
+		dlb_rules_release(r);
+		return iap_error_set(err, IAP_ENOMEM, "dlb: cannot allocate the contrast maps");
+	}
+	return IAP_OK;
+}
+
+void dlb_rules_release(struct dlb_rules *r)
+{
+	for (int i = 0; r->pos && i < r->n_slots; i++)
+		iap_tensor_free(&r->pos[i]);
+	for (int i = 0; r->neg && i < r->n_slots; i++)
+		iap_tensor_free(&r->neg[i]);
+	free(r->pos);
+	free(r->neg);
+	iap_free(r->tmp);
+	r->pos = r->neg = NULL;
+	r->tmp = NULL;
+	r->tmp_len = 0;
+	r->n_slots = 0;
+}
