@@ -1,0 +1,209 @@
+/* Shared by the policy plugins: options, ignore patterns, coupled layers, normalisation, caps. */
+#include "config.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static const char *const norm_choices[] = { "none", "l1", "l2", "max", NULL };
+
+const struct iap_option iap_pol_options[] = {
+	{ .name = "normalize", .type = IAP_OPT_ENUM, .def = "none", .choices = norm_choices,
+	  .help = "divide each layer's scores by their L1 norm, L2 norm or largest magnitude first" },
+	{ .name = "ignore", .type = IAP_OPT_STRING, .def = "",
+	  .help = "comma-separated fnmatch patterns of unit group names never to prune" },
+	{ .name = NULL },
+};
+
+enum norm { NORM_NONE, NORM_L1, NORM_L2, NORM_MAX };
+
+/* 1 when name matches one of the comma-separated patterns (blanks around them are ignored). */
+static int name_ignored(const char *patterns, const char *name)
+{
+	const char *p = patterns;
+
+	while (*p) {
+		char pat[256];
+		size_t len;
+		const char *end;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		end = p + strcspn(p, ",");
+		len = (size_t)(end - p);
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len && len < sizeof(pat)) {
+			memcpy(pat, p, len);
+			pat[len] = '\0';
+			if (fnmatch(pat, name ? name : "", 0) == 0)
+				return 1;
+		}
+		p = end;
+	}
+	return 0;
+}
+
+static double group_norm(enum norm how, const float *s, int n)
+{
+	double acc = 0;
+
+	for (int u = 0; u < n; u++) {
+		double a = fabs((double)s[u]);
+
+		if (how == NORM_L1)
+			acc += a;
+		else if (how == NORM_L2)
+			acc += a * a;
+		else if (a > acc)
+			acc = a;
+	}
+	return how == NORM_L2 ? sqrt(acc) : acc;
+}
+
+static int check_input(const char *policy, const struct iap_policy_input *in, uint8_t *const *keep,
+		       struct iap_error *err)
+{
+	const struct iap_graph *g = in->graph;
+
+	if (!g || !keep || (g->n_groups && !in->scores))
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': missing graph, scores or masks", policy);
+	if (!(in->rate >= 0 && in->rate <= 1))
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': rate %g is outside [0, 1]", policy, in->rate);
+	if (!(in->max_layer_rate >= 0 && in->max_layer_rate <= 1))
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': max_layer_rate %g is outside [0, 1]",
+				     policy, in->max_layer_rate);
+	if (in->min_units < 0)
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': min_units %d is negative", policy,
+				     in->min_units);
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		if (!in->scores[gi] || !keep[gi])
+			return iap_error_set(err, IAP_EINVAL, "policy '%s': group '%s' has no scores or mask",
+					     policy, g->groups[gi].name);
+		for (int u = 0; u < g->groups[gi].n_units; u++)
+			if (!isfinite(in->scores[gi][u]))
+				return iap_error_set(err, IAP_ENUMERIC, "policy '%s': group '%s' unit %d: "
+						     "score is not finite", policy, g->groups[gi].name, u);
+	}
+	return IAP_OK;
+}
+
+int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const struct iap_policy_input *in,
+		       uint8_t *const *keep, struct iap_pol_plan *plan, struct iap_error *err)
+{
+	const struct iap_graph *g = in->graph;
+	const char *nname = iap_opts_str(opts, "normalize"), *patterns = iap_opts_str(opts, "ignore");
+	enum norm how = NORM_NONE;
+	uint8_t *skip = NULL, *done = NULL;
+	int64_t n_scores = 0;
+	int rc, nm = 0;
+
+	memset(plan, 0, sizeof(*plan));
+	rc = check_input(policy, in, keep, err);
+	if (rc)
+		return rc;
+	if (nname && !strcmp(nname, "l1"))
+		how = NORM_L1;
+	else if (nname && !strcmp(nname, "l2"))
+		how = NORM_L2;
+	else if (nname && !strcmp(nname, "max"))
+		how = NORM_MAX;
+
+	/* +1: zero groups is valid and calloc(0) may return NULL. */
+	skip = calloc((size_t)g->n_groups + 1, 1);
+	done = calloc((size_t)g->n_groups + 1, 1);
+	plan->layers = calloc((size_t)g->n_groups + 1, sizeof(*plan->layers));
+	plan->member_buf = calloc((size_t)g->n_groups + 1, sizeof(*plan->member_buf));
+	for (int gi = 0; gi < g->n_groups; gi++)
+		n_scores += g->groups[gi].n_units;
+	plan->score_buf = calloc((size_t)n_scores + 1, sizeof(*plan->score_buf));
+	if (!skip || !done || !plan->layers || !plan->member_buf || !plan->score_buf) {
+		rc = iap_error_set(err, IAP_ENOMEM, "policy '%s': out of memory", policy);
+		goto out_fail;
+	}
+
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		memset(keep[gi], 1, (size_t)g->groups[gi].n_units);
+		skip[gi] = (in->ignore && in->ignore[gi]) || (patterns && name_ignored(patterns, g->groups[gi].name));
+	}
+	/* One ignored member makes the whole coupled set unprunable. */
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		if (!skip[gi] || g->groups[gi].coupling < 0)
+			continue;
+		for (int gj = 0; gj < g->n_groups; gj++)
+			if (g->groups[gj].coupling == g->groups[gi].coupling)
+				skip[gj] = 1;
+	}
+
+	n_scores = 0;
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		const struct iap_unit_group *grp = &g->groups[gi];
+		struct iap_pol_layer *l;
+		double cap;
+
+		if (skip[gi] || done[gi])
+			continue;
+		l = &plan->layers[plan->n_layers++];
+		l->members = plan->member_buf + nm;
+		l->n_units = grp->n_units;
+		l->score = plan->score_buf + n_scores;
+		n_scores += grp->n_units;
+		for (int gj = gi; gj < g->n_groups; gj++) {
+			const struct iap_unit_group *m = &g->groups[gj];
+			double norm;
+
+			if (gj != gi && (grp->coupling < 0 || m->coupling != grp->coupling || skip[gj]))
+				continue;
+			if (m->n_units != grp->n_units) {
+				rc = iap_error_set(err, IAP_EINVAL, "policy '%s': coupled groups '%s' (%d units) "
+						   "and '%s' (%d units) differ in size", policy, grp->name,
+						   grp->n_units, m->name, m->n_units);
+				goto out_fail;
+			}
+			done[gj] = 1;
+			l->members[l->n_members++] = gj;
+			nm++;
+			norm = how == NORM_NONE ? 0 : group_norm(how, in->scores[gj], m->n_units);
+			/* A group whose scores are all zero has norm 0: its scores stay zero. */
+			for (int u = 0; u < m->n_units; u++)
+				l->score[u] += norm > 0 ? in->scores[gj][u] / norm : in->scores[gj][u];
+		}
+		/* The epsilon keeps 0.9 * 10 = 8.999... from flooring to 8. */
+		cap = floor(in->max_layer_rate * l->n_units + 1e-9);
+		if (cap > l->n_units - in->min_units)
+			cap = l->n_units - in->min_units;
+		l->max_prune = cap > 0 ? (int)cap : 0;
+		plan->total += (int64_t)l->n_units * l->n_members;
+	}
+	plan->target = llround(in->rate * (double)plan->total);
+	if (plan->target > plan->total)
+		plan->target = plan->total;
+	free(skip);
+	free(done);
+	return IAP_OK;
+
+out_fail:
+	free(skip);
+	free(done);
+	iap_pol_plan_free(plan);
+	return rc;
+}
+
+void iap_pol_plan_free(struct iap_pol_plan *plan)
+{
+	free(plan->layers);
+	free(plan->member_buf);
+	free(plan->score_buf);
+	memset(plan, 0, sizeof(*plan));
+}
+
+void iap_pol_prune(const struct iap_pol_plan *plan, int l, int u, uint8_t *const *keep)
+{
+	const struct iap_pol_layer *layer = &plan->layers[l];
+
+	for (int m = 0; m < layer->n_members; m++)
+		keep[layer->members[m]][u] = 0;
+}

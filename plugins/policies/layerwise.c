@@ -1,0 +1,135 @@
+/*
+ * The "layerwise" policy: the same rate in every layer. A layer of n units
+ * prunes floor(rate * n) or ceil(rate * n) of its lowest-scoring units (ties
+ * to the lower unit index). The ceilings go to the layers with the largest
+ * remainders rate * n - floor(rate * n) (lower layer on ties) until the
+ * network total reaches round(rate * total), so the overall rate is as exact
+ * as the global policy's when no cap binds (see common.h for the bound with
+ * coupled layers). A capped layer stops at its cap and what it could not
+ * prune is NOT moved to other layers: that would break the equal rate.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <iaprune/plugin.h>
+
+#include "common.h"
+
+struct share {
+	double frac;
+	int layer;
+};
+
+/* Largest remainder first, then lower layer. */
+static int cmp_share(const void *a, const void *b)
+{
+	const struct share *x = a, *y = b;
+
+	if (x->frac != y->frac)
+		return x->frac > y->frac ? -1 : 1;
+	return (x->layer > y->layer) - (x->layer < y->layer);
+}
+
+struct unit_score {
+	double score;
+	int unit;
+};
+
+static int cmp_unit(const void *a, const void *b)
+{
+	const struct unit_score *x = a, *y = b;
+
+	if (x->score != y->score)
+		return x->score < y->score ? -1 : 1;
+	return (x->unit > y->unit) - (x->unit < y->unit);
+}
+
+static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_input *in,
+			  uint8_t *const *keep, struct iap_error *err)
+{
+	struct iap_pol_plan plan;
+	struct share *sh = NULL;
+	struct unit_score *us = NULL;
+	int *count = NULL, max_units = 1;
+	int64_t left;
+	int rc;
+
+	rc = iap_pol_plan_build("layerwise", opts, in, keep, &plan, err);
+	if (rc)
+		return rc;
+	for (int l = 0; l < plan.n_layers; l++)
+		if (plan.layers[l].n_units > max_units)
+			max_units = plan.layers[l].n_units;
+	sh = calloc((size_t)plan.n_layers + 1, sizeof(*sh));
+	count = calloc((size_t)plan.n_layers + 1, sizeof(*count));
+	us = malloc((size_t)max_units * sizeof(*us));
+	if (!sh || !count || !us) {
+		rc = iap_error_set(err, IAP_ENOMEM, "policy 'layerwise': out of memory");
+		goto out_free;
+	}
+
+	/*
+	 * Every layer's floor share first (the target is counted against the
+	 * uncapped floors, so a cap's shortfall stays a shortfall), then one
+	 * more unit for the layers with the largest remainders.
+	 */
+	left = plan.target;
+	for (int l = 0; l < plan.n_layers; l++) {
+		const struct iap_pol_layer *layer = &plan.layers[l];
+		double q = in->rate * layer->n_units;
+		double base = floor(q + 1e-9);
+
+		count[l] = base < layer->max_prune ? (int)base : layer->max_prune;
+		sh[l] = (struct share){ .frac = q - base > 0 ? q - base : 0, .layer = l };
+		left -= (int64_t)base * layer->n_members;
+	}
+	qsort(sh, (size_t)plan.n_layers, sizeof(*sh), cmp_share);
+	for (int i = 0; i < plan.n_layers && left > 0 && sh[i].frac > 0; i++) {
+		int l = sh[i].layer;
+		const struct iap_pol_layer *layer = &plan.layers[l];
+
+		if (count[l] >= layer->max_prune || layer->n_members > left)
+			continue;
+		count[l]++;
+		left -= layer->n_members;
+	}
+
+	for (int l = 0; l < plan.n_layers; l++) {
+		const struct iap_pol_layer *layer = &plan.layers[l];
+
+		if (!count[l])
+			continue;
+		for (int u = 0; u < layer->n_units; u++)
+			us[u] = (struct unit_score){ .score = layer->score[u], .unit = u };
+		qsort(us, (size_t)layer->n_units, sizeof(*us), cmp_unit);
+		for (int i = 0; i < count[l]; i++)
+			iap_pol_prune(&plan, l, us[i].unit, keep);
+	}
+
+out_free:
+	free(us);
+	free(count);
+	free(sh);
+	iap_pol_plan_free(&plan);
+	return rc;
+}
+
+static const struct iap_policy_ops layerwise_ops = {
+	.size = sizeof(struct iap_policy_ops),
+	.mask = layerwise_mask,
+};
+
+static const struct iap_plugin_desc layerwise_desc = {
+	IAP_PLUGIN_HEADER,
+	.kind = IAP_PLUGIN_POLICY,
+	.name = "layerwise",
+	.version = PACKAGE_VERSION,
+	.license = "MIT",
+	.summary = "prune the same fraction of every layer",
+	.options = iap_pol_options,
+	.ops.policy = &layerwise_ops,
+};
+
+IAP_PLUGIN_DEFINE(layerwise_desc)
