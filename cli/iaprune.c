@@ -15,8 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <iaprune/model.h>
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
+#include <iaprune/safetensors.h>
 
 #ifndef IAP_SYSCONFDIR
 #define IAP_SYSCONFDIR "/usr/local/etc"
@@ -384,6 +386,76 @@ static int cmd_plugins(const struct command *cmd, struct common *c, int argc, ch
 	return EXIT_OK;
 }
 
+/* The tensors of a safetensors file without iaprune metadata. */
+static int list_tensors(const char *path)
+{
+	struct iap_safetensors *st;
+	struct iap_error err;
+	int64_t total = 0, zeros = 0;
+	char shape[96];
+
+	if (iap_safetensors_open(path, &st, &err))
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	printf("%-60s %-5s %-20s %12s %7s\n", "tensor", "dtype", "shape", "elements", "zeros");
+	for (int i = 0; i < st->n_tensors; i++) {
+		const struct iap_st_tensor *t = &st->tensors[i];
+		int64_t z = 0;
+
+		if (t->dtype != IAP_ST_I64) {
+			float *buf = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+
+			if (!buf || iap_safetensors_read_f32(st, t, buf, &err)) {
+				free(buf);
+				iap_safetensors_close(st);
+				return error_exit(EXIT_RUN, "%s", buf ? err.msg : "out of memory");
+			}
+			for (int64_t k = 0; k < t->numel; k++)
+				z += buf[k] == 0.0f;
+			free(buf);
+			total += t->numel;
+			zeros += z;
+		}
+		iap_shape_str(t->ndim, t->shape, shape, sizeof(shape));
+		printf("%-60s %-5s %-20s %12lld %6.1f%%\n", t->name, iap_st_dtype_name(t->dtype), shape,
+		       (long long)t->numel, t->numel ? 100.0 * (double)z / (double)t->numel : 0.0);
+	}
+	printf("\ntotal: %d tensors, %lld float elements, %.2f%% zero\n", st->n_tensors, (long long)total,
+	       total ? 100.0 * (double)zeros / (double)total : 0.0);
+	for (int i = 0; i < st->n_meta; i++)
+		printf("metadata %s: %s\n", st->meta[i].key, st->meta[i].value);
+	iap_safetensors_close(st);
+	return EXIT_OK;
+}
+
+/* `info WEIGHTS`: the model's layer table when the file says which model it is. */
+static int info_weights(struct common *c, const char *path)
+{
+	struct iap_registry *reg;
+	struct iap_graph *g = NULL;
+	struct iap_safetensors *st;
+	struct iap_error err;
+	int has_model, rc;
+
+	if (iap_safetensors_open(path, &st, &err))
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	has_model = iap_safetensors_meta(st, IAP_META_MODEL) != NULL;
+	iap_safetensors_close(st);
+	if (!has_model)
+		return list_tensors(path);
+	reg = load_plugins(c);
+	if (!reg)
+		return EXIT_RUN;
+	rc = iap_model_from_weights(reg, path, &g, NULL, &err);
+	if (rc) {
+		iap_registry_free(reg);
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	}
+	iap_graph_print_summary(g, stdout);
+	iap_graph_free(g);
+	iap_registry_free(reg);
+	return EXIT_OK;
+}
+
 static int cmd_info(const struct command *cmd, struct common *c, int argc, char **argv)
 {
 	static const int allowed[] = { 0 };
@@ -391,9 +463,11 @@ static int cmd_info(const struct command *cmd, struct common *c, int argc, char 
 	struct cmd_opts o;
 	int rc;
 
-	rc = parse_cmd(cmd, c, argc, argv, allowed, 0, &o);
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
 	if (rc >= 0)
 		return rc;
+	if (o.pipeline)
+		return info_weights(c, o.pipeline);
 	printf("iaprune %s\n", PACKAGE_VERSION);
 	printf("plugin ABI %d.%d\n", IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR);
 	printf("pipeline version %d\n", IAP_PIPELINE_VERSION);
@@ -435,7 +509,11 @@ static const struct command commands[] = {
 	  "List the plugins found on the search path by kind (-v: with their files), or\n"
 	  "describe one plugin and its options.",
 	  NULL, cmd_plugins },
-	{ "info", "", "Print the version, plugin ABI, default pipeline and plugin search path.",
+	{ "info", "[WEIGHTS]",
+	  "Without an argument: the version, plugin ABI, default pipeline and plugin search path.\n"
+	  "With a safetensors file: the model's layer table (output shapes, parameters,\n"
+	  "multiply-accumulates, prunable and pruned units, zero weights) when the file\n"
+	  "carries iaprune's model description, otherwise its tensors.",
 	  NULL, cmd_info },
 	{ "train", "[--set KEY=VALUE]... [PIPELINE]", "Train the pipeline's model and save its weights.",
 	  "training arrives with the training issue", cmd_pending },

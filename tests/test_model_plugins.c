@@ -6,10 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include <iaprune/model.h>
 #include <iaprune/plugin.h>
+#include <iaprune/weights.h>
 
 static struct iap_registry *reg;
 
@@ -146,6 +151,68 @@ static void test_init_params_follow_torchvision(void **state)
 	iap_graph_free(g);
 }
 
+
+/* A model saved with its provenance rebuilds from the file alone. */
+static void test_weights_carry_the_model(void **state)
+{
+	const struct iap_dataset_info data = { .n_classes = 2, .in_ndim = 3, .in_shape = { 1, 32, 32 } };
+	const struct iap_plugin *p = iap_registry_find(reg, IAP_PLUGIN_MODEL, "vgg"), *back = NULL;
+	char dir[] = "/tmp/iap-model-XXXXXX", path[256];
+	struct iap_meta_list meta = { 0 };
+	struct iap_graph *g, *h;
+	struct iap_opts *o;
+	struct iap_error err;
+	struct iap_rng rng;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/m.safetensors", dir);
+	assert_int_equal(iap_opts_defaults(p->desc->options, &o, &err), IAP_OK);
+	assert_int_equal(iap_opts_set(o, "model", "depth", "11", &err), IAP_OK);
+	assert_int_equal(iap_opts_set(o, "model", "width", "0.125", &err), IAP_OK);
+	assert_int_equal(iap_opts_set(o, "model", "batch_norm", "true", &err), IAP_OK);
+	assert_int_equal(p->desc->ops.model->build(o, &data, &g, &err), IAP_OK);
+	iap_rng_seed(&rng, 5);
+	assert_int_equal(p->desc->ops.model->init_params(o, g, &rng, &err), IAP_OK);
+	assert_int_equal(iap_model_meta(&meta, p, o, g, 2, &err), IAP_OK);
+	assert_int_equal(iap_graph_save_weights(g, path, meta.items, meta.n, &err), IAP_OK);
+	assert_int_equal(iap_model_from_weights(reg, path, &h, &back, &err), IAP_OK);
+	assert_ptr_equal(back, p);
+	assert_int_equal(iap_graph_param_count(h, NULL), iap_graph_param_count(g, NULL));
+	assert_memory_equal(iap_graph_find_param(h, "features.4.weight")->value.data,
+			    iap_graph_find_param(g, "features.4.weight")->value.data,
+			    (size_t)iap_tensor_numel(&iap_graph_find_param(g, "features.4.weight")->value) * sizeof(float));
+	mem = open_memstream(&text, &len);
+	iap_graph_print_summary(h, mem);
+	fclose(mem);
+	/* First conv: 8 channels (64 × 0.125) of 32×32, 1·8·9 + 8 parameters. */
+	assert_non_null(strstr(text, "features.0"));
+	assert_non_null(strstr(text, "[8, 32, 32]"));
+	assert_non_null(strstr(text, "prunable units, 0 pruned"));
+	free(text);
+	iap_graph_free(g);
+	iap_graph_free(h);
+	iap_opts_free(o);
+	iap_meta_free(&meta);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_weights_without_provenance(void **state)
+{
+	struct iap_graph *g;
+	struct iap_error err;
+	char path[512];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/tests/fixtures/models/vgg11.safetensors", getenv("IAP_TEST_SRCDIR"));
+	assert_int_equal(iap_model_from_weights(reg, path, &g, NULL, &err), IAP_EFORMAT);
+	assert_non_null(strstr(err.msg, "no iaprune model description in its metadata"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +221,8 @@ int main(void)
 		cmocka_unit_test(test_shape_from_dataset),
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_init_params_follow_torchvision),
+		cmocka_unit_test(test_weights_carry_the_model),
+		cmocka_unit_test(test_weights_without_provenance),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

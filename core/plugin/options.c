@@ -225,3 +225,49 @@ int iap_opts_is_set(const struct iap_opts *o, const char *name)
 
 	return v ? v->is_set : 0;
 }
+
+int iap_opts_count(const struct iap_opts *o)
+{
+	return o ? o->n : 0;
+}
+
+const char *iap_opts_name(const struct iap_opts *o, int i)
+{
+	return o && i >= 0 && i < o->n ? o->vals[i].opt->name : NULL;
+}
+
+void iap_opts_format(const struct iap_opts *o, int i, char *buf, size_t len)
+{
+	const struct optval *v;
+
+	if (!len)
+		return;
+	buf[0] = '\0';
+	if (!o || i < 0 || i >= o->n)
+		return;
+	v = &o->vals[i];
+	switch (v->opt->type) {
+	case IAP_OPT_BOOL:
+		snprintf(buf, len, "%s", v->v.b ? "true" : "false");
+		break;
+	case IAP_OPT_INT:
+		snprintf(buf, len, "%ld", v->v.i);
+		break;
+	case IAP_OPT_FLOAT:
+		/* Shortest text that reads back to the same double. */
+		snprintf(buf, len, "%.17g", v->v.f);
+		for (int p = 1; p < 17; p++) {
+			char t[64];
+
+			snprintf(t, sizeof(t), "%.*g", p, v->v.f);
+			if (strtod(t, NULL) == v->v.f) {
+				snprintf(buf, len, "%s", t);
+				break;
+			}
+		}
+		break;
+	default:
+		snprintf(buf, len, "%s", v->v.s ? v->v.s : "");
+		break;
+	}
+}

@@ -115,6 +115,12 @@ const char *iap_opts_str(const struct iap_opts *o, const char *name); /* STRING 
 /* 1 when the value came from the pipeline rather than the default. */
 int iap_opts_is_set(const struct iap_opts *o, const char *name);
 
+/* Number of options, and the name and value text (as YAML would write it) of option i. */
+int iap_opts_count(const struct iap_opts *o);
+const char *iap_opts_name(const struct iap_opts *o, int i);
+/* Writes the value of option i into buf (always terminated); "" for an unset required option. */
+void iap_opts_format(const struct iap_opts *o, int i, char *buf, size_t len);
+
 /* ---- data handed between plugins ------------------------------------------ */
 
 enum iap_split {
