@@ -13,11 +13,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
+#include <cblas.h>
+
+#include <iaprune/attribute.h>
+#include <iaprune/heatmap.h>
+#include <iaprune/image.h>
 #include <iaprune/model.h>
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
+#include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
 
 #ifndef IAP_SYSCONFDIR
@@ -45,11 +55,11 @@ static void usage_main(FILE *f)
 		"commands:\n"
 		"  run       validate a pipeline and run it (--dry-run: validate and print it)\n"
 		"  plugins   list plugins by kind; --describe NAME prints a plugin's options\n"
-		"  info      version, plugin ABI, search path and default pipeline\n"
-		"  train     train the pipeline's model\n"
-		"  eval      evaluate a model on the pipeline's dataset\n"
-		"  explain   attribution heatmaps for a few samples\n"
-		"  prune     prune a model at given rates\n"
+		"  info      version and search path; with WEIGHTS, the model's layer table\n"
+		"  train     train the pipeline's model and save it\n"
+		"  eval      evaluate the pipeline's model on its evaluation split\n"
+		"  explain   heatmap of one image's relevance\n"
+		"  prune     prune the pipeline's model at one rate and save it\n"
 		"\n"
 		"'iaprune COMMAND --help' describes a command; man iaprune for details.\n"
 		"Exit status: 0 ok, 1 the run failed, 2 usage or input error.\n");
@@ -81,6 +91,27 @@ static int add_plugin_path(struct common *c, const char *dir)
  * Scan for plugins; every file that could not be used is a warning (the
  * run goes on without it). NULL (after a message) when the registry fails.
  */
+/*
+ * 1 when this program runs from its build tree (not installed): then the
+ * build tree's plugins and default pipeline are used, so `./cli/iaprune run`
+ * works right after `make`.
+ */
+static int uninstalled(void)
+{
+#ifdef IAP_ABS_BUILDDIR
+	char exe[4096], prefix[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return 0;
+	exe[n] = '\0';
+	snprintf(prefix, sizeof(prefix), "%s/cli/", IAP_ABS_BUILDDIR);
+	return strncmp(exe, prefix, strlen(prefix)) == 0;
+#else
+	return 0;
+#endif
+}
+
 static struct iap_registry *load_plugins(const struct common *c)
 {
 	struct iap_error err = { 0, "" };
@@ -95,6 +126,23 @@ static struct iap_registry *load_plugins(const struct common *c)
 		if (iap_registry_add_dir(reg, c->plugin_path[i], &err))
 			goto fail;
 	}
+#ifdef IAP_ABS_BUILDDIR
+	/*
+	 * From the build tree, its plugin folders stand in for the installed
+	 * directory, unless the environment says which system path to use (tests).
+	 */
+	if (uninstalled() && !getenv(IAP_PLUGIN_SYSTEM_PATH_ENV)) {
+		static const char *const kinds[] = { "models", "attribution", "samplers", "policies", "datasets" };
+
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+			char dir[4200];
+
+			snprintf(dir, sizeof(dir), "%s/plugins/%s/.libs", IAP_ABS_BUILDDIR, kinds[k]);
+			if (access(dir, R_OK | X_OK) == 0 && iap_registry_add_dir(reg, dir, &err))
+				goto fail;
+		}
+	}
+#endif
 	if (iap_registry_scan(reg, &err))
 		goto fail;
 	for (int i = 0; i < iap_registry_diag_count(reg); i++)
@@ -112,6 +160,13 @@ static const char *default_pipeline(void)
 {
 	static char path[4096];
 
+#ifdef IAP_ABS_SRCDIR
+	if (uninstalled()) {
+		snprintf(path, sizeof(path), "%s/etc/iaprune/default.yaml", IAP_ABS_SRCDIR);
+		if (access(path, R_OK) == 0)
+			return path;
+	}
+#endif
 	snprintf(path, sizeof(path), "%s/iaprune/default.yaml", IAP_SYSCONFDIR);
 	if (access(path, R_OK) == 0)
 		return path;
@@ -159,7 +214,9 @@ static void usage_cmd(const struct command *cmd, FILE *f)
 	fprintf(f, "usage: iaprune %s %s\n\n%s\n", cmd->name, cmd->args, cmd->summary);
 }
 
-enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE };
+enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE,
+       OPT_QUIET, OPT_JOBS, OPT_RATE, OPT_ATTRIBUTION, OPT_SAMPLER, OPT_COMPACT, OPT_OUTPUT, OPT_WEIGHTS,
+       OPT_TARGET, OPT_OPTION };
 
 static const struct option long_opts[] = {
 	{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
@@ -169,6 +226,16 @@ static const struct option long_opts[] = {
 	{ "describe", required_argument, NULL, OPT_DESCRIBE },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "jobs", required_argument, NULL, OPT_JOBS },
+	{ "rate", required_argument, NULL, OPT_RATE },
+	{ "attribution", required_argument, NULL, OPT_ATTRIBUTION },
+	{ "sampler", required_argument, NULL, OPT_SAMPLER },
+	{ "compact", no_argument, NULL, OPT_COMPACT },
+	{ "output", required_argument, NULL, OPT_OUTPUT },
+	{ "weights", required_argument, NULL, OPT_WEIGHTS },
+	{ "target", required_argument, NULL, OPT_TARGET },
+	{ "option", required_argument, NULL, OPT_OPTION },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -180,6 +247,18 @@ struct cmd_opts {
 	const char *describe;
 	int verbose;
 	const char *pipeline;
+	int quiet;
+	int jobs;
+	double rate;
+	int have_rate;
+	const char *attribution;
+	const char *sampler;
+	int compact;
+	const char *output;
+	const char *weights;
+	int target;
+	const char *options[64];
+	int n_options;
 };
 
 /*
@@ -195,11 +274,14 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 	o->kind = -1;
 	optind = 0;   /* glibc: full re-initialisation for a new argv */
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+hv", long_opts, NULL)) != -1) {
+	o->target = -1;
+	while ((ch = getopt_long(argc, argv, "+hvqj:o:", long_opts, NULL)) != -1) {
 		int ok = ch == 'h' || ch == OPT_HELP || ch == OPT_PLUGIN_PATH;
 
 		for (int i = 0; allowed[i] && !ok; i++)
-			ok = allowed[i] == ch || (ch == 'v' && allowed[i] == OPT_VERBOSE);
+			ok = allowed[i] == ch || (ch == 'v' && allowed[i] == OPT_VERBOSE) ||
+			     (ch == 'q' && allowed[i] == OPT_QUIET) || (ch == 'j' && allowed[i] == OPT_JOBS) ||
+			     (ch == 'o' && allowed[i] == OPT_OUTPUT);
 		if (!ok || ch == '?' || ch == ':') {
 			error_exit(EXIT_USAGE, "%s: unknown or incomplete option '%s' (try 'iaprune %s --help')",
 				   cmd->name, argv[optind - 1], cmd->name);
@@ -236,6 +318,63 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 		case OPT_VERBOSE:
 			o->verbose = 1;
 			break;
+		case 'q':
+		case OPT_QUIET:
+			o->quiet = 1;
+			break;
+		case 'j':
+		case OPT_JOBS: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v < 1 || v > 1024)
+				return error_exit(EXIT_USAGE, "%s: -j wants a thread count from 1 to 1024, not '%s'",
+						  cmd->name, optarg);
+			o->jobs = (int)v;
+			break;
+		}
+		case OPT_RATE: {
+			char *end;
+			double v = strtod(optarg, &end);
+
+			if (*end || !(v >= 0 && v < 1))
+				return error_exit(EXIT_USAGE, "%s: --rate wants a fraction in [0, 1), not '%s'",
+						  cmd->name, optarg);
+			o->rate = v;
+			o->have_rate = 1;
+			break;
+		}
+		case OPT_ATTRIBUTION:
+			o->attribution = optarg;
+			break;
+		case OPT_SAMPLER:
+			o->sampler = optarg;
+			break;
+		case OPT_COMPACT:
+			o->compact = 1;
+			break;
+		case 'o':
+		case OPT_OUTPUT:
+			o->output = optarg;
+			break;
+		case OPT_WEIGHTS:
+			o->weights = optarg;
+			break;
+		case OPT_TARGET: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v < 0 || v > 1000000)
+				return error_exit(EXIT_USAGE, "%s: --target wants a class index, not '%s'", cmd->name,
+						  optarg);
+			o->target = (int)v;
+			break;
+		}
+		case OPT_OPTION:
+			if (o->n_options == (int)(sizeof(o->options) / sizeof(o->options[0])))
+				return error_exit(EXIT_USAGE, "too many --option options");
+			o->options[o->n_options++] = optarg;
+			break;
 		}
 	}
 	if (argc - optind > max_args)
@@ -246,17 +385,87 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 	return -1;
 }
 
-static int cmd_run(const struct command *cmd, struct common *c, int argc, char **argv)
+/* ---- running pipelines ---------------------------------------------------------------- */
+
+struct ui {
+	int quiet;
+	int tty;
+	int progress_shown;
+	time_t last;
+};
+
+static void ui_clear(struct ui *u)
 {
-	static const int allowed[] = { OPT_SET, OPT_DRY_RUN, 0 };
+	if (u->progress_shown) {
+		fputs("\r\033[K", stderr);
+		u->progress_shown = 0;
+	}
+}
+
+static void ui_log(void *user, enum iap_log_level level, const char *fmt, va_list ap)
+{
+	struct ui *u = user;
+
+	if (u->quiet && level != IAP_LOG_WARN)
+		return;
+	ui_clear(u);
+	fputs(level == IAP_LOG_WARN ? "iaprune: warning: " : level == IAP_LOG_STAGE ? "==> " : "    ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+/* A one-line progress bar, redrawn in place; only on a terminal. */
+static void ui_progress(void *user, const char *stage, int64_t done, int64_t total)
+{
+	struct ui *u = user;
+	int width = 30, fill;
+
+	if (u->quiet || !u->tty || total <= 0)
+		return;
+	fill = (int)(width * done / total);
+	fprintf(stderr, "\r\033[K%-28.28s [", stage);
+	for (int i = 0; i < width; i++)
+		fputc(i < fill ? '#' : '.', stderr);
+	fprintf(stderr, "] %lld/%lld", (long long)done, (long long)total);
+	u->progress_shown = 1;
+	if (done >= total)
+		ui_clear(u);
+}
+
+static void set_threads(int jobs)
+{
+	if (jobs > 0)
+		openblas_set_num_threads(jobs);
+#ifdef _OPENMP
+	if (jobs > 0)
+		omp_set_num_threads(jobs);
+#endif
+}
+
+static int run_mode(const struct command *cmd, struct common *c, int argc, char **argv,
+		    enum iap_run_mode mode)
+{
+	static const int allowed[] = { OPT_SET, OPT_DRY_RUN, OPT_QUIET, OPT_JOBS, OPT_RATE, OPT_ATTRIBUTION,
+				       OPT_SAMPLER, OPT_COMPACT, OPT_OUTPUT, 0 };
+	struct iap_error err = { 0, "" };
+	struct iap_run_opts ro = { .mode = mode };
 	struct iap_registry *reg;
 	struct iap_cfg *cfg;
 	struct cmd_opts o;
+	struct ui u = { 0 };
 	int rc;
 
 	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
 	if (rc >= 0)
 		return rc;
+	if (mode == IAP_RUN_PRUNE && !o.have_rate)
+		return error_exit(EXIT_USAGE, "prune: --rate is required (the fraction of units to prune)");
+	if (mode != IAP_RUN_PRUNE && (o.have_rate || o.attribution || o.sampler || o.compact || o.output))
+		return error_exit(EXIT_USAGE, "%s: --rate, --attribution, --sampler, --compact and --output are for 'prune'",
+				  cmd->name);
+	if (o.dry_run && mode != IAP_RUN_ALL)
+		return error_exit(EXIT_USAGE, "%s: --dry-run is for 'run'", cmd->name);
+	set_threads(o.jobs);
 	reg = load_plugins(c);
 	if (!reg)
 		return EXIT_RUN;
@@ -267,12 +476,178 @@ static int cmd_run(const struct command *cmd, struct common *c, int argc, char *
 		/* The pipeline as it would run: overrides applied, every default written out. */
 		if (iap_cfg_dump(iap_cfg_root(cfg), stdout) || fflush(stdout))
 			rc = error_exit(EXIT_RUN, "cannot write the pipeline to standard output");
-	} else {
-		rc = error_exit(EXIT_RUN, "run: the pipeline is valid, but this build cannot execute it yet "
-				"(the pipeline runner arrives with a later issue); nothing was run");
+		goto out_cfg;
 	}
+	u.quiet = o.quiet;
+	u.tty = isatty(STDERR_FILENO);
+	ro.log = ui_log;
+	ro.log_user = &u;
+	ro.progress = ui_progress;
+	ro.progress_user = &u;
+	ro.prune_rate = o.rate;
+	ro.prune_attribution = o.attribution;
+	ro.prune_sampler = o.sampler;
+	ro.compact = o.compact;
+	ro.out_path = o.output;
+	if (iap_run(cfg, reg, &ro, &err)) {
+		ui_clear(&u);
+		/* Bad input (files, shapes, options, unreadable paths) is status 2; anything else a failed run. */
+		rc = error_exit(err.code == IAP_EINVAL || err.code == IAP_EFORMAT || err.code == IAP_ESHAPE ||
+				err.code == IAP_EABI || err.code == IAP_EIO ? EXIT_USAGE : EXIT_RUN, "%s", err.msg);
+	}
+out_cfg:
 	iap_cfg_free(cfg);
 out_reg:
+	iap_registry_free(reg);
+	return rc;
+}
+
+static int cmd_run(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	return run_mode(cmd, c, argc, argv, IAP_RUN_ALL);
+}
+
+static int cmd_train(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	return run_mode(cmd, c, argc, argv, IAP_RUN_TRAIN);
+}
+
+static int cmd_eval(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	return run_mode(cmd, c, argc, argv, IAP_RUN_EVAL);
+}
+
+static int cmd_prune(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	return run_mode(cmd, c, argc, argv, IAP_RUN_PRUNE);
+}
+
+/* ---- explain: one image, one heatmap ------------------------------------------------------------ */
+
+static int cmd_explain(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	static const int allowed[] = { OPT_WEIGHTS, OPT_ATTRIBUTION, OPT_OPTION, OPT_TARGET, OPT_OUTPUT, OPT_JOBS, 0 };
+	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
+	struct iap_error err = { 0, "" };
+	struct iap_registry *reg = NULL;
+	const struct iap_plugin *attr;
+	struct iap_graph *g = NULL;
+	struct iap_opts *opts = NULL;
+	struct iap_tensor img = { 0 }, x = { 0 }, rel = { 0 };
+	struct iap_heatmap_opts ho;
+	struct iap_score_opts so;
+	const float *mean, *std;
+	void *state = NULL;
+	float *map = NULL;
+	char out[4096];
+	struct cmd_opts o;
+	int rc, ch, h, w, target;
+	int64_t shape[4];
+
+	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
+	if (rc >= 0)
+		return rc;
+	if (!o.pipeline || !o.weights)
+		return error_exit(EXIT_USAGE, "explain: needs --weights MODEL.safetensors and an IMAGE (try 'iaprune explain --help')");
+	set_threads(o.jobs);
+	reg = load_plugins(c);
+	if (!reg)
+		return EXIT_RUN;
+	rc = EXIT_USAGE;
+	attr = iap_registry_find(reg, IAP_PLUGIN_ATTRIBUTION, o.attribution ? o.attribution : "lrp");
+	if (!attr) {
+		error_exit(EXIT_USAGE, "explain: no attribution plugin '%s' (see 'iaprune plugins --kind attribution')",
+			   o.attribution ? o.attribution : "lrp");
+		goto out;
+	}
+	if (!attr->desc->ops.attribution->explain) {
+		error_exit(EXIT_USAGE, "explain: attribution '%s' gives no input-level relevance", attr->desc->name);
+		goto out;
+	}
+	if (iap_opts_defaults(attr->desc->options, &opts, &err))
+		goto fail;
+	for (int i = 0; i < o.n_options; i++) {
+		char key[256];
+		const char *eq = strchr(o.options[i], '=');
+
+		if (!eq || eq == o.options[i] || (size_t)(eq - o.options[i]) >= sizeof(key)) {
+			error_exit(EXIT_USAGE, "explain: --option wants KEY=VALUE, not '%s'", o.options[i]);
+			goto out;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - o.options[i]), o.options[i]);
+		snprintf(out, sizeof(out), "attribution '%s'", attr->desc->name);
+		if (iap_opts_set(opts, out, key, eq + 1, &err))
+			goto fail;
+	}
+	if (iap_model_from_weights(reg, o.weights, &g, NULL, &err))
+		goto fail;
+	ch = (int)g->in_shape[0];
+	h = (int)g->in_shape[1];
+	w = (int)g->in_shape[2];
+	/* The datasets' default normalisation: ImageNet for colour, 0.5/0.5 for grayscale. */
+	mean = ch == 3 ? iap_imagenet_mean : gray_mean;
+	std = ch == 3 ? iap_imagenet_std : gray_std;
+	shape[0] = 1;
+	shape[1] = ch;
+	shape[2] = h;
+	shape[3] = w;
+	if (iap_image_load(o.pipeline, ch, &img, &err) || iap_tensor_alloc(&x, 4, shape, &err) ||
+	    iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], x.data, h, w, &err) ||
+	    iap_image_normalize(x.data, ch, (int64_t)h * w, mean, std, &err))
+		goto fail;
+	rc = EXIT_RUN;
+	if (attr->desc->ops.attribution->create(opts, g, &state, &err) || iap_graph_forward(g, &x, &err))
+		goto fail_run;
+	iap_score_opts_from(opts, &so);
+	if (o.target >= 0) {
+		if (o.target >= iap_graph_output(g)->shape[1]) {
+			error_exit(EXIT_USAGE, "explain: --target %d: the model has %lld classes", o.target,
+				   (long long)iap_graph_output(g)->shape[1]);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		target = o.target;
+	} else {
+		so.target = IAP_TARGET_PREDICTED;
+		if (iap_targets(iap_graph_output(g), NULL, &so, &target, &err))
+			goto fail_run;
+	}
+	if (attr->desc->ops.attribution->explain(state, g, &x, &target, &rel, &err))
+		goto fail_run;
+	map = malloc((size_t)h * (size_t)w * sizeof(float));
+	if (!map) {
+		error_exit(EXIT_RUN, "out of memory");
+		goto out;
+	}
+	iap_heatmap_reduce(rel.data, ch, h, w, map);
+	iap_heatmap_opts_init(&ho);
+	ho.mean = mean;
+	ho.std = std;
+	if (o.output)
+		snprintf(out, sizeof(out), "%s", o.output);
+	else
+		snprintf(out, sizeof(out), "%s.%s.png", o.pipeline, attr->desc->name);
+	if (iap_heatmap_write_png(out, x.data, ch, h, w, map, &ho, &err))
+		goto fail_run;
+	printf("%s: class %d (logit %.4f), heatmap %s\n", o.pipeline, target,
+	       iap_graph_output(g)->data[target], out);
+	rc = EXIT_OK;
+	goto out;
+fail:
+	error_exit(EXIT_USAGE, "%s", err.msg);
+	rc = EXIT_USAGE;
+	goto out;
+fail_run:
+	error_exit(EXIT_RUN, "%s", err.msg);
+out:
+	if (state)
+		attr->desc->ops.attribution->destroy(state);
+	free(map);
+	iap_tensor_free(&img);
+	iap_tensor_free(&x);
+	iap_tensor_free(&rel);
+	iap_opts_free(opts);
+	iap_graph_free(g);
 	iap_registry_free(reg);
 	return rc;
 }
@@ -486,24 +861,12 @@ static int cmd_info(const struct command *cmd, struct common *c, int argc, char 
 	return EXIT_OK;
 }
 
-/* Commands whose implementation is not in this build: refuse clearly. */
-static int cmd_pending(const struct command *cmd, struct common *c, int argc, char **argv)
-{
-	static const int allowed[] = { OPT_SET, 0 };
-	struct cmd_opts o;
-	int rc;
-
-	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
-	if (rc >= 0)
-		return rc;
-	return error_exit(EXIT_RUN, "%s: not available in this build (%s); nothing was done",
-			  cmd->name, cmd->pending);
-}
-
 static const struct command commands[] = {
-	{ "run", "[--set KEY=VALUE]... [--dry-run] [PIPELINE]",
-	  "Validate PIPELINE (default: the installed default.yaml), apply --set overrides,\n"
-	  "and run it. --dry-run prints the pipeline with every default filled in instead.",
+	{ "run", "[-q] [-j N] [--set KEY=VALUE]... [--dry-run] [PIPELINE]",
+	  "Run PIPELINE (default: the installed default.yaml) end to end: train or load the\n"
+	  "model, evaluate it, score units with every attribution x sampler, prune at every\n"
+	  "rate, and write the report under the pipeline's output directory.\n"
+	  "--set applies overrides; --dry-run prints the pipeline with every default filled in.",
 	  NULL, cmd_run },
 	{ "plugins", "[--kind KIND] [--describe [KIND/]NAME] [-v]",
 	  "List the plugins found on the search path by kind (-v: with their files), or\n"
@@ -515,14 +878,26 @@ static const struct command commands[] = {
 	  "multiply-accumulates, prunable and pruned units, zero weights) when the file\n"
 	  "carries iaprune's model description, otherwise its tensors.",
 	  NULL, cmd_info },
-	{ "train", "[--set KEY=VALUE]... [PIPELINE]", "Train the pipeline's model and save its weights.",
-	  "training arrives with the training issue", cmd_pending },
-	{ "eval", "[--set KEY=VALUE]... [PIPELINE]", "Evaluate the pipeline's model on its evaluation split.",
-	  "evaluation arrives with the runner issue", cmd_pending },
-	{ "explain", "[--set KEY=VALUE]... [PIPELINE]", "Write attribution heatmaps for a few samples.",
-	  "attribution plugins arrive with the attribution issues", cmd_pending },
-	{ "prune", "[--set KEY=VALUE]... [PIPELINE]", "Prune the pipeline's model at its rates and save the masks.",
-	  "pruning arrives with the runner issue", cmd_pending },
+	{ "train", "[-q] [-j N] [--set KEY=VALUE]... [PIPELINE]",
+	  "Train the pipeline's model (or load model.weights) and save it with its description\n"
+	  "as OUTPUT/model.safetensors; checkpoints go to OUTPUT/checkpoints (training resumes).",
+	  NULL, cmd_train },
+	{ "eval", "[-q] [-j N] [--set KEY=VALUE]... [PIPELINE]",
+	  "Evaluate the pipeline's model on evaluation.split: accuracy, balanced accuracy,\n"
+	  "per-class sensitivity/specificity/precision, macro F1, AUROC, ECE, confusion matrix\n"
+	  "(printed, and written to OUTPUT/metrics.json).",
+	  NULL, cmd_eval },
+	{ "explain", "--weights MODEL.safetensors [--attribution NAME] [--option KEY=VALUE]... [--target N] [-o OUT.png] IMAGE",
+	  "Write IMAGE with its relevance for the predicted class (or --target) blended over it\n"
+	  "as a PNG (default IMAGE.NAME.png). The model is rebuilt from the weights file's\n"
+	  "description; the attribution defaults to lrp.",
+	  NULL, cmd_explain },
+	{ "prune", "--rate R [--attribution NAME] [--sampler NAME] [--compact] [-o OUT] [--set KEY=VALUE]... [PIPELINE]",
+	  "Score units with one attribution x sampler of the pipeline (the first by default;\n"
+	  "scores are cached), prune the fraction R of all units with the pipeline's policy,\n"
+	  "and write the masked model (zeros baked in; default OUTPUT/pruned.safetensors) and\n"
+	  "with --compact also the physically smaller model (...-compact.safetensors).",
+	  NULL, cmd_prune },
 };
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The iaprune program: exit codes, --help/--version, plugin listing and
 # description, pipeline validation messages with file:line:col, --set,
-# --dry-run, and the commands that must refuse until later issues fill them.
+# --dry-run, and the commands' argument checks.
 # Prints TAP. Uses the build tree's test plugins (IAPRUNE_PLUGIN_PATH from
 # make check; the installed directory is emptied there).
 set -u
@@ -53,7 +53,7 @@ echo "1..26"
 run 0 "--version" -- --version &&
 	same "--version prints version, ABI and pipeline version" "$tmp/out" \
 		"iaprune 0.1.0 (plugin ABI 1.0, pipeline version 1)"
-run 0 "--help" -- --help && has "--help lists the commands" "$tmp/out" "explain   attribution heatmaps"
+run 0 "--help" -- --help && has "--help lists the commands" "$tmp/out" "explain   heatmap of one image's relevance"
 run 2 "no command is a usage error" -- && has "no command prints usage on stderr" "$tmp/err" "usage: iaprune"
 run 2 "unknown command" -- frobnicate &&
 	same "unknown command message" "$tmp/err" "iaprune: unknown command 'frobnicate' (try 'iaprune --help')"
@@ -65,10 +65,15 @@ for c in run plugins info train eval explain prune; do
 done
 
 # Commands that later issues fill: a clear refusal and status 1, never a pretend success.
-for c in train eval explain prune; do
-	run 1 "$c refuses with status 1" -- "$c" &&
-		has "$c says it is not available" "$tmp/err" "iaprune: $c: not available in this build ("
-done
+run 2 "prune needs --rate" -- prune &&
+	same "prune without --rate" "$tmp/err" "iaprune: prune: --rate is required (the fraction of units to prune)"
+run 2 "explain needs weights and an image" -- explain &&
+	same "explain without arguments" "$tmp/err" \
+		"iaprune: explain: needs --weights MODEL.safetensors and an IMAGE (try 'iaprune explain --help')"
+run 2 "pruning options belong to prune" -- train --rate 0.5 &&
+	same "train --rate" "$tmp/err" "iaprune: train: --rate, --attribution, --sampler, --compact and --output are for 'prune'"
+run 2 "--dry-run belongs to run" -- eval --dry-run &&
+	same "eval --dry-run" "$tmp/err" "iaprune: eval: --dry-run is for 'run'"
 
 run 0 "plugins" -- plugins &&
 if grep -q '^  test-first ' "$tmp/out" && grep -q '^  test-grad ' "$tmp/out" &&
@@ -104,8 +109,8 @@ run 2 "an unknown plugin option is an input error (2)" -- run "$tmp/p.yaml" &&
 		"iaprune: $tmp/p.yaml:10:7: attribution 'test-grad': unknown option 'epsilonn' (known: rule, epsilon, steps)"
 
 sed '/epsilonn/d' "$tmp/p.yaml" >"$tmp/ok.yaml"
-run 1 "a valid pipeline is not run by this build (1)" -- run "$tmp/ok.yaml" &&
-	has "run says it cannot execute yet" "$tmp/err" "the pipeline is valid, but this build cannot execute it yet"
+run 2 "a rate outside [0, 1) is a usage error" -- prune --rate 1.5 "$tmp/ok.yaml" &&
+	same "prune --rate 1.5" "$tmp/err" "iaprune: prune: --rate wants a fraction in [0, 1), not '1.5'"
 
 run 0 "--dry-run with --set" -- run --dry-run --set pruning.rates=[0.2] --set model.train.epochs=3 "$tmp/ok.yaml" &&
 	if grep -qx '  rates: \[0.2\]' "$tmp/out" && grep -qx '    epochs: 3' "$tmp/out" &&

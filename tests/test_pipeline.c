@@ -256,8 +256,8 @@ static void test_validate_defaults(void **state)
 	assert_int_equal(iap_pipeline_validate(cfg, NULL, &err), IAP_OK);
 	assert_int_equal(iap_cfg_get_int(root, "model.train.epochs", 0, &i, &err), IAP_OK);
 	assert_int_equal(i, 30);
-	assert_int_equal(iap_cfg_get_float(root, "model.train.weight_decay", 0, &f, &err), IAP_OK);
-	assert_true(f == 0.0005);
+	assert_int_equal(iap_cfg_get_float(root, "model.train.lr", 0, &f, &err), IAP_OK);
+	assert_true(f == 0.001);
 	n = iap_cfg_get(root, "pruning.rates");
 	assert_non_null(n);
 	assert_int_equal(n->n_items, 4);
@@ -272,8 +272,10 @@ static void test_validate_defaults(void **state)
 	assert_int_equal(iap_cfg_get(root, "pruning.policy.options")->kind, IAP_CFG_MAP);
 	assert_int_equal(iap_cfg_get_str(root, "evaluation.split", NULL, &s, &err), IAP_OK);
 	assert_string_equal(s, "test");
-	assert_int_equal(iap_cfg_get_str(root, "evaluation.metrics.2", NULL, &s, &err), IAP_OK);
-	assert_string_equal(s, "macro_f1");
+	assert_int_equal(iap_cfg_get_float(root, "pruning.tolerance", 0, &f, &err), IAP_OK);
+	assert_true(f == 0.05);
+	assert_int_equal(iap_cfg_get_str(root, "model.train.optimizer", NULL, &s, &err), IAP_OK);
+	assert_string_equal(s, "adam");
 	assert_int_equal(iap_cfg_get(root, "sampling")->n_items, 0);
 	assert_int_equal(iap_cfg_get_str(root, "output", NULL, &s, &err), IAP_OK);
 	assert_string_equal(s, "results");
@@ -304,9 +306,9 @@ static void test_validate_errors(void **state)
 		"p.yaml:12:5: pruning.caps: unknown key 'min_unit' (known: max_layer_rate, min_units)");
 	invalid(MINIMAL "evaluation:\n  split: tst\n",
 		"p.yaml:11:10: evaluation.split: 'tst' is not one of: train, val, test");
-	invalid(MINIMAL "evaluation:\n  metrics: [accuracy, f2]\n",
-		"p.yaml:11:23: evaluation.metrics.1: 'f2' is not one of: accuracy, balanced_accuracy, "
-		"macro_f1, auroc, loss, params, macs");
+	invalid("version: 1\ndataset: {plugin: d}\nmodel:\n  plugin: m\n  train:\n    optimizer: sgd\n"
+		"attribution: [a]\n",
+		"p.yaml:6:16: model.train.optimizer: 'sgd' is not one of: adam");
 	invalid("version: 1\ndataset:\n  options: {}\n",
 		"p.yaml:3:3: dataset: missing required key 'plugin'");
 	invalid("version: 1\ndataset: {plugin: d}\nmodel: {plugin: m}\nattribution: []\n",

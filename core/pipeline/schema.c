@@ -51,18 +51,21 @@ static const struct field plugin_ref[] = {
 	{ .key = NULL },
 };
 
-static const char *const optimizers[] = { "sgd", "adam", NULL };
+static const char *const optimizers[] = { "adam", NULL };
 static const char *const class_weightings[] = { "none", "balanced", NULL };
 
+/* The paper's recipe (appendix A): Adam, StepLR, class-weighted cross-entropy, augmentation. */
 static const struct field train_fields[] = {
 	{ .key = "epochs", .type = T_INT, .def = "30", NOKIND, .has_range = 1, .min = 1, .max = 100000 },
-	{ .key = "batch_size", .type = T_INT, .def = "64", NOKIND, .has_range = 1, .min = 1, .max = 1 << 20 },
-	{ .key = "optimizer", .type = T_ENUM, .def = "sgd", NOKIND, .choices = optimizers },
-	{ .key = "lr", .type = T_FLOAT, .def = "0.01", NOKIND, .has_range = 1, .min = 0, .max = 10 },
-	{ .key = "momentum", .type = T_FLOAT, .def = "0.9", NOKIND, .has_range = 1, .min = 0, .max = 1,
-	  .max_exclusive = 1 },
-	{ .key = "weight_decay", .type = T_FLOAT, .def = "0.0005", NOKIND, .has_range = 1, .min = 0, .max = 1 },
+	{ .key = "batch_size", .type = T_INT, .def = "32", NOKIND, .has_range = 1, .min = 1, .max = 1 << 20 },
+	{ .key = "optimizer", .type = T_ENUM, .def = "adam", NOKIND, .choices = optimizers },
+	{ .key = "lr", .type = T_FLOAT, .def = "0.001", NOKIND, .has_range = 1, .min = 0, .max = 10 },
+	{ .key = "weight_decay", .type = T_FLOAT, .def = "0", NOKIND, .has_range = 1, .min = 0, .max = 1 },
+	{ .key = "step_size", .type = T_INT, .def = "10", NOKIND, .has_range = 1, .min = 1, .max = 100000 },
+	{ .key = "gamma", .type = T_FLOAT, .def = "0.1", NOKIND, .has_range = 1, .min = 0, .max = 1 },
 	{ .key = "class_weights", .type = T_ENUM, .def = "balanced", NOKIND, .choices = class_weightings },
+	{ .key = "augment", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "resume", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = NULL },
 };
 
@@ -108,27 +111,24 @@ static const struct field pruning_fields[] = {
 	  .min = 0, .max = 1, .max_exclusive = 1, .min_items = 1 },
 	{ .key = "caps", .type = T_MAP, .def = "{}", .sub = caps_fields, NOKIND },
 	{ .key = "ignore", .type = T_STR_LIST, .def = "[]", NOKIND },
+	{ .key = "tolerance", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0, .max = 1 },
+	{ .key = "curve", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "curve_step", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0.01, .max = 0.5 },
 	{ .key = NULL },
 };
 
 static const char *const splits[] = { "train", "val", "test", NULL };
-static const char *const metrics[] = {
-	"accuracy", "balanced_accuracy", "macro_f1", "auroc", "loss", "params", "macs", NULL,
-};
 
 static const struct field evaluation_fields[] = {
 	{ .key = "split", .type = T_ENUM, .def = "test", NOKIND, .choices = splits },
 	{ .key = "batch_size", .type = T_INT, .def = "128", NOKIND, .has_range = 1, .min = 1, .max = 1 << 20 },
-	{ .key = "metrics", .type = T_ENUM_LIST, .def = "[accuracy, balanced_accuracy, macro_f1]", NOKIND,
-	  .choices = metrics, .min_items = 1 },
 	{ .key = NULL },
 };
 
-static const char *const formats[] = { "csv", "json", "markdown", NULL };
-
+/* The report always has results.csv, results.json, report.md and curves.svg. */
 static const struct field report_fields[] = {
-	{ .key = "formats", .type = T_ENUM_LIST, .def = "[csv, markdown]", NOKIND, .choices = formats },
-	{ .key = "heatmaps", .type = T_INT, .def = "0", NOKIND, .has_range = 1, .min = 0, .max = 10000 },
+	{ .key = "heatmaps", .type = T_INT, .def = "2", NOKIND, .has_range = 1, .min = 0, .max = 10000 },
+	{ .key = "save_pruned", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = NULL },
 };
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <iaprune/compact.h>
 #include <iaprune/model.h>
 #include <iaprune/weights.h>
 
@@ -193,6 +194,19 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 	rc = plugin->desc->ops.model->build(opts, &info, out, err);
 	if (rc)
 		goto out;
+	/* A compacted model: the full architecture, its keep masks applied, compacted. */
+	if (iap_safetensors_meta(st, IAP_KEEP_META_KEY)) {
+		struct iap_graph *small = NULL;
+
+		rc = iap_graph_apply_keep_metadata(*out, iap_safetensors_meta(st, IAP_KEEP_META_KEY), err);
+		rc = rc ? rc : iap_graph_compact(*out, 0, &small, err);
+		iap_graph_free(*out);
+		*out = small;
+		if (rc) {
+			iap_error_prefix(err, "%s", path);
+			goto out;
+		}
+	}
 	rc = iap_graph_load_weights(*out, st, 0, err);
 	if (rc) {
 		iap_graph_free(*out);

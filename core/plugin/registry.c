@@ -259,6 +259,10 @@ static int check_schema(const struct iap_plugin_desc *d, const char *path, struc
 		if ((unsigned)o->type >= IAP_OPT_TYPE_COUNT)
 			return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': option '%s' has unknown type %d",
 					     path, kn, d->name, o->name, (int)o->type);
+		for (const struct iap_option *q = d->options; q < o; q++)
+			if (strcmp(q->name, o->name) == 0)
+				return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': option '%s' is declared twice",
+						     path, kn, d->name, o->name);
 		if (o->type == IAP_OPT_ENUM && (!o->choices || !o->choices[0]))
 			return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': enum option '%s' has no choices",
 					     path, kn, d->name, o->name);

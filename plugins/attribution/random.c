@@ -17,7 +17,7 @@
 static const struct iap_option random_options[] = {
 	{ .name = "seed", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0,
 	  .max = 2147483647.0, .help = "random seed of the scores" },
-	IAP_ATTR_COMMON_OPTIONS,
+	/* No common options: random scores have no relevance to reduce or target to seed. */
 	{ .name = NULL },
 };
 

@@ -1,0 +1,1214 @@
+/*
+ * The experiment runner (see include/iaprune/runner.h): the paper's
+ * experiment on the user's model and data. Stages, in order:
+ *
+ *   model     load the weights, or train with the pipeline's recipe
+ *   baseline  metrics of the unpruned model on the evaluation split
+ *   samples   k per class from the training split, one set per sampler
+ *   scores    per-unit importance for every attribution × sampler (cached)
+ *   prune     for every configuration and rate: mask → evaluate → row
+ *   lossless  the largest rate within tolerance, refined by bisection
+ *   report    tables, curves, heatmaps, the best pruned model
+ *
+ * Everything the user sees goes through the log callback; files are written
+ * atomically, so a failed run leaves an earlier report intact.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <iaprune/atomic.h>
+#include <iaprune/attribute.h>
+#include <iaprune/compact.h>
+#include <iaprune/heatmap.h>
+#include <iaprune/metrics.h>
+#include <iaprune/model.h>
+#include <iaprune/report.h>
+#include <iaprune/runner.h>
+#include <iaprune/safetensors.h>
+#include <iaprune/train.h>
+#include <iaprune/weights.h>
+
+#define MAX_CONFIGS 64
+#define SCORE_BATCH 8
+
+struct sampling {
+	const struct iap_cfg_node *ref;
+	const struct iap_plugin *plugin;
+	struct iap_opts *opts;
+	char name[64];
+	int per_class;
+	int64_t *idx;
+	int64_t n;
+};
+
+struct attribution {
+	const struct iap_cfg_node *ref;
+	const struct iap_plugin *plugin;
+	struct iap_opts *opts;
+	char name[64];
+};
+
+/* One attribution × sampler: its unit scores. */
+struct config {
+	struct attribution *attr;
+	struct sampling *smp;       /* NULL for data-free criteria */
+	float **scores;             /* [n_groups][n_units] */
+	double threshold;
+};
+
+struct run {
+	const struct iap_cfg_node *root;
+	const struct iap_registry *reg;
+	const struct iap_run_opts *o;
+	struct iap_error *err;
+	uint64_t seed;
+	const char *out;
+	char path[4096];
+
+	const struct iap_plugin *ds_plugin;
+	struct iap_opts *ds_opts;
+	struct iap_dataset split[IAP_SPLIT_COUNT];
+	int split_open[IAP_SPLIT_COUNT];
+
+	const struct iap_plugin *model_plugin;
+	struct iap_opts *model_opts;
+	struct iap_graph *g;
+	int64_t params, macs;
+	int eval_split, eval_batch;
+	struct iap_report_metrics baseline;
+
+	int n_smp, n_attr, n_cfg;
+	struct sampling smp[16];
+	struct attribution attr[16];
+	struct config cfg[MAX_CONFIGS];
+
+	const struct iap_plugin *policy;
+	struct iap_opts *policy_opts;
+	double max_layer_rate, tolerance;
+	int min_units;
+	uint8_t *ignore;
+
+	struct iap_report_row *rows;
+	int n_rows, cap_rows;
+};
+
+/* ---- messages ---------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void say(const struct run *r, enum iap_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->o->log)
+		return;
+	va_start(ap, fmt);
+	r->o->log(r->o->log_user, level, fmt, ap);
+	va_end(ap);
+}
+
+static void progress(const struct run *r, const char *stage, int64_t done, int64_t total)
+{
+	if (r->o->progress)
+		r->o->progress(r->o->progress_user, stage, done, total);
+}
+
+static const char *outpath(struct run *r, const char *name)
+{
+	snprintf(r->path, sizeof(r->path), "%s/%s", r->out, name);
+	return r->path;
+}
+
+/* ---- data --------------------------------------------------------------------------- */
+
+static int open_split(struct run *r, enum iap_split s)
+{
+	struct iap_dataset *d = &r->split[s];
+	int rc;
+
+	if (r->split_open[s])
+		return IAP_OK;
+	memset(d, 0, sizeof(*d));
+	d->ops = r->ds_plugin->desc->ops.dataset;
+	d->split = s;
+	rc = d->ops->open(r->ds_opts, s, &d->state, r->err);
+	if (rc)
+		return iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
+					iap_split_name(s));
+	rc = d->ops->info(d->state, &d->info, r->err);
+	if (rc) {
+		d->ops->close(d->state);
+		return rc;
+	}
+	d->count = d->ops->count(d->state);
+	r->split_open[s] = 1;
+	return IAP_OK;
+}
+
+/* Samples idx[0..n) of ds into x [n, C, H, W] and labels. */
+static int load_batch(struct run *r, const struct iap_dataset *ds, const int64_t *idx, int n,
+		      struct iap_tensor *x, int *labels)
+{
+	int64_t shape[IAP_MAX_DIMS], per = 1;
+	int rc;
+
+	shape[0] = n;
+	for (int i = 0; i < ds->info.in_ndim; i++) {
+		shape[i + 1] = ds->info.in_shape[i];
+		per *= ds->info.in_shape[i];
+	}
+	rc = iap_tensor_ensure(x, ds->info.in_ndim + 1, shape, r->err);
+	for (int i = 0; !rc && i < n; i++)
+		rc = ds->ops->load(ds->state, idx[i], x->data + (int64_t)i * per, &labels[i], r->err);
+	return rc;
+}
+
+/* ---- model -------------------------------------------------------------------------- */
+
+static int resolve(struct run *r, const char *path, int kind, const struct iap_plugin **p,
+		   struct iap_opts **opts)
+{
+	const struct iap_cfg_node *ref = iap_cfg_get(r->root, path);
+
+	return iap_pipeline_plugin(ref, kind, r->reg, p, opts, r->err);
+}
+
+static int save_model(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
+		      const char *extra_value)
+{
+	struct iap_meta_list meta = { 0 };
+	int rc = iap_model_meta(&meta, r->model_plugin, r->model_opts, g,
+				r->split[IAP_SPLIT_TRAIN].info.n_classes, r->err);
+
+	if (!rc && extra_key)
+		rc = iap_meta_put(&meta, extra_key, extra_value, r->err);
+	if (!rc)
+		rc = iap_graph_save_weights(g, path, meta.items, meta.n, r->err);
+	iap_meta_free(&meta);
+	return rc;
+}
+
+struct train_ui {
+	struct run *r;
+};
+
+static void on_epoch(void *user, const struct iap_epoch_report *e)
+{
+	struct run *r = ((struct train_ui *)user)->r;
+
+	if (e->has_val)
+		say(r, IAP_LOG_INFO, "epoch %d/%d: loss %.4f, train accuracy %.3f, val accuracy %.3f%s (%.1f s)",
+		    e->epoch, e->n_epochs, e->train_loss, e->train_acc, e->val_acc, e->is_best ? " (best)" : "",
+		    e->seconds);
+	else
+		say(r, IAP_LOG_INFO, "epoch %d/%d: loss %.4f, train accuracy %.3f (%.1f s)", e->epoch,
+		    e->n_epochs, e->train_loss, e->train_acc, e->seconds);
+}
+
+static void on_batch(void *user, int epoch, int64_t batch, int64_t n_batches, double loss, double acc,
+		     double eta)
+{
+	struct run *r = ((struct train_ui *)user)->r;
+	char stage[64];
+
+	(void)loss;
+	(void)acc;
+	(void)eta;
+	snprintf(stage, sizeof(stage), "training epoch %d", epoch);
+	progress(r, stage, batch, n_batches);
+}
+
+static int train_model(struct run *r)
+{
+	const struct iap_cfg_node *t = iap_cfg_get(r->root, "model.train");
+	struct iap_train_cfg cfg;
+	struct iap_train_result res;
+	struct train_ui ui = { r };
+	char ckpt[4096];
+	const char *cw;
+	long epochs, batch, step;
+	double lr, wd, gamma;
+	int augment, resume, rc;
+	struct iap_rng rng;
+
+	iap_train_cfg_defaults(&cfg);
+	rc = iap_cfg_get_int(t, "epochs", 30, &epochs, r->err);
+	rc = rc ? rc : iap_cfg_get_int(t, "batch_size", 32, &batch, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "lr", 1e-3, &lr, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "weight_decay", 0, &wd, r->err);
+	rc = rc ? rc : iap_cfg_get_int(t, "step_size", 10, &step, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "gamma", 0.1, &gamma, r->err);
+	rc = rc ? rc : iap_cfg_get_str(t, "class_weights", "balanced", &cw, r->err);
+	rc = rc ? rc : iap_cfg_get_bool(t, "augment", 1, &augment, r->err);
+	rc = rc ? rc : iap_cfg_get_bool(t, "resume", 1, &resume, r->err);
+	if (rc)
+		return rc;
+	cfg.epochs = (int)epochs;
+	cfg.batch_size = (int)batch;
+	cfg.adam.lr = lr;
+	cfg.adam.weight_decay = wd;
+	cfg.lr_step_size = (int)step;
+	cfg.lr_gamma = gamma;
+	cfg.class_weights = strcmp(cw, "balanced") == 0;
+	cfg.seed = r->seed;
+	if (!augment)
+		iap_augment_cfg_none(&cfg.augment);
+	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints", r->out);
+	rc = iap_mkdir_p(ckpt, r->err);
+	if (rc)
+		return rc;
+	cfg.checkpoint_dir = ckpt;
+	cfg.resume = resume;
+	cfg.on_epoch = on_epoch;
+	cfg.epoch_user = &ui;
+	cfg.progress = on_batch;
+	cfg.progress_user = &ui;
+	iap_rng_seed(&rng, r->seed ^ 0x1417ULL);
+	if (r->model_plugin->desc->ops.model->init_params) {
+		rc = r->model_plugin->desc->ops.model->init_params(r->model_opts, r->g, &rng, r->err);
+		if (rc)
+			return rc;
+	}
+	say(r, IAP_LOG_STAGE, "training %s for %d epochs on %" PRId64 " images", r->model_plugin->desc->name,
+	    cfg.epochs, r->split[IAP_SPLIT_TRAIN].count);
+	rc = iap_train(r->g, &r->split[IAP_SPLIT_TRAIN],
+		       r->split[IAP_SPLIT_VAL].count > 0 ? &r->split[IAP_SPLIT_VAL] : NULL, &cfg, &res, r->err);
+	if (rc)
+		return iap_error_prefix(r->err, "training");
+	/* The best epoch's weights (by validation accuracy) are the model. */
+	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints/best.safetensors", r->out);
+	if (res.best_epoch > 0) {
+		rc = iap_graph_load_weights_file(r->g, ckpt, 0, r->err);
+		if (rc)
+			return rc;
+		say(r, IAP_LOG_INFO, "using epoch %d (best validation accuracy %.3f)", res.best_epoch,
+		    res.best_score);
+	}
+	return IAP_OK;
+}
+
+static int prepare_model(struct run *r)
+{
+	const char *weights = NULL;
+	int rc;
+
+	rc = resolve(r, "model", IAP_PLUGIN_MODEL, &r->model_plugin, &r->model_opts);
+	if (rc)
+		return rc;
+	rc = r->model_plugin->desc->ops.model->build(r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &r->g,
+						      r->err);
+	if (rc)
+		return rc;
+	r->params = iap_graph_param_count(r->g, NULL);
+	r->macs = (int64_t)iap_graph_macs(r->g);
+	rc = iap_cfg_get_str(r->root, "model.weights", NULL, &weights, r->err);
+	if (rc)
+		return rc;
+	if (weights) {
+		say(r, IAP_LOG_STAGE, "loading %s", weights);
+		rc = iap_graph_load_weights_file(r->g, weights, 0, r->err);
+		if (rc)
+			return rc;
+	} else {
+		rc = train_model(r);
+		if (rc)
+			return rc;
+	}
+	return save_model(r, r->g, outpath(r, "model.safetensors"), NULL, NULL);
+}
+
+/* ---- evaluation ---------------------------------------------------------------------- */
+
+static int evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metrics *full)
+{
+	struct iap_metrics m = { 0 };
+	int rc = iap_evaluate(r->g, &r->split[r->eval_split], r->eval_batch, &m, r->err);
+
+	if (rc)
+		return rc;
+	out->accuracy = m.accuracy;
+	out->balanced_accuracy = m.balanced_accuracy;
+	out->macro_f1 = m.macro_f1;
+	out->auroc = m.auroc_ok ? m.auroc : NAN;
+	out->ece = m.ece;
+	if (full)
+		*full = m;
+	else
+		iap_metrics_free(&m);
+	return IAP_OK;
+}
+
+/* ---- samples and scores ------------------------------------------------------------------ */
+
+static int run_samplers(struct run *r)
+{
+	const struct iap_cfg_node *list = iap_cfg_get(r->root, "sampling");
+	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
+	int rc;
+
+	for (int i = 0; list && i < list->n_items && i < 16; i++) {
+		struct sampling *s = &r->smp[r->n_smp];
+		const char *name = NULL;
+		long k;
+		struct iap_rng rng;
+		struct iap_error warn;
+
+		memset(s, 0, sizeof(*s));
+		s->ref = list->items[i];
+		rc = iap_pipeline_plugin(s->ref, IAP_PLUGIN_SAMPLER, r->reg, &s->plugin, &s->opts, r->err);
+		rc = rc ? rc : iap_cfg_get_int(s->ref, "per_class", 10, &k, r->err);
+		rc = rc ? rc : iap_cfg_get_str(s->ref, "name", s->plugin->desc->name, &name, r->err);
+		if (rc)
+			return rc;
+		r->n_smp++;
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		s->per_class = (int)k;
+		s->idx = calloc((size_t)k * (size_t)train->info.n_classes + 1, sizeof(*s->idx));
+		if (!s->idx)
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		iap_rng_seed(&rng, r->seed + 101u * (uint64_t)(i + 1));
+		iap_error_clear(&warn);
+		say(r, IAP_LOG_STAGE, "sampling %d per class with '%s'", s->per_class, s->name);
+		rc = s->plugin->desc->ops.sampler->select(s->opts, train, r->g, &rng, s->per_class, s->idx, &s->n,
+							  &warn);
+		if (rc) {
+			*r->err = warn;
+			return iap_error_prefix(r->err, "sampler '%s'", s->name);
+		}
+		if (warn.msg[0])
+			say(r, IAP_LOG_WARN, "%s", warn.msg);
+	}
+	return IAP_OK;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* What the scores depend on: the weights, the method and its options, the samples. */
+static uint64_t score_key(const struct run *r, const struct config *c)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	char buf[512];
+
+	for (int i = 0; i < r->g->n_nodes; i++)
+		for (int k = 0; k < r->g->nodes[i].n_params; k++) {
+			const struct iap_param *p = &r->g->nodes[i].params[k];
+
+			h = fnv(h, p->key, strlen(p->key));
+			h = fnv(h, p->value.data, (size_t)iap_tensor_numel(&p->value) * sizeof(float));
+		}
+	h = fnv(h, c->attr->plugin->desc->name, strlen(c->attr->plugin->desc->name));
+	h = fnv(h, c->attr->plugin->desc->version, strlen(c->attr->plugin->desc->version));
+	for (int i = 0; i < iap_opts_count(c->attr->opts); i++) {
+		const char *n = iap_opts_name(c->attr->opts, i);
+
+		iap_opts_format(c->attr->opts, i, buf, sizeof(buf));
+		h = fnv(h, n, strlen(n));
+		h = fnv(h, buf, strlen(buf));
+	}
+	if (c->smp)
+		h = fnv(h, c->smp->idx, (size_t)c->smp->n * sizeof(int64_t));
+	return h;
+}
+
+static int alloc_scores(struct run *r, struct config *c)
+{
+	c->scores = calloc((size_t)r->g->n_groups + 1, sizeof(*c->scores));
+	if (!c->scores)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int gi = 0; gi < r->g->n_groups; gi++) {
+		c->scores[gi] = calloc((size_t)r->g->groups[gi].n_units, sizeof(float));
+		if (!c->scores[gi])
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	return IAP_OK;
+}
+
+/* Read cached scores; 1 when found and complete. */
+static int load_cached(struct run *r, struct config *c, const char *path)
+{
+	struct iap_safetensors *st;
+	struct iap_error ignore;
+	int ok = 1;
+
+	if (iap_safetensors_open(path, &st, &ignore))
+		return 0;
+	for (int gi = 0; ok && gi < r->g->n_groups; gi++) {
+		const struct iap_st_tensor *t = iap_safetensors_find(st, r->g->groups[gi].name);
+
+		ok = t && t->numel == r->g->groups[gi].n_units &&
+		     !iap_safetensors_read_f32(st, t, c->scores[gi], &ignore);
+	}
+	iap_safetensors_close(st);
+	return ok;
+}
+
+static int save_cached(struct run *r, struct config *c, const char *path)
+{
+	struct iap_st_entry *e = calloc((size_t)r->g->n_groups + 1, sizeof(*e));
+	struct iap_tensor *t = calloc((size_t)r->g->n_groups + 1, sizeof(*t));
+	int rc;
+
+	if (!e || !t) {
+		free(e);
+		free(t);
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	for (int gi = 0; gi < r->g->n_groups; gi++) {
+		t[gi].ndim = 1;
+		t[gi].shape[0] = r->g->groups[gi].n_units;
+		t[gi].data = c->scores[gi];
+		e[gi].name = r->g->groups[gi].name;
+		e[gi].tensor = &t[gi];
+	}
+	rc = iap_safetensors_write(path, e, r->g->n_groups, NULL, 0, r->err);
+	free(e);
+	free(t);
+	return rc;
+}
+
+static int compute_scores(struct run *r, struct config *c)
+{
+	const struct iap_attribution_ops *ops = c->attr->plugin->desc->ops.attribution;
+	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
+	struct iap_tensor x = { 0 };
+	int labels[SCORE_BATCH];
+	void *state = NULL;
+	char name[128];
+	int rc;
+
+	rc = alloc_scores(r, c);
+	if (rc)
+		return rc;
+	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", score_key(r, c));
+	if (load_cached(r, c, outpath(r, name))) {
+		say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
+		return IAP_OK;
+	}
+	say(r, IAP_LOG_STAGE, "scoring units with %s on %s", c->attr->name,
+	    c->smp ? c->smp->name : "the weights alone");
+	rc = ops->create(c->attr->opts, r->g, &state, r->err);
+	if (rc)
+		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	iap_graph_set_training(r->g, 0);
+	if (!c->smp) {
+		/* Data-free criteria: one call on one sample so the graph has run once. */
+		int64_t first = 0;
+
+		rc = load_batch(r, train, &first, 1, &x, labels);
+		if (!rc)
+			rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, c->scores, NULL, r->err);
+	} else {
+		for (int64_t s = 0; !rc && s < c->smp->n; s += SCORE_BATCH) {
+			int n = (int)(c->smp->n - s < SCORE_BATCH ? c->smp->n - s : SCORE_BATCH);
+
+			rc = load_batch(r, train, c->smp->idx + s, n, &x, labels);
+			if (!rc)
+				rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, c->scores,
+							 NULL, r->err);
+			progress(r, c->attr->name, s + n, c->smp->n);
+		}
+		if (!rc)
+			iap_scores_finish(r->g, c->attr->opts, c->smp->n, c->scores);
+	}
+	ops->destroy(state);
+	iap_tensor_free(&x);
+	if (rc)
+		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		for (int u = 0; u < r->g->groups[gi].n_units; u++)
+			if (!isfinite(c->scores[gi][u]))
+				return iap_error_set(r->err, IAP_ENUMERIC,
+						     "attribution '%s': score of unit %d of '%s' is not finite",
+						     c->attr->name, u, r->g->groups[gi].name);
+	rc = iap_mkdir_p(outpath(r, "cache"), r->err);
+	return rc ? rc : save_cached(r, c, outpath(r, name));
+}
+
+static int run_attributions(struct run *r)
+{
+	const struct iap_cfg_node *list = iap_cfg_get(r->root, "attribution");
+	int rc;
+
+	for (int i = 0; list && i < list->n_items && i < 16; i++) {
+		struct attribution *a = &r->attr[r->n_attr];
+		const char *name = NULL;
+
+		memset(a, 0, sizeof(*a));
+		a->ref = list->items[i];
+		rc = iap_pipeline_plugin(a->ref, IAP_PLUGIN_ATTRIBUTION, r->reg, &a->plugin, &a->opts, r->err);
+		rc = rc ? rc : iap_cfg_get_str(a->ref, "name", a->plugin->desc->name, &name, r->err);
+		if (rc)
+			return rc;
+		r->n_attr++;
+		snprintf(a->name, sizeof(a->name), "%s", name);
+	}
+	for (int i = 0; i < r->n_attr; i++) {
+		int data_free = (r->attr[i].plugin->desc->ops.attribution->flags & IAP_ATTR_DATA_FREE) != 0;
+		int n = data_free ? 1 : r->n_smp;
+
+		if (!data_free && r->n_smp == 0)
+			return iap_error_set(r->err, IAP_EINVAL,
+					     "attribution '%s' needs samples, but the pipeline has no 'sampling' list",
+					     r->attr[i].name);
+		for (int s = 0; s < n; s++) {
+			struct config *c = &r->cfg[r->n_cfg];
+
+			if (r->n_cfg == MAX_CONFIGS)
+				return iap_error_set(r->err, IAP_EINVAL, "more than %d attribution × sampler configurations",
+						     MAX_CONFIGS);
+			memset(c, 0, sizeof(*c));
+			c->attr = &r->attr[i];
+			c->smp = data_free ? NULL : &r->smp[s];
+			r->n_cfg++;
+			rc = compute_scores(r, c);
+			if (rc)
+				return rc;
+		}
+	}
+	return IAP_OK;
+}
+
+/* ---- pruning ------------------------------------------------------------------------------ */
+
+static int prepare_policy(struct run *r)
+{
+	const struct iap_cfg_node *ignore = iap_cfg_get(r->root, "pruning.ignore");
+	long min_units;
+	int rc;
+
+	rc = resolve(r, "pruning.policy", IAP_PLUGIN_POLICY, &r->policy, &r->policy_opts);
+	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.caps.max_layer_rate", 0.9, &r->max_layer_rate, r->err);
+	rc = rc ? rc : iap_cfg_get_int(r->root, "pruning.caps.min_units", 1, &min_units, r->err);
+	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.tolerance", 0.05, &r->tolerance, r->err);
+	if (rc)
+		return rc;
+	r->min_units = (int)min_units;
+	r->ignore = calloc((size_t)r->g->n_groups + 1, 1);
+	if (!r->ignore)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	/* pruning.ignore: exact group names here; the policies also take glob patterns. */
+	for (int i = 0; ignore && i < ignore->n_items; i++)
+		for (int gi = 0; gi < r->g->n_groups; gi++)
+			if (ignore->items[i]->value && !strcmp(ignore->items[i]->value, r->g->groups[gi].name))
+				r->ignore[gi] = 1;
+	return IAP_OK;
+}
+
+/* Masks for c at rate (NULL keep → clears the masks). */
+static int apply_rate(struct run *r, const struct config *c, double rate)
+{
+	uint8_t **keep = calloc((size_t)r->g->n_groups + 1, sizeof(*keep));
+	struct iap_policy_input in = {
+		.graph = r->g, .scores = (const float *const *)c->scores, .rate = rate,
+		.max_layer_rate = r->max_layer_rate, .min_units = r->min_units, .ignore = r->ignore,
+	};
+	int rc = IAP_OK;
+
+	if (!keep)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int gi = 0; gi < r->g->n_groups && !rc; gi++) {
+		keep[gi] = malloc((size_t)r->g->groups[gi].n_units);
+		if (!keep[gi])
+			rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	if (!rc)
+		rc = r->policy->desc->ops.policy->mask(r->policy_opts, &in, keep, r->err);
+	for (int gi = 0; gi < r->g->n_groups && !rc; gi++)
+		rc = iap_graph_set_mask(r->g, gi, keep[gi], r->err);
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		free(keep[gi]);
+	free(keep);
+	return rc;
+}
+
+static void clear_masks(struct run *r)
+{
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		iap_graph_set_mask(r->g, gi, NULL, NULL);
+}
+
+/* Fractions of units, parameters and MACs the current masks remove (from the compacted graph). */
+static int removed(struct run *r, double *units, double *params, double *macs)
+{
+	struct iap_graph *small = NULL;
+	int64_t total = 0, off = 0;
+	int rc;
+
+	for (int gi = 0; gi < r->g->n_groups; gi++) {
+		const struct iap_unit_group *grp = &r->g->groups[gi];
+
+		total += grp->n_units;
+		for (int u = 0; grp->mask && u < grp->n_units; u++)
+			off += !grp->mask[u];
+	}
+	*units = total ? (double)off / (double)total : 0;
+	rc = iap_graph_compact(r->g, 0, &small, r->err);
+	if (rc)
+		return rc;
+	*params = 1.0 - (double)iap_graph_param_count(small, NULL) / (double)r->params;
+	*macs = 1.0 - (double)iap_graph_macs(small) / (double)r->macs;
+	iap_graph_free(small);
+	return IAP_OK;
+}
+
+static int add_row(struct run *r, const struct config *c, double rate, struct iap_report_row **out)
+{
+	struct iap_report_row *row;
+	int rc;
+
+	if (r->n_rows == r->cap_rows) {
+		int cap = r->cap_rows ? 2 * r->cap_rows : 64;
+		struct iap_report_row *rows = realloc(r->rows, (size_t)cap * sizeof(*rows));
+
+		if (!rows)
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		r->rows = rows;
+		r->cap_rows = cap;
+	}
+	row = &r->rows[r->n_rows];
+	memset(row, 0, sizeof(*row));
+	row->sampler = c->smp ? c->smp->name : "-";
+	row->attribution = c->attr->name;
+	row->policy = r->policy->desc->name;
+	row->rate = rate;
+	rc = apply_rate(r, c, rate);
+	rc = rc ? rc : removed(r, &row->units_removed, &row->params_removed, &row->macs_removed);
+	rc = rc ? rc : evaluate(r, &row->m, NULL);
+	clear_masks(r);
+	if (rc)
+		return iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+	r->n_rows++;
+	if (out)
+		*out = row;
+	return IAP_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The rates to evaluate: the pipeline's, plus the fine curve; sorted, unique. */
+static int rate_list(struct run *r, double **out, int *n_out, double **table, int *n_table)
+{
+	const struct iap_cfg_node *rates = iap_cfg_get(r->root, "pruning.rates");
+	double step = 0;
+	int curve = 1, n = 0, rc;
+	double *v;
+
+	rc = iap_cfg_get_bool(r->root, "pruning.curve", 1, &curve, r->err);
+	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.curve_step", 0.05, &step, r->err);
+	if (rc)
+		return rc;
+	*n_table = rates ? rates->n_items : 0;
+	*table = calloc((size_t)*n_table + 1, sizeof(double));
+	v = calloc((size_t)*n_table + 64, sizeof(double));
+	if (!*table || !v) {
+		free(v);
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < *n_table; i++) {
+		rc = iap_cfg_float(rates->items[i], "pruning.rates", &(*table)[i], r->err);
+		if (rc) {
+			free(v);
+			return rc;
+		}
+		v[n++] = (*table)[i];
+	}
+	if (curve && step > 0)
+		for (int k = 0; k * step < 0.96 && n < *n_table + 60; k++)
+			v[n++] = round(k * step * 1e6) / 1e6;
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	{
+		int m = 0;
+
+		for (int i = 0; i < n; i++)
+			if (m == 0 || fabs(v[i] - v[m - 1]) > 1e-9)
+				v[m++] = v[i];
+		n = m;
+	}
+	*out = v;
+	*n_out = n;
+	return IAP_OK;
+}
+
+/* Largest rate within tolerance, refined to 0.01 between the last passing and first failing rate. */
+static int lossless(struct run *r, struct config *c, const double *rates, int n_rates)
+{
+	double ok = 0, bad = -1;
+	int rc;
+
+	for (int i = 0; i < n_rates; i++) {
+		const struct iap_report_row *row = NULL;
+
+		for (int k = 0; k < r->n_rows && !row; k++)
+			if (r->rows[k].attribution == c->attr->name &&
+			    r->rows[k].sampler == (c->smp ? c->smp->name : "-") && fabs(r->rows[k].rate - rates[i]) < 1e-9)
+				row = &r->rows[k];
+		if (!row)
+			continue;
+		if (r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12) {
+			if (bad < 0)
+				ok = rates[i];
+		} else if (bad < 0) {
+			bad = rates[i];
+		}
+	}
+	/* Bisection on the accuracy drop; extra evaluations are recorded as rows too. */
+	while (bad > 0 && bad - ok > 0.01 + 1e-9) {
+		double mid = round((ok + bad) * 50.0) / 100.0;
+		struct iap_report_row *row;
+
+		if (mid <= ok || mid >= bad)
+			break;
+		rc = add_row(r, c, mid, &row);
+		if (rc)
+			return rc;
+		if (r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12)
+			ok = mid;
+		else
+			bad = mid;
+	}
+	c->threshold = ok;
+	return IAP_OK;
+}
+
+/* ---- report -------------------------------------------------------------------------------- */
+
+static int write_heatmaps(struct run *r, int per_class)
+{
+	const struct iap_dataset *ds = &r->split[r->eval_split];
+	int classes = ds->info.n_classes, rc = IAP_OK;
+	int64_t *pick = calloc((size_t)per_class * (size_t)classes + 1, sizeof(*pick));
+	int *taken = calloc((size_t)classes + 1, sizeof(int));
+	struct iap_tensor x = { 0 }, rel = { 0 };
+	int64_t n = 0;
+	char dir[4096], file[4200];
+
+	if (!pick || !taken) {
+		free(pick);
+		free(taken);
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	/* The first per_class images of every class in the evaluation split. */
+	for (int64_t i = 0; i < ds->count && n < (int64_t)per_class * classes; i++) {
+		int label;
+		int64_t one = i;
+
+		rc = load_batch(r, ds, &one, 1, &x, &label);
+		if (rc)
+			goto out;
+		if (label >= 0 && label < classes && taken[label] < per_class) {
+			taken[label]++;
+			pick[n++] = i;
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s/report/heatmaps", r->out);
+	rc = iap_mkdir_p(dir, r->err);
+	for (int a = 0; !rc && a < r->n_attr; a++) {
+		const struct iap_attribution_ops *ops = r->attr[a].plugin->desc->ops.attribution;
+		void *state = NULL;
+
+		if (!ops->explain)
+			continue;
+		rc = ops->create(r->attr[a].opts, r->g, &state, r->err);
+		for (int64_t i = 0; !rc && i < n; i++) {
+			int label, target;
+			const int c = (int)ds->info.in_shape[0], h = (int)ds->info.in_shape[1], w = (int)ds->info.in_shape[2];
+			float *map = malloc((size_t)h * (size_t)w * sizeof(float));
+			float lo[3] = { 0 }, span[3] = { 1, 1, 1 };
+			struct iap_heatmap_opts ho;
+			struct iap_score_opts so;
+
+			if (!map) {
+				rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+				break;
+			}
+			rc = load_batch(r, ds, &pick[i], 1, &x, &label);
+			rc = rc ? rc : iap_graph_forward(r->g, &x, r->err);
+			if (!rc) {
+				iap_score_opts_from(r->attr[a].opts, &so);
+				rc = iap_targets(iap_graph_output(r->g), &label, &so, &target, r->err);
+			}
+			rc = rc ? rc : ops->explain(state, r->g, &x, &target, &rel, r->err);
+			if (!rc) {
+				/* Show the image stretched to its own range: the normalisation is the dataset's. */
+				for (int ch = 0; ch < c && ch < 3; ch++) {
+					float mn = INFINITY, mx = -INFINITY;
+
+					for (int k = 0; k < h * w; k++) {
+						mn = fminf(mn, x.data[ch * h * w + k]);
+						mx = fmaxf(mx, x.data[ch * h * w + k]);
+					}
+					lo[ch] = mn;
+					span[ch] = mx > mn ? mx - mn : 1;
+				}
+				iap_heatmap_reduce(rel.data, c, h, w, map);
+				iap_heatmap_opts_init(&ho);
+				ho.mean = lo;
+				ho.std = span;
+				snprintf(file, sizeof(file), "%s/%s-class%d-%03" PRId64 ".png", dir, r->attr[a].name, label, i);
+				rc = iap_heatmap_write_png(file, x.data, c, h, w, map, &ho, r->err);
+			}
+			free(map);
+		}
+		ops->destroy(state);
+	}
+out:
+	iap_tensor_free(&x);
+	iap_tensor_free(&rel);
+	free(pick);
+	free(taken);
+	return rc;
+}
+
+static int save_pruned(struct run *r, const struct config *best, double rate, const char *masked_path,
+		       const char *compact_path)
+{
+	struct iap_graph *small = NULL;
+	char *keep = NULL;
+	char note[512];
+	int rc = apply_rate(r, best, rate);
+
+	if (rc)
+		return rc;
+	snprintf(note, sizeof(note), "%s / %s / %s at %.2f", best->attr->name, best->smp ? best->smp->name : "-",
+		 r->policy->desc->name, rate);
+	if (compact_path) {
+		rc = iap_graph_compact(r->g, 0, &small, r->err);
+		keep = rc ? NULL : iap_graph_keep_metadata(r->g, r->err);
+		if (!rc && !keep)
+			rc = r->err ? r->err->code : IAP_ENOMEM;
+		rc = rc ? rc : save_model(r, small, compact_path, IAP_KEEP_META_KEY, keep);
+		iap_graph_free(small);
+		free(keep);
+	}
+	if (!rc && masked_path) {
+		/*
+		 * The masked model as plain weights with the original shapes: a copy
+		 * of the graph with the zeros baked in (filters, biases and the
+		 * following BatchNorm), so any loader reproduces the masked outputs.
+		 */
+		struct iap_graph *copy = NULL;
+
+		rc = r->model_plugin->desc->ops.model->build(r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &copy,
+							      r->err);
+		for (int i = 0; !rc && i < copy->n_nodes; i++)
+			for (int k = 0; k < copy->nodes[i].n_params; k++)
+				memcpy(copy->nodes[i].params[k].value.data, r->g->nodes[i].params[k].value.data,
+				       (size_t)iap_tensor_numel(&copy->nodes[i].params[k].value) * sizeof(float));
+		for (int gi = 0; !rc && gi < r->g->n_groups; gi++)
+			rc = iap_graph_set_mask(copy, gi, r->g->groups[gi].mask, r->err);
+		rc = rc ? rc : iap_graph_bake_masks(copy, r->err);
+		for (int gi = 0; !rc && gi < copy->n_groups; gi++)
+			rc = iap_graph_set_mask(copy, gi, NULL, r->err);
+		rc = rc ? rc : save_model(r, copy, masked_path, "iaprune.pruning", note);
+		iap_graph_free(copy);
+	}
+	clear_masks(r);
+	return rc;
+}
+
+static int write_report(struct run *r, const double *table, int n_table, int per_class_maps)
+{
+	struct iap_report rep = { 0 };
+	struct iap_report_threshold *th = calloc((size_t)r->n_cfg + 1, sizeof(*th));
+	struct iap_report_layer *layers = NULL;
+	const struct config *best = NULL;
+	char best_text[256] = "", model_text[512], data_text[512], notes[1024];
+	const char *title = "pipeline", *dsname = r->ds_plugin->desc->name;
+	int save = 1, rc;
+
+	if (!th)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int i = 0; i < r->n_cfg; i++) {
+		const struct config *c = &r->cfg[i];
+
+		th[i].sampler = c->smp ? c->smp->name : "-";
+		th[i].attribution = c->attr->name;
+		th[i].policy = r->policy->desc->name;
+		th[i].rate = c->threshold;
+		if (!best || c->threshold > best->threshold + 1e-12)
+			best = c;
+	}
+	iap_cfg_get_str(r->root, "name", "pipeline", &title, NULL);
+	snprintf(model_text, sizeof(model_text), "%s", r->model_plugin->desc->name);
+	for (int i = 0; i < iap_opts_count(r->model_opts); i++) {
+		char v[128];
+		size_t used = strlen(model_text);
+
+		if (!iap_opts_is_set(r->model_opts, iap_opts_name(r->model_opts, i)))
+			continue;
+		iap_opts_format(r->model_opts, i, v, sizeof(v));
+		snprintf(model_text + used, sizeof(model_text) - used, "%s%s=%s", strchr(model_text, '(') ? ", " : " (",
+			 iap_opts_name(r->model_opts, i), v);
+	}
+	if (strchr(model_text, '('))
+		strncat(model_text, ")", sizeof(model_text) - strlen(model_text) - 1);
+	snprintf(data_text, sizeof(data_text), "%s, %s split (%" PRId64 " images, %d classes); samples from the train split (%" PRId64 ")",
+		 dsname, iap_split_name(r->eval_split), r->split[r->eval_split].count,
+		 r->split[r->eval_split].info.n_classes, r->split[IAP_SPLIT_TRAIN].count);
+	if (best) {
+		snprintf(best_text, sizeof(best_text), "%s / %s / %s: lossless up to %.2f", best->attr->name,
+			 best->smp ? best->smp->name : "-", r->policy->desc->name, best->threshold);
+		/* Units pruned per layer at the best configuration's threshold. */
+		layers = calloc((size_t)r->g->n_groups + 1, sizeof(*layers));
+		if (layers && apply_rate(r, best, best->threshold) == IAP_OK) {
+			for (int gi = 0; gi < r->g->n_groups; gi++) {
+				const struct iap_unit_group *grp = &r->g->groups[gi];
+
+				layers[gi].name = grp->name;
+				layers[gi].units = grp->n_units;
+				for (int u = 0; grp->mask && u < grp->n_units; u++)
+					layers[gi].pruned += !grp->mask[u];
+			}
+			rep.n_layers = r->g->n_groups;
+		}
+		clear_masks(r);
+	}
+	snprintf(notes, sizeof(notes),
+		 "Rates are fractions of all prunable units (conv channels, hidden neurons, attention heads), "
+		 "ranked by the '%s' policy with at most %.0f%% of any layer pruned and at least %d unit(s) kept "
+		 "per layer. Unit scores are cached under cache/ keyed by the model's weights, the method, its "
+		 "options and the samples.",
+		 r->policy->desc->name, 100 * r->max_layer_rate, r->min_units);
+	rep.title = title;
+	rep.model = model_text;
+	rep.dataset = data_text;
+	rep.params = r->params;
+	rep.macs = r->macs;
+	rep.tolerance = r->tolerance;
+	rep.baseline = r->baseline;
+	rep.n_rows = r->n_rows;
+	rep.rows = r->rows;
+	rep.n_thresholds = r->n_cfg;
+	rep.thresholds = th;
+	rep.n_table_rates = n_table;
+	rep.table_rates = table;
+	rep.layers = layers;
+	rep.best = best ? best_text : NULL;
+	rep.notes = notes;
+	rc = iap_report_write(&rep, outpath(r, "report"), r->err);
+	if (!rc && per_class_maps > 0) {
+		say(r, IAP_LOG_STAGE, "heatmaps: %d per class", per_class_maps);
+		rc = write_heatmaps(r, per_class_maps);
+	}
+	iap_cfg_get_bool(r->root, "report.save_pruned", 1, &save, NULL);
+	if (!rc && save && best && best->threshold > 0) {
+		char masked[4096], compact[4096];
+
+		snprintf(masked, sizeof(masked), "%s/report/pruned-masked.safetensors", r->out);
+		snprintf(compact, sizeof(compact), "%s/report/pruned-compact.safetensors", r->out);
+		rc = save_pruned(r, best, best->threshold, masked, compact);
+	}
+	free(th);
+	free(layers);
+	return rc;
+}
+
+/* ---- the whole run --------------------------------------------------------------------------- */
+
+static int run_experiment(struct run *r)
+{
+	double *rates = NULL, *table = NULL;
+	int n_rates = 0, n_table = 0, total, done = 0, rc;
+	long maps = 0;
+
+	rc = run_samplers(r);
+	rc = rc ? rc : run_attributions(r);
+	rc = rc ? rc : prepare_policy(r);
+	rc = rc ? rc : rate_list(r, &rates, &n_rates, &table, &n_table);
+	if (rc)
+		goto out;
+	total = r->n_cfg * n_rates;
+	say(r, IAP_LOG_STAGE, "pruning: %d configurations × %d rates", r->n_cfg, n_rates);
+	for (int i = 0; i < r->n_cfg && !rc; i++) {
+		for (int k = 0; k < n_rates && !rc; k++) {
+			rc = add_row(r, &r->cfg[i], rates[k], NULL);
+			progress(r, "pruned evaluations", ++done, total);
+		}
+		rc = rc ? rc : lossless(r, &r->cfg[i], rates, n_rates);
+		if (!rc)
+			say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f", r->cfg[i].attr->name,
+			    r->cfg[i].smp ? r->cfg[i].smp->name : "-", r->cfg[i].threshold);
+	}
+	rc = rc ? rc : iap_cfg_get_int(r->root, "report.heatmaps", 0, &maps, r->err);
+	rc = rc ? rc : write_report(r, table, n_table, (int)maps);
+	if (!rc)
+		say(r, IAP_LOG_STAGE, "report written to %s/report", r->out);
+out:
+	free(rates);
+	free(table);
+	return rc;
+}
+
+static int run_prune(struct run *r)
+{
+	const struct config *c = NULL;
+	char path[4096];
+	int rc;
+
+	rc = run_samplers(r);
+	rc = rc ? rc : run_attributions(r);
+	rc = rc ? rc : prepare_policy(r);
+	if (rc)
+		return rc;
+	for (int i = 0; i < r->n_cfg && !c; i++) {
+		const struct config *x = &r->cfg[i];
+
+		if (r->o->prune_attribution && strcmp(x->attr->name, r->o->prune_attribution) &&
+		    strcmp(x->attr->plugin->desc->name, r->o->prune_attribution))
+			continue;
+		if (x->smp && r->o->prune_sampler && strcmp(x->smp->name, r->o->prune_sampler))
+			continue;
+		c = x;
+	}
+	if (!c)
+		return iap_error_set(r->err, IAP_EINVAL, "no attribution '%s' with sampler '%s' in the pipeline",
+				     r->o->prune_attribution ? r->o->prune_attribution : "(any)",
+				     r->o->prune_sampler ? r->o->prune_sampler : "(any)");
+	snprintf(path, sizeof(path), "%s", r->o->out_path ? r->o->out_path : outpath(r, "pruned.safetensors"));
+	{
+		char compact[4200];
+		size_t len = strlen(path);
+
+		if (len > 12 && !strcmp(path + len - 12, ".safetensors"))
+			snprintf(compact, sizeof(compact), "%.*s-compact.safetensors", (int)(len - 12), path);
+		else
+			snprintf(compact, sizeof(compact), "%s-compact", path);
+		rc = save_pruned(r, c, r->o->prune_rate, path, r->o->compact ? compact : NULL);
+		if (!rc)
+			say(r, IAP_LOG_STAGE, "pruned %.0f%% of units with %s / %s: %s%s%s", 100 * r->o->prune_rate,
+			    c->attr->name, c->smp ? c->smp->name : "-", path, r->o->compact ? " and " : "",
+			    r->o->compact ? compact : "");
+	}
+	return rc;
+}
+
+int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const struct iap_run_opts *o,
+	    struct iap_error *err)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	const char *split = "test";
+	long seed = 0, batch = 128;
+	int rc;
+
+	if (!r)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	r->root = iap_cfg_root(cfg);
+	r->reg = reg;
+	r->o = o;
+	r->err = err;
+	rc = iap_cfg_get_int(r->root, "seed", 0, &seed, err);
+	rc = rc ? rc : iap_cfg_get_str(r->root, "output", "results", &r->out, err);
+	rc = rc ? rc : iap_cfg_get_str(r->root, "evaluation.split", "test", &split, err);
+	rc = rc ? rc : iap_cfg_get_int(r->root, "evaluation.batch_size", 128, &batch, err);
+	if (rc)
+		goto out;
+	r->seed = (uint64_t)seed;
+	r->eval_split = !strcmp(split, "train") ? IAP_SPLIT_TRAIN : !strcmp(split, "val") ? IAP_SPLIT_VAL : IAP_SPLIT_TEST;
+	r->eval_batch = (int)batch;
+	rc = iap_mkdir_p(r->out, err);
+	rc = rc ? rc : resolve(r, "dataset", IAP_PLUGIN_DATASET, &r->ds_plugin, &r->ds_opts);
+	for (int s = 0; !rc && s < IAP_SPLIT_COUNT; s++)
+		rc = open_split(r, (enum iap_split)s);
+	if (rc)
+		goto out;
+	if (r->split[IAP_SPLIT_TRAIN].count == 0) {
+		rc = iap_error_set(err, IAP_EINVAL, "dataset '%s': the train split is empty", r->ds_plugin->desc->name);
+		goto out;
+	}
+	if (r->split[r->eval_split].count == 0) {
+		rc = iap_error_set(err, IAP_EINVAL, "dataset '%s': the %s split (evaluation.split) is empty",
+				   r->ds_plugin->desc->name, split);
+		goto out;
+	}
+	say(r, IAP_LOG_STAGE, "data: %s, %" PRId64 " train / %" PRId64 " val / %" PRId64 " test images, %d classes",
+	    r->ds_plugin->desc->name, r->split[0].count, r->split[1].count, r->split[2].count,
+	    r->split[0].info.n_classes);
+	rc = prepare_model(r);
+	if (rc || o->mode == IAP_RUN_TRAIN)
+		goto out;
+	if (o->mode == IAP_RUN_EVAL) {
+		struct iap_metrics m = { 0 };
+		struct iap_report_metrics rm;
+		char *json = NULL;
+
+		rc = evaluate(r, &rm, &m);
+		if (!rc)
+			rc = iap_metrics_json_string(&m, r->split[r->eval_split].info.class_names, &json, err);
+		if (!rc) {
+			FILE *fp;
+			struct iap_atomic_file af;
+
+			rc = iap_atomic_open(&af, outpath(r, "metrics.json"), err);
+			if (!rc) {
+				fp = af.fp;
+				fputs(json, fp);
+				rc = iap_atomic_commit(&af, err);
+			}
+			if (!rc && r->o->log) {
+				char *text = NULL;
+				size_t len = 0;
+				FILE *mem = open_memstream(&text, &len);
+
+				if (mem) {
+					iap_metrics_write_text(&m, r->split[r->eval_split].info.class_names, mem, err);
+					fclose(mem);
+					say(r, IAP_LOG_INFO, "%s", text);
+					free(text);
+				}
+			}
+		}
+		free(json);
+		iap_metrics_free(&m);
+		goto out;
+	}
+	say(r, IAP_LOG_STAGE, "baseline on the %s split", split);
+	rc = evaluate(r, &r->baseline, NULL);
+	if (rc)
+		goto out;
+	say(r, IAP_LOG_INFO, "baseline accuracy %.4f, balanced accuracy %.4f", r->baseline.accuracy,
+	    r->baseline.balanced_accuracy);
+	rc = o->mode == IAP_RUN_PRUNE ? run_prune(r) : run_experiment(r);
+out:
+	for (int i = 0; i < r->n_cfg; i++) {
+		for (int gi = 0; r->cfg[i].scores && gi < r->g->n_groups; gi++)
+			free(r->cfg[i].scores[gi]);
+		free(r->cfg[i].scores);
+	}
+	for (int i = 0; i < r->n_smp; i++) {
+		free(r->smp[i].idx);
+		iap_opts_free(r->smp[i].opts);
+	}
+	for (int i = 0; i < r->n_attr; i++)
+		iap_opts_free(r->attr[i].opts);
+	for (int s = 0; s < IAP_SPLIT_COUNT; s++)
+		if (r->split_open[s])
+			r->split[s].ops->close(r->split[s].state);
+	iap_opts_free(r->policy_opts);
+	iap_opts_free(r->model_opts);
+	iap_opts_free(r->ds_opts);
+	iap_graph_free(r->g);
+	free(r->ignore);
+	free(r->rows);
+	free(r);
+	return rc;
+}
