@@ -2,15 +2,17 @@
 # Man pages: each page lints clean (mandoc -Tlint, or groff -mdoc -ww -z
 # without mandoc), cross-references to iaprune's own pages resolve, and
 # the pages stay in step with the code: every pipeline key the validator
-# knows is documented in iaprune-pipeline(5), every command in iaprune(1).
-# Prints TAP.
+# knows is documented in iaprune-pipeline(5), every command in iaprune(1),
+# and every option of every plugin built in the tree in iaprune-plugins(7)
+# with its type, choices and default. Prints TAP.
 set -u
 : "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
 : "${MANDOC:=$(command -v mandoc || true)}"
 IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
 man="$IAP_TEST_SRCDIR/man"
-pages="iaprune.1 iaprune-pipeline.5 iaprune-plugin.7 iap_plugin_descriptor.3 iap_opts_int.3"
+pages="iaprune.1 iaprune-pipeline.5 iaprune-plugin.7 iaprune-plugins.7 iap_plugin_descriptor.3
+	iap_opts_int.3 iap_graph.3 iap_tensor.3 iap_safetensors.3 iap_attribute.3"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-man.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -20,7 +22,8 @@ failed=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$tmp/log"; }
 
-echo "1..7"
+set -- $pages
+echo "1..$(($# + 3))"
 
 for p in $pages; do
 	: >"$tmp/log"
@@ -77,5 +80,121 @@ done
 [ "$(wc -l <"$tmp/cmds")" -eq 7 ] || echo "expected 7 commands in --help" >>"$tmp/log"
 if [ -s "$tmp/log" ]; then not_ok "every command is documented in iaprune(1)"
 else ok "every command is documented in iaprune(1)"; fi
+
+# Every shipped plugin (the build tree's plugins/*/.libs only: test plugins
+# are not shipped) has a ".Ss name" subsection in its kind's section of
+# iaprune-plugins(7), and each option "iaprune plugins --describe" prints is
+# an ".It Ic option" item there (or in the section's "Common options"),
+# whose .It line shows the type (or every choice of an enum) and whose text
+# gives the default as ".Li value" (or says "Default: empty").
+: >"$tmp/log"
+: >"$tmp/notes"
+page="$man/iaprune-plugins.7"
+shipped=
+for d in "$IAP_TEST_BUILDDIR"/plugins/*/.libs; do
+	[ -d "$d" ] && shipped="$shipped${shipped:+:}$d"
+done
+section_of() {
+	case "$1" in
+	model) echo "MODELS" ;;
+	attribution) echo "ATTRIBUTION METHODS" ;;
+	sampler) echo "SAMPLERS" ;;
+	policy) echo "POLICIES" ;;
+	dataset) echo "DATASETS" ;;
+	*) echo "?" ;;
+	esac
+}
+# subsection SECTION SUBSECTION: the lines of that .Ss inside that .Sh.
+subsection() {
+	awk -v sh="$1" -v ss="$2" '
+		/^\.Sh / { insh = (substr($0, 5) == sh); inss = 0; next }
+		/^\.Ss / { inss = insh && (substr($0, 5) == ss); next }
+		inss' "$page"
+}
+# item OPTION FILE: an ".It Ic OPTION" item up to the next ".It Ic".
+item() {
+	awk -v o="$1" '
+		/^\.It Ic / { if (inb) exit; if ($3 == o) inb = 1 }
+		inb' "$2"
+}
+if [ -z "$shipped" ]; then
+	echo "no plugins built under $IAP_TEST_BUILDDIR/plugins" >>"$tmp/log"
+elif ! IAPRUNE_PLUGIN_PATH="$shipped" IAPRUNE_PLUGIN_SYSTEM_PATH= \
+	"$IAPRUNE" plugins >"$tmp/list" 2>>"$tmp/log"; then
+	echo "iaprune plugins failed" >>"$tmp/log"
+else
+	# "kind:" lines, then "  name  version  summary" lines.
+	awk '/^[a-z]+:$/ { k = substr($0, 1, length($0) - 1); next }
+	     /^  [a-z0-9]/ && $1 != "(none)" { print k "/" $1 }' "$tmp/list" >"$tmp/plugins"
+	[ -s "$tmp/plugins" ] || echo "no shipped plugin found in $shipped" >>"$tmp/log"
+	for kn in $(cat "$tmp/plugins"); do
+		kind=${kn%%/*} name=${kn#*/}
+		sec=$(section_of "$kind")
+		subsection "$sec" "$name" >"$tmp/ss"
+		subsection "$sec" "Common options" >"$tmp/common"
+		if [ ! -s "$tmp/ss" ]; then
+			echo "$kn: no .Ss $name in section $sec" >>"$tmp/log"
+			continue
+		fi
+		if ! IAPRUNE_PLUGIN_PATH="$shipped" IAPRUNE_PLUGIN_SYSTEM_PATH= \
+			"$IAPRUNE" plugins --describe "$kn" >"$tmp/desc" 2>>"$tmp/log"; then
+			echo "$kn: --describe failed" >>"$tmp/log"
+			continue
+		fi
+		# "  name (type[: a | b][, range [x, y]], default v)" or "..., required)".
+		sed -n 's/^  \([a-z0-9_]*\) (\(.*\))$/\1 \2/p' "$tmp/desc" >"$tmp/opts"
+		seen=" "
+		while read -r opt rest; do
+			# A name declared twice (attribution/random's own seed and the
+			# common one) can only ever set its first declaration: that is
+			# the one documented; the shadowed one is noted, not checked.
+			case "$seen" in
+			*" $opt "*)
+				echo "# note: $kn declares option '$opt' twice; only the first is reachable" >>"$tmp/notes"
+				continue ;;
+			esac
+			seen="$seen$opt "
+			item "$opt" "$tmp/ss" >"$tmp/item"
+			[ -s "$tmp/item" ] || item "$opt" "$tmp/common" >"$tmp/item"
+			if [ ! -s "$tmp/item" ]; then
+				echo "$kn: option '$opt' is not documented" >>"$tmp/log"
+				continue
+			fi
+			head -n 1 "$tmp/item" >"$tmp/itline"
+			type=${rest%%[:,]*}
+			case "$type" in
+			int) want="Ar integer" ;;
+			float) want="Ar number" ;;
+			bool) want="Ar boolean" ;;
+			string) want="Ar string" ;;
+			*) want= ;;
+			esac
+			if [ -n "$want" ] && ! grep -q " $want\( \|\$\)" "$tmp/itline"; then
+				echo "$kn: option '$opt' ($type) is not shown as '$want'" >>"$tmp/log"
+			fi
+			if [ "$type" = enum ]; then
+				choices=${rest#enum: }
+				choices=${choices%%, default *}
+				choices=${choices%%, required}
+				for ch in $(echo "$choices" | sed 's/ | / /g'); do
+					grep -q " $ch\( \|\$\)" "$tmp/itline" ||
+						echo "$kn: option '$opt': choice '$ch' missing from its .It line" >>"$tmp/log"
+				done
+			fi
+			case "$rest" in
+			*", default \"\"")
+				grep -q "Default: empty" "$tmp/item" ||
+					echo "$kn: option '$opt': default (empty) not given" >>"$tmp/log" ;;
+			*", default "*)
+				def=${rest##*, default }
+				grep -Fxq ".Li $def ." "$tmp/item" || grep -Fxq ".Li $def" "$tmp/item" ||
+					echo "$kn: option '$opt': default '$def' not given as '.Li $def'" >>"$tmp/log" ;;
+			esac
+		done <"$tmp/opts"
+	done
+fi
+[ -s "$tmp/notes" ] && cat "$tmp/notes"
+if [ -s "$tmp/log" ]; then not_ok "every shipped plugin option is documented in iaprune-plugins(7)"
+else ok "every shipped plugin option is documented in iaprune-plugins(7)"; fi
 
 [ "$failed" -eq 0 ]
