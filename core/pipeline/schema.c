@@ -65,6 +65,11 @@ static const struct field train_fields[] = {
 	{ .key = "gamma", .type = T_FLOAT, .def = "0.1", NOKIND, .has_range = 1, .min = 0, .max = 1 },
 	{ .key = "class_weights", .type = T_ENUM, .def = "balanced", NOKIND, .choices = class_weightings },
 	{ .key = "augment", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "crop_scale", .type = T_FLOAT, .def = "0.7", NOKIND, .has_range = 1, .min = 0.05, .max = 1 },
+	{ .key = "hflip", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "vflip", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "rotate", .type = T_FLOAT, .def = "30", NOKIND, .has_range = 1, .min = 0, .max = 180 },
+	{ .key = "jitter", .type = T_FLOAT, .def = "0.2", NOKIND, .has_range = 1, .min = 0, .max = 1 },
 	{ .key = "resume", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = NULL },
 };

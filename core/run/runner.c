@@ -224,6 +224,39 @@ static void on_batch(void *user, int epoch, int64_t batch, int64_t n_batches, do
 	progress(r, stage, batch, n_batches);
 }
 
+/*
+ * The dataset's normalisation, when it uses the common dataset options, so
+ * augmentation works in pixel space (rotation fills black, colour jitter
+ * scales pixel values). Unknown: mean 0, std 1 (augmenting the values as given).
+ */
+static void dataset_stats(const struct run *r, int channels, float *mean, float *std)
+{
+	const char *norm = iap_opts_str(r->ds_opts, "normalize");
+
+	for (int c = 0; c < channels; c++) {
+		mean[c] = 0.0f;
+		std[c] = 1.0f;
+	}
+	if (norm && strcmp(norm, "imagenet") == 0) {
+		static const float m3[3] = { 0.485f, 0.456f, 0.406f }, s3[3] = { 0.229f, 0.224f, 0.225f };
+
+		for (int c = 0; c < channels; c++) {
+			mean[c] = channels == 3 ? m3[c] : 0.5f;
+			std[c] = channels == 3 ? s3[c] : 0.5f;
+		}
+	} else if (norm && strcmp(norm, "custom") == 0) {
+		const char *ms = iap_opts_str(r->ds_opts, "mean"), *ss = iap_opts_str(r->ds_opts, "std");
+		char *end;
+
+		for (int c = 0; c < channels && ms && ss && *ms && *ss; c++) {
+			mean[c] = strtof(ms, &end);
+			ms = *end == ',' ? end + 1 : end;
+			std[c] = strtof(ss, &end);
+			ss = *end == ',' ? end + 1 : end;
+		}
+	}
+}
+
 static int train_model(struct run *r)
 {
 	const struct iap_cfg_node *t = iap_cfg_get(r->root, "model.train");
@@ -233,9 +266,11 @@ static int train_model(struct run *r)
 	char ckpt[4096];
 	const char *cw;
 	long epochs, batch, step;
-	double lr, wd, gamma;
-	int augment, resume, rc;
+	double lr, wd, gamma, crop, rotate, jitter;
+	int augment, resume, hflip, vflip, rc;
 	struct iap_rng rng;
+	float mean[3] = { 0 }, std[3] = { 1, 1, 1 };
+	int channels = (int)r->split[IAP_SPLIT_TRAIN].info.in_shape[0];
 
 	iap_train_cfg_defaults(&cfg);
 	rc = iap_cfg_get_int(t, "epochs", 30, &epochs, r->err);
@@ -247,6 +282,11 @@ static int train_model(struct run *r)
 	rc = rc ? rc : iap_cfg_get_str(t, "class_weights", "balanced", &cw, r->err);
 	rc = rc ? rc : iap_cfg_get_bool(t, "augment", 1, &augment, r->err);
 	rc = rc ? rc : iap_cfg_get_bool(t, "resume", 1, &resume, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "crop_scale", 0.7, &crop, r->err);
+	rc = rc ? rc : iap_cfg_get_bool(t, "hflip", 1, &hflip, r->err);
+	rc = rc ? rc : iap_cfg_get_bool(t, "vflip", 1, &vflip, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "rotate", 30, &rotate, r->err);
+	rc = rc ? rc : iap_cfg_get_float(t, "jitter", 0.2, &jitter, r->err);
 	if (rc)
 		return rc;
 	cfg.epochs = (int)epochs;
@@ -257,8 +297,21 @@ static int train_model(struct run *r)
 	cfg.lr_gamma = gamma;
 	cfg.class_weights = strcmp(cw, "balanced") == 0;
 	cfg.seed = r->seed;
-	if (!augment)
+	if (augment) {
+		cfg.augment.crop = crop < 1.0;
+		cfg.augment.crop_scale[0] = crop;
+		cfg.augment.hflip_p = hflip ? 0.5 : 0.0;
+		cfg.augment.vflip_p = vflip ? 0.5 : 0.0;
+		cfg.augment.rotate_deg = rotate;
+		cfg.augment.brightness = cfg.augment.contrast = cfg.augment.saturation = jitter;
+		if (channels >= 1 && channels <= 3) {
+			dataset_stats(r, channels, mean, std);
+			cfg.augment.mean = mean;
+			cfg.augment.std = std;
+		}
+	} else {
 		iap_augment_cfg_none(&cfg.augment);
+	}
 	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints", r->out);
 	rc = iap_mkdir_p(ckpt, r->err);
 	if (rc)
