@@ -27,6 +27,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/compact.h>
 #include <iaprune/heatmap.h>
+#include <iaprune/image.h>
 #include <iaprune/metrics.h>
 #include <iaprune/model.h>
 #include <iaprune/report.h>
@@ -845,6 +846,34 @@ static int lossless(struct run *r, struct config *c, const double *rates, int n_
 
 /* ---- report -------------------------------------------------------------------------------- */
 
+/*
+ * Small inputs (MedMNIST's 28 pixels) are enlarged for viewing: image and map
+ * resized together to about 224 pixels on the longer side.
+ */
+static int write_heatmap_scaled(const char *file, const float *img, int c, int h, int w, const float *map,
+				const struct iap_heatmap_opts *ho, struct iap_error *err)
+{
+	int scale = (h > w ? h : w) >= 224 ? 1 : (223 + (h > w ? h : w)) / (h > w ? h : w);
+	int oh = h * scale, ow = w * scale, rc;
+	float *big_img, *big_map;
+
+	if (scale == 1)
+		return iap_heatmap_write_png(file, img, c, h, w, map, ho, err);
+	big_img = malloc((size_t)c * (size_t)oh * (size_t)ow * sizeof(float));
+	big_map = malloc((size_t)oh * (size_t)ow * sizeof(float));
+	if (!big_img || !big_map) {
+		free(big_img);
+		free(big_map);
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	}
+	rc = iap_image_resize(NULL, img, c, h, w, big_img, oh, ow, err);
+	rc = rc ? rc : iap_image_resize(NULL, map, 1, h, w, big_map, oh, ow, err);
+	rc = rc ? rc : iap_heatmap_write_png(file, big_img, c, oh, ow, big_map, ho, err);
+	free(big_img);
+	free(big_map);
+	return rc;
+}
+
 static int write_heatmaps(struct run *r, int per_class)
 {
 	const struct iap_dataset *ds = &r->split[r->eval_split];
@@ -918,7 +947,7 @@ static int write_heatmaps(struct run *r, int per_class)
 				ho.mean = lo;
 				ho.std = span;
 				snprintf(file, sizeof(file), "%s/%s-class%d-%03" PRId64 ".png", dir, r->attr[a].name, label, i);
-				rc = iap_heatmap_write_png(file, x.data, c, h, w, map, &ho, r->err);
+				rc = write_heatmap_scaled(file, x.data, c, h, w, map, &ho, r->err);
 			}
 			free(map);
 		}
