@@ -453,38 +453,67 @@ int iap_report_write_svg(const struct iap_report *r, const char *path, struct ia
 				   "stroke-dasharray=\"2,3\"/>\n", L, Y(r->baseline.accuracy - r->tolerance), L + pw,
 				Y(r->baseline.accuracy - r->tolerance));
 	}
-	/* One line per configuration, points in rate order. */
-	for (int c = 0; c < n_cfg; c++) {
-		const struct iap_report_row *cfg = &r->rows[first[c]];
-		const char *colour = palette[c % (int)(sizeof(palette) / sizeof(palette[0]))];
-		int dashed = is_baseline_criterion(cfg->attribution);
-		double last = -1.0;
+	/*
+	 * One line per configuration, points in rate order: the colour says the
+	 * attribution method, the dash pattern the sampler; the data-free
+	 * criteria (magnitude, random) are grey, dashed.
+	 */
+	{
+		static const char *dashes[] = { "", "8,3", "2,3", "10,3,2,3" };
+		const char *attrs[16], *smps[16];
+		int n_attrs = 0, n_smps = 0;
 
-		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", colour,
-			dashed ? " stroke-dasharray=\"6,4\"" : "");
-		for (;;) {
-			const struct iap_report_row *next = NULL;
+		for (int c = 0; c < n_cfg; c++) {
+			const struct iap_report_row *cfg = &r->rows[first[c]];
+			int ai = -1, si = -1;
+			int baseline = is_baseline_criterion(cfg->attribution);
+			char colour[16], dash[32];
+			double last = -1.0;
 
-			for (int i = 0; i < r->n_rows; i++) {
-				const struct iap_report_row *row = &r->rows[i];
-
-				if (strcmp(row->sampler, cfg->sampler) || strcmp(row->attribution, cfg->attribution) ||
-				    strcmp(row->policy, cfg->policy) || row->rate <= last || !isfinite(row->m.accuracy))
-					continue;
-				if (!next || row->rate < next->rate)
-					next = row;
+			for (int k = 0; k < n_attrs; k++)
+				if (!strcmp(attrs[k], cfg->attribution))
+					ai = k;
+			if (ai < 0 && n_attrs < 16)
+				attrs[ai = n_attrs++] = cfg->attribution;
+			for (int k = 0; k < n_smps; k++)
+				if (!strcmp(smps[k], cfg->sampler))
+					si = k;
+			if (si < 0 && n_smps < 16)
+				smps[si = n_smps++] = cfg->sampler;
+			if (baseline) {
+				snprintf(colour, sizeof(colour), "%s", !strcmp(cfg->attribution, "random") ? "#999999" : "#555555");
+				snprintf(dash, sizeof(dash), " stroke-dasharray=\"6,4\"");
+			} else {
+				snprintf(colour, sizeof(colour), "%s", palette[(ai < 0 ? 0 : ai) % (int)(sizeof(palette) / sizeof(palette[0]))]);
+				if (si > 0)
+					snprintf(dash, sizeof(dash), " stroke-dasharray=\"%s\"", dashes[si % 4]);
+				else
+					dash[0] = '\0';
 			}
-			if (!next)
-				break;
-			fprintf(f, "%.1f,%.1f ", X(next->rate), Y(next->m.accuracy));
-			last = next->rate;
+			fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", colour, dash);
+			for (;;) {
+				const struct iap_report_row *next = NULL;
+
+				for (int i = 0; i < r->n_rows; i++) {
+					const struct iap_report_row *row = &r->rows[i];
+
+					if (strcmp(row->sampler, cfg->sampler) || strcmp(row->attribution, cfg->attribution) ||
+					    strcmp(row->policy, cfg->policy) || row->rate <= last || !isfinite(row->m.accuracy))
+						continue;
+					if (!next || row->rate < next->rate)
+						next = row;
+				}
+				if (!next)
+					break;
+				fprintf(f, "%.1f,%.1f ", X(next->rate), Y(next->m.accuracy));
+				last = next->rate;
+			}
+			fputs("\"/>\n", f);
+			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
+				L + pw + 15, T + 10 + 18.0 * c, L + pw + 45, T + 10 + 18.0 * c, colour, dash);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s / %s / %s</text>\n", L + pw + 50, T + 14 + 18.0 * c,
+				cfg->attribution, cfg->sampler, cfg->policy);
 		}
-		fputs("\"/>\n", f);
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n",
-			L + pw + 15, T + 10 + 18.0 * c, L + pw + 45, T + 10 + 18.0 * c, colour,
-			dashed ? " stroke-dasharray=\"6,4\"" : "");
-		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">%s / %s / %s</text>\n", L + pw + 50, T + 14 + 18.0 * c,
-			cfg->attribution, cfg->sampler, cfg->policy);
 	}
 #undef X
 #undef Y
