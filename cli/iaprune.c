@@ -216,7 +216,7 @@ static void usage_cmd(const struct command *cmd, FILE *f)
 
 enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE,
        OPT_QUIET, OPT_JOBS, OPT_RATE, OPT_ATTRIBUTION, OPT_SAMPLER, OPT_COMPACT, OPT_OUTPUT, OPT_WEIGHTS,
-       OPT_TARGET, OPT_OPTION };
+       OPT_TARGET, OPT_OPTION, OPT_RAW };
 
 static const struct option long_opts[] = {
 	{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
@@ -236,6 +236,7 @@ static const struct option long_opts[] = {
 	{ "weights", required_argument, NULL, OPT_WEIGHTS },
 	{ "target", required_argument, NULL, OPT_TARGET },
 	{ "option", required_argument, NULL, OPT_OPTION },
+	{ "raw", required_argument, NULL, OPT_RAW },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -259,6 +260,7 @@ struct cmd_opts {
 	int target;
 	const char *options[64];
 	int n_options;
+	const char *raw;
 };
 
 /*
@@ -370,6 +372,9 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 			o->target = (int)v;
 			break;
 		}
+		case OPT_RAW:
+			o->raw = optarg;
+			break;
 		case OPT_OPTION:
 			if (o->n_options == (int)(sizeof(o->options) / sizeof(o->options[0])))
 				return error_exit(EXIT_USAGE, "too many --option options");
@@ -526,7 +531,8 @@ static int cmd_prune(const struct command *cmd, struct common *c, int argc, char
 
 static int cmd_explain(const struct command *cmd, struct common *c, int argc, char **argv)
 {
-	static const int allowed[] = { OPT_WEIGHTS, OPT_ATTRIBUTION, OPT_OPTION, OPT_TARGET, OPT_OUTPUT, OPT_JOBS, 0 };
+	static const int allowed[] = { OPT_WEIGHTS, OPT_ATTRIBUTION, OPT_OPTION, OPT_TARGET, OPT_OUTPUT, OPT_JOBS,
+				       OPT_RAW, 0 };
 	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
 	struct iap_error err = { 0, "" };
 	struct iap_registry *reg = NULL;
@@ -628,6 +634,9 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 	else
 		snprintf(out, sizeof(out), "%s.%s.png", o.pipeline, attr->desc->name);
 	if (iap_heatmap_write_png(out, x.data, ch, h, w, map, &ho, &err))
+		goto fail_run;
+	/* The raw relevance, [channels, H, W] float32, for analysis elsewhere. */
+	if (o.raw && iap_heatmap_write_npy(o.raw, rel.data, 3, rel.shape + 1, &err))
 		goto fail_run;
 	printf("%s: class %d (logit %.4f), heatmap %s\n", o.pipeline, target,
 	       iap_graph_output(g)->data[target], out);
@@ -887,10 +896,11 @@ static const struct command commands[] = {
 	  "per-class sensitivity/specificity/precision, macro F1, AUROC, ECE, confusion matrix\n"
 	  "(printed, and written to OUTPUT/metrics.json).",
 	  NULL, cmd_eval },
-	{ "explain", "--weights MODEL.safetensors [--attribution NAME] [--option KEY=VALUE]... [--target N] [-o OUT.png] IMAGE",
+	{ "explain", "--weights MODEL.safetensors [--attribution NAME] [--option KEY=VALUE]... [--target N] [-o OUT.png] [--raw OUT.npy] IMAGE",
 	  "Write IMAGE with its relevance for the predicted class (or --target) blended over it\n"
 	  "as a PNG (default IMAGE.NAME.png). The model is rebuilt from the weights file's\n"
-	  "description; the attribution defaults to lrp.",
+	  "description; the attribution defaults to lrp. --raw also writes the relevance itself\n"
+	  "([channels, H, W] float32) as a .npy file.",
 	  NULL, cmd_explain },
 	{ "prune", "--rate R [--attribution NAME] [--sampler NAME] [--compact] [-o OUT] [--set KEY=VALUE]... [PIPELINE]",
 	  "Score units with one attribution x sampler of the pipeline (the first by default;\n"

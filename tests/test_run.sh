@@ -19,7 +19,7 @@ not_ok() {
 }
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-echo "1..17"
+echo "1..19"
 
 cat >"$tmp/p.yaml" <<YAML
 version: 1
@@ -93,3 +93,13 @@ check "explain refuses a criterion without input relevance" \
 	"[ $? -eq 2 ] && grep -q \"attribution 'magnitude' gives no input-level relevance\" $tmp/err"
 "$IAPRUNE" run --set dataset.options.path=$tmp/none.npz "$tmp/p.yaml" >"$tmp/stdout" 2>"$tmp/err"
 check "a missing dataset file is an input error naming it" "[ $? -eq 2 ] && grep -q 'none.npz' $tmp/err && [ \$(wc -l <$tmp/err) -le 2 ]"
+
+# Training converges: a few epochs without augmentation, the loss falls.
+"$IAPRUNE" train --set model.train.epochs=3 --set model.train.augment=false --set output=$tmp/t3 \
+	"$tmp/p.yaml" >"$tmp/stdout" 2>"$tmp/err"
+l1=$(sed -n 's|^ *epoch 1/3: loss \([0-9.]*\),.*|\1|p' "$tmp/err")
+l3=$(sed -n 's|^ *epoch 3/3: loss \([0-9.]*\),.*|\1|p' "$tmp/err")
+check "training on BreastMNIST lowers the loss ($l1 -> $l3)" \
+	"[ -n '$l1' ] && [ -n '$l3' ] && awk 'BEGIN { exit !($l3 < $l1) }'"
+"$IAPRUNE" explain --weights "$tmp/out/model.safetensors" --raw "$tmp/h.npy" -o "$tmp/h2.png" "$img" >"$tmp/stdout" 2>"$tmp/err"
+check "explain --raw writes the relevance as .npy" "[ $? -eq 0 ] && head -c 6 $tmp/h.npy | grep -q NUMPY"

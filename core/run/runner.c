@@ -1065,12 +1065,24 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		}
 		clear_masks(r);
 	}
-	snprintf(notes, sizeof(notes),
-		 "Rates are fractions of all prunable units (conv channels, hidden neurons, attention heads), "
-		 "ranked by the '%s' policy with at most %.0f%% of any layer pruned and at least %d unit(s) kept "
-		 "per layer. Unit scores are cached under cache/ keyed by the model's weights, the method, its "
-		 "options and the samples.",
-		 r->policy->desc->name, 100 * r->max_layer_rate, r->min_units);
+	{
+		char popts[256] = "";
+
+		for (int i = 0; i < iap_opts_count(r->policy_opts); i++) {
+			char v[96];
+			size_t used = strlen(popts);
+
+			iap_opts_format(r->policy_opts, i, v, sizeof(v));
+			snprintf(popts + used, sizeof(popts) - used, "%s%s=%s", used ? ", " : "",
+				 iap_opts_name(r->policy_opts, i), v[0] ? v : "\"\"");
+		}
+		snprintf(notes, sizeof(notes),
+			 "Rates are fractions of all prunable units (conv channels, hidden neurons, attention heads), "
+			 "ranked by the '%s' policy (%s) with at most %.0f%% of any layer pruned and at least %d "
+			 "unit(s) kept per layer. Unit scores are cached under cache/ keyed by the model's weights, "
+			 "the method, its options and the samples.",
+			 r->policy->desc->name, popts[0] ? popts : "no options", 100 * r->max_layer_rate, r->min_units);
+	}
 	rep.title = title;
 	rep.model = model_text;
 	rep.dataset = data_text;
