@@ -1,9 +1,70 @@
 /* The forward pass: every node in order, every output kept for the backward walk. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <iaprune/graph.h>
+
+/* Index of the first NaN or Inf in t, or -1 when every value is finite. */
+static int64_t first_nonfinite(const struct iap_tensor *t)
+{
+	int64_t n = iap_tensor_numel(t);
+
+	for (int64_t i = 0; i < n; i++)
+		if (!isfinite(t->data[i]))
+			return i;
+	return -1;
+}
+
+/*
+ * A NaN or Inf in a parameter, naming the layer and the tensor. Only called
+ * once the logits turned out non-finite (ReLU propagates NaN, as PyTorch's
+ * does, so a bad weight always reaches them): a healthy pass never reads
+ * the parameters twice.
+ */
+static int check_params(const struct iap_graph *g, struct iap_error *err)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct iap_node *n = &g->nodes[i];
+
+		for (int k = 0; k < n->n_params; k++) {
+			const struct iap_tensor *v = &n->params[k].value;
+			int64_t at = first_nonfinite(v);
+
+			if (at >= 0)
+				return iap_error_set(err, IAP_ENUMERIC,
+						     "forward: parameter '%s' of layer '%s' (%s) holds %s at element %lld",
+						     n->params[k].key, n->name, iap_op_name(n->kind),
+						     isnan(v->data[at]) ? "NaN" : "Inf", (long long)at);
+		}
+	}
+	return IAP_OK;
+}
+
+/*
+ * The output held a NaN or Inf: name the first node (in evaluation order)
+ * whose output did, which is where it arose, since every later value is
+ * computed from earlier ones. Only run on failure, so a healthy pass pays
+ * for one scan of the logits and nothing more.
+ */
+static int report_nonfinite(const struct iap_graph *g, struct iap_error *err)
+{
+	if (check_params(g, err))
+		return IAP_ENUMERIC;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct iap_node *n = &g->nodes[i];
+		int64_t at = first_nonfinite(&n->out);
+
+		if (at < 0)
+			continue;
+		return iap_error_set(err, IAP_ENUMERIC,
+				     "forward: non-finite value (%s) in the output of layer '%s' (%s) at element %lld",
+				     isnan(n->out.data[at]) ? "NaN" : "Inf", n->name, iap_op_name(n->kind),
+				     (long long)at);
+	}
+	return iap_error_set(err, IAP_ENUMERIC, "forward: non-finite value in the output");
+}
 
 /*
  * Shape every node's output buffer for `batch` samples and size the shared
@@ -40,6 +101,7 @@ static int graph_reshape(struct iap_graph *g, int batch, struct iap_error *err)
 int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct iap_error *err)
 {
 	char got[96], want[96];
+	int64_t at;
 	int rc;
 
 	if (!g->finalized)
@@ -59,6 +121,12 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 		if (rc)
 			return rc;
 	}
+	/* A non-finite input: stop before the pass, saying where. */
+	at = first_nonfinite(x);
+	if (at >= 0)
+		return iap_error_set(err, IAP_ENUMERIC, "forward: the input holds %s at element %lld (sample %lld)",
+				     isnan(x->data[at]) ? "NaN" : "Inf", (long long)at,
+				     (long long)(at / (iap_tensor_numel(x) / x->shape[0])));
 	rc = iap_tensor_copy(&g->input, x, err);
 	if (rc)
 		return rc;
@@ -74,6 +142,13 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 		if (n->mask_group >= 0)
 			iap_unit_apply_mask(&g->groups[n->mask_group], &n->out);
 	}
+	/*
+	 * A NaN or Inf in the logits would silently turn every later table
+	 * (accuracy, scores, relevance) into nonsense: stop here and say where
+	 * it started.
+	 */
+	if (g->output >= 0 && first_nonfinite(&g->nodes[g->output].out) >= 0)
+		return report_nonfinite(g, err);
 	return IAP_OK;
 }
 

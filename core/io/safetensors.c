@@ -474,7 +474,9 @@ static int check_layout(struct iap_safetensors *st, struct iap_error *err)
 					     "%s: tensor '%s' ends at byte %" PRIu64 " past the data (%" PRIu64 " bytes; file truncated?)",
 					     st->path, t->name, t->end, st->data_len);
 	}
-	qsort(st->tensors, (size_t)st->n_tensors, sizeof(*st->tensors), cmp_begin);
+	/* A header of metadata only ("{}") has no tensor array: qsort(NULL, 0) is undefined. */
+	if (st->n_tensors > 1)
+		qsort(st->tensors, (size_t)st->n_tensors, sizeof(*st->tensors), cmp_begin);
 	for (int i = 0; i < st->n_tensors; i++) {
 		const struct iap_st_tensor *t = &st->tensors[i];
 

@@ -57,7 +57,7 @@ static int relu_forward(struct iap_graph *g, struct iap_node *node,
 
 #pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
 	for (int64_t i = 0; i < n; i++)
-		y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+		y[i] = (x[i] > 0.0f || x[i] != x[i]) ? x[i] : 0.0f; /* NaN propagates, as in PyTorch */
 	return IAP_OK;
 }
 
