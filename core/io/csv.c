@@ -18,6 +18,8 @@
 
 #include <iaprune/csv.h>
 
+#include "file.h"
+
 struct iap_csv {
 	char *name;
 	char *buf;
@@ -255,51 +257,15 @@ int iap_csv_open_mem(const char *buf, size_t len, const char *name, struct iap_c
 
 int iap_csv_open(const char *path, struct iap_csv **out, struct iap_error *err)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t got = 0;
-	int fd, rc;
+	unsigned char *buf;
+	size_t len;
+	int rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = iap_error_set(err, IAP_EIO, "%s: not a regular file", path);
-		goto out_close;
-	}
-	if ((uint64_t)st.st_size > IAP_CSV_MAX_FILE) {
-		rc = iap_error_set(err, IAP_ENOMEM, "%s: CSV too large (%lld bytes; limit %zu)", path,
-				   (long long)st.st_size, IAP_CSV_MAX_FILE);
-		goto out_close;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		rc = iap_error_set(err, IAP_ENOMEM, "%s: out of memory", path);
-		goto out_close;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-			free(buf);
-			goto out_close;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	rc = csv_start(buf, got, path, out, err);
-out_close:
-	close(fd);
-	return rc;
+	rc = iap_file_read(path, IAP_CSV_MAX_FILE, "CSV", &buf, &len, err);
+	if (rc)
+		return rc;
+	return csv_start((char *)buf, len, path, out, err);
 }
 
 void iap_csv_close(struct iap_csv *c)

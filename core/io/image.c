@@ -27,6 +27,8 @@
 
 #include <iaprune/image.h>
 
+#include "file.h"
+
 /* A progressive JPEG may carry any number of scans; each one re-walks the whole
  * coefficient buffer, so a small hostile file could keep us busy for minutes.
  * libjpeg-turbo's own tools refuse more than 500. */
@@ -483,51 +485,14 @@ int iap_image_decode(const void *buf, size_t len, const char *name, int channels
 int iap_image_load(const char *path, int channels, struct iap_tensor *out,
 		   struct iap_error *err)
 {
-	struct stat st;
-	unsigned char *buf = NULL;
-	size_t len, got = 0;
-	int fd, rc;
+	unsigned char *buf;
+	size_t len;
+	int rc = iap_file_read(path, IAP_IMAGE_MAX_FILE, "image file", &buf, &len, err);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = iap_error_set(err, IAP_EIO, "%s: not a regular file", path);
-		goto out_close;
-	}
-	if ((uint64_t)st.st_size > IAP_IMAGE_MAX_FILE) {
-		rc = iap_error_set(err, IAP_ENOMEM, "%s: image file too large (%lld bytes; limit %zu)",
-				   path, (long long)st.st_size, IAP_IMAGE_MAX_FILE);
-		goto out_close;
-	}
-	len = (size_t)st.st_size;
-	buf = malloc(len ? len : 1);
-	if (!buf) {
-		rc = iap_error_set(err, IAP_ENOMEM, "%s: out of memory", path);
-		goto out_close;
-	}
-	while (got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-			goto out_free;
-		}
-		if (n == 0)
-			break;  /* shrank under us: decode what is there, it will say truncated */
-		got += (size_t)n;
-	}
-	rc = iap_image_decode(buf, got, path, channels, out, err);
-out_free:
+	if (rc)
+		return rc;
+	rc = iap_image_decode(buf, len, path, channels, out, err);
 	free(buf);
-out_close:
-	close(fd);
 	return rc;
 }
 

@@ -26,6 +26,8 @@
 
 #include <iaprune/npz.h>
 
+#include "file.h"
+
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
 #define SIG_EOCD 0x06054b50u
@@ -266,17 +268,9 @@ int iap_npz_open(const char *path, struct iap_npz **out, struct iap_error *err)
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		rc = iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = iap_error_set(err, IAP_EIO, "%s: not a regular file", path);
-		goto out_close;
-	}
+	rc = iap_file_open(path, &fd, &st, err);
+	if (rc)
+		return rc;
 	rc = npz_alloc(path, &z, err);
 	if (rc)
 		goto out_close;

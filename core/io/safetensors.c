@@ -20,6 +20,8 @@
 #include <iaprune/atomic.h>
 #include <iaprune/safetensors.h>
 
+#include "file.h"
+
 #define MAX_JSON_DEPTH 64
 
 static const struct {
@@ -566,13 +568,9 @@ int iap_safetensors_open(const char *path, struct iap_safetensors **out, struct 
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
-		return iap_error_set(err, IAP_EIO, "%s: not a regular file", path);
-	}
+	rc = iap_file_open(path, &fd, &sb, err);
+	if (rc)
+		return rc;
 	st = st_new(path, err);
 	if (!st) {
 		close(fd);

@@ -15,12 +15,7 @@ static const struct iap_option resnet_options[] = {
 	  .help = "torchvision resnet18/34 (basic blocks) or 50/101/152 (bottlenecks)" },
 	{ .name = "width", .type = IAP_OPT_FLOAT, .def = "1.0", .has_range = 1, .min = 0.01, .max = 4,
 	  .help = "channel multiplier for small CPU-sized variants; key names stay torchvision's" },
-	{ .name = "num_classes", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 1000000,
-	  .help = "classifier outputs (0: from the dataset, else 1000)" },
-	{ .name = "in_channels", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 64,
-	  .help = "input channels (0: from the dataset, else 3)" },
-	{ .name = "image_size", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 4096,
-	  .help = "input height and width (0: from the dataset, else 224)" },
+	IAP_MODEL_INPUT_OPTIONS,
 	{ .name = NULL },
 };
 

@@ -23,12 +23,7 @@ static const struct iap_option vit_options[] = {
 	  .help = "attention heads; must divide hidden_dim (custom; overrides the preset when set)" },
 	{ .name = "mlp_dim", .type = IAP_OPT_INT, .def = "3072", .has_range = 1, .min = 1, .max = 1048576,
 	  .help = "MLP hidden width (custom; overrides the preset when set)" },
-	{ .name = "num_classes", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 1000000,
-	  .help = "head outputs (0: from the dataset, else 1000)" },
-	{ .name = "in_channels", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 64,
-	  .help = "input channels (0: from the dataset, else 3)" },
-	{ .name = "image_size", .type = IAP_OPT_INT, .def = "0", .has_range = 1, .min = 0, .max = 4096,
-	  .help = "input height and width, a multiple of patch_size (0: from the dataset, else 224)" },
+	IAP_MODEL_INPUT_OPTIONS,
 	{ .name = NULL },
 };
 
