@@ -9,6 +9,13 @@
  * unpadded conv needs no unfolding at all: the sample itself is the column
  * matrix (workspace 0).
  *
+ * The graph op's forward and input gradient go further when a layer's GEMM
+ * is thin (few output positions, as in the last VGG/ResNet stages) and the
+ * batch has several samples: they put several samples' columns side by side
+ * into one wider GEMM, using only the shared workspace the graph already
+ * holds for its largest layer (see conv_group_size). The raw kernels below
+ * stay per-sample, so their workspace is one sample's columns as documented.
+ *
  *   forward       y_n   = W · col(x_n) + b
  *   input grad    dx_n += col2im(Wᵀ · dy_n)
  *   weight grad   dW   += Σ_n dy_n · col(x_n)ᵀ,   db += Σ_n,h,w dy_n
@@ -56,8 +63,12 @@ static void valid_range(int out, int n, int s, int p, int k, int *lo, int *hi)
 		*lo = *hi;
 }
 
-/* col[(c·kh + i)·kw + j][oh·out_w + ow] = x[c][oh·sh − ph + i][ow·sw − pw + j], 0 in the padding. */
-static void im2col(const struct iap_conv_geom *cg, const float *x, float *col)
+/*
+ * col[(c·kh + i)·kw + j][oh·out_w + ow] = x[c][oh·sh − ph + i][ow·sw − pw + j], 0 in the padding.
+ * Rows of col are ldc floats apart (ldc = out_h·out_w for one sample's own
+ * matrix; wider when several samples share one column matrix side by side).
+ */
+static void im2col(const struct iap_conv_geom *cg, const float *x, float *col, size_t ldc)
 {
 	const int kk = cg->kh * cg->kw;
 	const int64_t rows = (int64_t)cg->in_ch * kk;
@@ -68,7 +79,7 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col)
 	for (int64_t r = 0; r < rows; r++) {
 		const int c = (int)(r / kk), i = (int)(r % kk) / cg->kw, j = (int)(r % kk) % cg->kw;
 		const float *xc = x + (size_t)c * plane;
-		float *dst = col + (size_t)r * ohw;
+		float *dst = col + (size_t)r * ldc;
 		int oh_lo, oh_hi, ow_lo, ow_hi;
 
 		valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
@@ -90,10 +101,11 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col)
 }
 
 /*
- * x += fold(col): the adjoint of im2col. Rows of one input channel overlap on
- * the same pixels, so threads split by channel, never within one.
+ * x += fold(col): the adjoint of im2col (rows of col ldc floats apart). Rows
+ * of one input channel overlap on the same pixels, so threads split by
+ * channel, never within one.
  */
-static void col2im_add(const struct iap_conv_geom *cg, const float *col, float *x)
+static void col2im_add(const struct iap_conv_geom *cg, const float *col, size_t ldc, float *x)
 {
 	const int kk = cg->kh * cg->kw;
 	const size_t ohw = (size_t)cg->out_h * cg->out_w;
@@ -108,7 +120,7 @@ static void col2im_add(const struct iap_conv_geom *cg, const float *col, float *
 
 			valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
 			for (int j = 0; j < cg->kw; j++) {
-				const float *src = col + ((size_t)c * kk + (size_t)i * cg->kw + j) * ohw;
+				const float *src = col + ((size_t)c * kk + (size_t)i * cg->kw + j) * ldc;
 				int ow_lo, ow_hi;
 
 				valid_range(cg->out_w, cg->in_w, cg->stride_w, cg->pad_w, j, &ow_lo, &ow_hi);
@@ -167,7 +179,7 @@ void iap_conv2d_forward_raw(const struct iap_conv_geom *cg, const float *x, cons
 		const float *col = xn;
 
 		if (!pointwise) {
-			im2col(cg, xn, ws);
+			im2col(cg, xn, ws, (size_t)ohw);
 			col = ws;
 		}
 		/* The bias goes in first so the sgemm adds onto it (beta 1): one pass over y. */
@@ -177,6 +189,92 @@ void iap_conv2d_forward_raw(const struct iap_conv_geom *cg, const float *x, cons
 					yn[(size_t)o * ohw + p] = b[o];
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, ohw, k,
 			    1.0f, w, k, col, ohw, b ? 1.0f : 0.0f, yn, ohw);
+	}
+}
+
+/*
+ * Several samples per GEMM. One sample's GEMM is out_ch × (out_h·out_w) × K;
+ * late layers have few output positions (VGG 14×14 = 196, ResNet 7×7 = 49),
+ * and such thin products run far below the sgemm peak. Side by side, nb
+ * samples' columns make one out_ch × (nb·out_h·out_w) × K product; its result
+ * is [out_ch][nb·ohw] and is copied to NCHW with the bias added on the way.
+ */
+#define CONV_THIN_N 1024
+
+/* Floats one group of nb samples needs: the columns and the GEMM result. */
+static size_t conv_group_floats(const struct iap_conv_geom *cg, int nb)
+{
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+
+	return (size_t)nb * ohw * ((size_t)cg->in_ch * cg->kh * cg->kw + (size_t)cg->out_ch);
+}
+
+/*
+ * Samples per GEMM: enough for a GEMM at least CONV_THIN_N wide, within the
+ * batch, and within avail floats, which is the workspace the graph already
+ * holds (sized for its largest op): grouping uses memory that is there
+ * anyway and never grows it. 1 means the per-sample kernel.
+ */
+static int conv_group_size(const struct iap_conv_geom *cg, size_t avail)
+{
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	size_t nb, per;
+
+	if (cg->n <= 1 || ohw >= CONV_THIN_N / 2)
+		return 1;
+	nb = (CONV_THIN_N + ohw - 1) / ohw;
+	if (nb > (size_t)cg->n)
+		nb = (size_t)cg->n;
+	per = conv_group_floats(cg, 1);
+	if (nb * per > avail)
+		nb = avail / per;
+	/* The GEMM's int sizes. */
+	if (nb * ohw > INT_MAX)
+		nb = INT_MAX / ohw;
+	return nb < 2 ? 1 : (int)nb;
+}
+
+/* Forward of the whole batch, nb samples per GEMM; ws holds conv_group_floats(cg, nb). */
+static void conv_forward_grouped(const struct iap_conv_geom *cg, int nb, const float *x,
+				 const float *w, const float *b, float *y, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+
+	for (int n0 = 0; n0 < cg->n; n0 += nb) {
+		const int m = cg->n - n0 < nb ? cg->n - n0 : nb;
+		const size_t ldc = (size_t)m * ohw;
+		float *col = ws, *yg = ws + (size_t)k * ldc;
+
+		for (int j = 0; j < m; j++) {
+			const float *xn = x + (size_t)(n0 + j) * xs;
+
+			if (!pointwise) {
+				im2col(cg, xn, col + (size_t)j * ohw, ldc);
+				continue;
+			}
+			/* 1×1: the sample is its own column matrix; place its rows side by side. */
+			for (int c = 0; c < k; c++)
+				memcpy(col + (size_t)c * ldc + (size_t)j * ohw, xn + (size_t)c * ohw,
+				       ohw * sizeof(float));
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, (int)ldc, k,
+			    1.0f, w, k, col, (int)ldc, 0.0f, yg, (int)ldc);
+#pragma omp parallel for schedule(static) if ((size_t)cg->out_ch * ldc > CONV_PAR_MIN)
+		for (int o = 0; o < cg->out_ch; o++) {
+			const float bo = b ? b[o] : 0.0f;
+
+			for (int j = 0; j < m; j++) {
+				const float *src = yg + (size_t)o * ldc + (size_t)j * ohw;
+				float *dst = y + (size_t)(n0 + j) * ys + (size_t)o * ohw;
+
+				for (size_t p = 0; p < ohw; p++)
+					dst[p] = src[p] + bo;
+			}
+		}
 	}
 }
 
@@ -201,7 +299,51 @@ void iap_conv2d_backward_input_raw(const struct iap_conv_geom *cg, const float *
 		}
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, cg->out_ch,
 			    1.0f, w, k, dyn, ohw, 0.0f, ws, ohw);
-		col2im_add(cg, ws, dxn);
+		col2im_add(cg, ws, (size_t)ohw, dxn);
+	}
+}
+
+/*
+ * Input gradient of the whole batch, nb samples per GEMM (see
+ * conv_forward_grouped): dy of nb samples side by side, one
+ * K × (nb·ohw) × out_ch product Wᵀ·dy, then each sample's slice folded back.
+ * ws holds conv_group_floats(cg, nb).
+ */
+static void conv_backward_input_grouped(const struct iap_conv_geom *cg, int nb, const float *dy,
+					const float *w, float *dx, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+
+	for (int n0 = 0; n0 < cg->n; n0 += nb) {
+		const int m = cg->n - n0 < nb ? cg->n - n0 : nb;
+		const size_t ldc = (size_t)m * ohw;
+		float *dcol = ws, *dyg = ws + (size_t)k * ldc;
+
+		for (int j = 0; j < m; j++)
+			for (int o = 0; o < cg->out_ch; o++)
+				memcpy(dyg + (size_t)o * ldc + (size_t)j * ohw,
+				       dy + (size_t)(n0 + j) * ys + (size_t)o * ohw, ohw * sizeof(float));
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ldc, cg->out_ch,
+			    1.0f, w, k, dyg, (int)ldc, 0.0f, dcol, (int)ldc);
+		for (int j = 0; j < m; j++) {
+			float *dxn = dx + (size_t)(n0 + j) * xs;
+
+			if (!pointwise) {
+				col2im_add(cg, dcol + (size_t)j * ohw, ldc, dxn);
+				continue;
+			}
+			for (int c = 0; c < k; c++) {
+				const float *src = dcol + (size_t)c * ldc + (size_t)j * ohw;
+				float *dst = dxn + (size_t)c * ohw;
+
+				for (size_t p = 0; p < ohw; p++)
+					dst[p] += src[p];
+			}
+		}
 	}
 }
 
@@ -223,7 +365,7 @@ void iap_conv2d_backward_params_raw(const struct iap_conv_geom *cg, const float 
 			const float *col = xn;
 
 			if (!pointwise) {
-				im2col(cg, xn, ws);
+				im2col(cg, xn, ws, (size_t)ohw);
 				col = ws;
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cg->out_ch, k, ohw,
@@ -238,6 +380,88 @@ void iap_conv2d_backward_params_raw(const struct iap_conv_geom *cg, const float 
 					s += d[p];
 				db[o] += s;
 			}
+		}
+	}
+}
+
+/*
+ * The keep mask of this conv's own output channels when one is set (units
+ * declared on this node, one channel per unit) and prunes something, else
+ * NULL; *kept receives the kept count. Masked channels are zeroed by the
+ * engine after the forward, here or at the BatchNorm right after, so the
+ * forward need not compute them.
+ */
+static const uint8_t *conv_keep_mask(const struct iap_graph *g, const struct iap_node *node,
+				     int *kept)
+{
+	const struct iap_unit_group *grp;
+	int k = 0;
+
+	if (node->unit_group < 0 || node->unit_group >= g->n_groups)
+		return NULL;
+	grp = &g->groups[node->unit_group];
+	if (!grp->mask || grp->node != node->id || grp->unit_size != 1 ||
+	    grp->n_units != node->attr.conv.out_ch)
+		return NULL;
+	for (int o = 0; o < grp->n_units; o++)
+		k += grp->mask[o] != 0;
+	if (k == grp->n_units)
+		return NULL;
+	*kept = k;
+	return grp->mask;
+}
+
+/* Floats the masked forward needs: one sample's columns, the kept filters and their outputs. */
+static size_t conv_masked_floats(const struct iap_conv_geom *cg, int kept)
+{
+	const size_t k = (size_t)cg->in_ch * cg->kh * cg->kw;
+
+	return iap_conv2d_workspace(cg) + (size_t)kept * (k + (size_t)cg->out_h * cg->out_w);
+}
+
+/*
+ * Forward computing only the kept output channels: their filters gathered
+ * into one kept × K matrix, one kept × ohw × K GEMM per sample, the rows
+ * scattered back with the bias; pruned channels are written as 0 (what the
+ * mask makes of them anyway).
+ */
+static void conv_forward_masked(const struct iap_conv_geom *cg, const uint8_t *keep, int kept,
+				const float *x, const float *w, const float *b, float *y, float *ws)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const int pointwise = conv_is_pointwise(cg);
+	float *col = ws, *wk = ws + iap_conv2d_workspace(cg), *yk = wk + (size_t)kept * k;
+
+	for (int o = 0, r = 0; o < cg->out_ch; o++)
+		if (keep[o])
+			memcpy(wk + (size_t)(r++) * k, w + (size_t)o * k, (size_t)k * sizeof(float));
+	for (int n = 0; n < cg->n; n++) {
+		const float *xn = x + (size_t)n * xs;
+		float *yn = y + (size_t)n * ys;
+
+		const float *cm = xn; /* 1×1: the sample is its own column matrix */
+
+		if (!pointwise) {
+			im2col(cg, xn, col, ohw);
+			cm = col;
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kept, (int)ohw, k, 1.0f, wk, k,
+			    cm, (int)ohw, 0.0f, yk, (int)ohw);
+		for (int o = 0, r = 0; o < cg->out_ch; o++) {
+			float *dst = yn + (size_t)o * ohw;
+
+			if (!keep[o]) {
+				memset(dst, 0, ohw * sizeof(float));
+				continue;
+			}
+			const float *src = yk + (size_t)(r++) * ohw;
+			const float bo = b ? b[o] : 0.0f;
+
+			for (size_t p = 0; p < ohw; p++)
+				dst[p] = src[p] + bo;
 		}
 	}
 }
@@ -266,21 +490,37 @@ static int conv2d_forward(struct iap_graph *g, struct iap_node *node,
 {
 	const struct iap_param *b = node->attr.conv.has_bias ? &node->params[1] : NULL;
 	struct iap_conv_geom cg;
+	const uint8_t *keep;
 	size_t need;
 	float *ws = NULL;
-	int rc;
+	int rc, nb, kept = 0;
 
 	rc = conv2d_geom(&cg, node, in[0], err);
 	if (rc)
 		return rc;
-	need = iap_conv2d_workspace(&cg);
+	keep = conv_keep_mask(g, node, &kept);
+	if (keep && kept > 0) {
+		/* May grow the shared workspace once, by the kept filters and their outputs. */
+		ws = iap_graph_workspace(g, conv_masked_floats(&cg, kept), err);
+		if (!ws)
+			return IAP_ENOMEM;
+		conv_forward_masked(&cg, keep, kept, in[0]->data, node->params[0].value.data,
+				    b ? b->value.data : NULL, out->data, ws);
+		return IAP_OK;
+	}
+	nb = conv_group_size(&cg, g->workspace ? g->workspace_len : 0);
+	need = nb > 1 ? conv_group_floats(&cg, nb) : iap_conv2d_workspace(&cg);
 	if (need) {
 		ws = iap_graph_workspace(g, need, err);
 		if (!ws)
 			return IAP_ENOMEM;
 	}
-	iap_conv2d_forward_raw(&cg, in[0]->data, node->params[0].value.data,
-			       b ? b->value.data : NULL, out->data, ws);
+	if (nb > 1)
+		conv_forward_grouped(&cg, nb, in[0]->data, node->params[0].value.data,
+				     b ? b->value.data : NULL, out->data, ws);
+	else
+		iap_conv2d_forward_raw(&cg, in[0]->data, node->params[0].value.data,
+				       b ? b->value.data : NULL, out->data, ws);
 	return IAP_OK;
 }
 
@@ -309,7 +549,7 @@ static int conv2d_backward(struct iap_rule_ctx *ctx)
 	struct iap_conv_geom cg;
 	float *dw = NULL, *db = NULL, *ws = NULL;
 	size_t need;
-	int rc;
+	int rc, nb;
 
 	rc = conv2d_geom(&cg, node, ctx->in[0], ctx->err);
 	if (rc)
@@ -323,7 +563,11 @@ static int conv2d_backward(struct iap_rule_ctx *ctx)
 	}
 	if (!ctx->r_in[0] && !dw && !db)
 		return IAP_OK;
+	/* Input gradient in groups when the workspace the graph holds has room (see the forward). */
+	nb = ctx->r_in[0] ? conv_group_size(&cg, ctx->graph->workspace ? ctx->graph->workspace_len : 0) : 1;
 	need = iap_conv2d_workspace(&cg);
+	if (nb > 1 && conv_group_floats(&cg, nb) > need)
+		need = conv_group_floats(&cg, nb);
 	if (need && (ctx->r_in[0] || dw)) {
 		ws = iap_graph_workspace(ctx->graph, need, ctx->err);
 		if (!ws)
@@ -332,7 +576,10 @@ static int conv2d_backward(struct iap_rule_ctx *ctx)
 	if (dw || db)
 		iap_conv2d_backward_params_raw(&cg, ctx->in[0]->data, ctx->r_out->data, dw, db, ws);
 	/* The first conv usually has nobody upstream: skipping its col2im is the point of NULL. */
-	if (ctx->r_in[0])
+	if (ctx->r_in[0] && nb > 1)
+		conv_backward_input_grouped(&cg, nb, ctx->r_out->data, node->params[0].value.data,
+					    ctx->r_in[0]->data, ws);
+	else if (ctx->r_in[0])
 		iap_conv2d_backward_input_raw(&cg, ctx->r_out->data, node->params[0].value.data,
 					      ctx->r_in[0]->data, ws);
 	return IAP_OK;

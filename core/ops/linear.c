@@ -7,12 +7,15 @@
  *   dx += dy · W,  dW += dyᵀ · x,  db += Σ_rows dy
  *
  * each as one sgemm (rows are split only past INT_MAX, cblas's size type).
+ * When the layer's own output units are masked, the forward computes only the
+ * kept outputs (the engine zeroes the others right after anyway).
  */
 #include "config.h"
 
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cblas.h>
 
@@ -86,18 +89,82 @@ static int linear_rows(const struct iap_node *node, const struct iap_tensor *x, 
 	return IAP_OK;
 }
 
+/*
+ * The keep mask of this layer's own output features when one is set (units
+ * declared on this node, one feature per unit) and prunes something, else
+ * NULL; *kept receives the kept count. The engine zeroes masked features
+ * right after the forward, so they need not be computed.
+ */
+static const uint8_t *linear_keep_mask(const struct iap_graph *g, const struct iap_node *node,
+				       int *kept)
+{
+	const struct iap_unit_group *grp;
+	int k = 0;
+
+	if (node->unit_group < 0 || node->unit_group >= g->n_groups)
+		return NULL;
+	grp = &g->groups[node->unit_group];
+	if (!grp->mask || grp->node != node->id || grp->unit_size != 1 ||
+	    grp->n_units != node->attr.linear.out_features)
+		return NULL;
+	for (int o = 0; o < grp->n_units; o++)
+		k += grp->mask[o] != 0;
+	if (k == grp->n_units)
+		return NULL;
+	*kept = k;
+	return grp->mask;
+}
+
+/*
+ * Forward computing only the kept outputs: their weight rows gathered into
+ * ws (kept × in), one rows × kept × in GEMM into ws after them, the columns
+ * scattered back with the bias; pruned outputs are written as 0.
+ */
+static void linear_forward_masked(int64_t rows, int in, int out, const uint8_t *keep, int kept,
+				  const float *x, const float *w, const float *b, float *y,
+				  float *ws)
+{
+	float *wk = ws, *yk = ws + (size_t)kept * in;
+
+	for (int o = 0, r = 0; o < out; o++)
+		if (keep[o])
+			memcpy(wk + (size_t)(r++) * in, w + (size_t)o * in, (size_t)in * sizeof(float));
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kept, in, 1.0f, x, in, wk,
+		    in, 0.0f, yk, kept);
+	for (int64_t r = 0; r < rows; r++) {
+		const float *src = yk + r * kept;
+		float *dst = y + r * out;
+
+		for (int o = 0, j = 0; o < out; o++)
+			dst[o] = keep[o] ? src[j++] + (b ? b[o] : 0.0f) : 0.0f;
+	}
+}
+
 static int linear_forward(struct iap_graph *g, struct iap_node *node,
 			  const struct iap_tensor *const in[], struct iap_tensor *out,
 			  struct iap_error *err)
 {
 	const struct iap_linear_attr *a = &node->attr.linear;
+	const uint8_t *keep;
 	int64_t rows;
-	int rc;
+	int rc, kept = 0;
 
-	(void)g;
 	rc = linear_rows(node, in[0], &rows, err);
 	if (rc)
 		return rc;
+	keep = linear_keep_mask(g, node, &kept);
+	if (keep && kept > 0 && rows <= LINEAR_MAX_ROWS) {
+		/* May grow the shared workspace once, by the kept rows and their outputs. */
+		float *ws = iap_graph_workspace(g, (size_t)kept * ((size_t)a->in_features + (size_t)rows),
+						err);
+
+		if (!ws)
+			return IAP_ENOMEM;
+		linear_forward_masked(rows, a->in_features, a->out_features, keep, kept, in[0]->data,
+				      node->params[0].value.data,
+				      a->has_bias ? node->params[1].value.data : NULL, out->data, ws);
+		return IAP_OK;
+	}
 	iap_linear_forward_raw(rows, a->in_features, a->out_features, in[0]->data,
 			       node->params[0].value.data,
 			       a->has_bias ? node->params[1].value.data : NULL, out->data);
