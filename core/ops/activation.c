@@ -12,7 +12,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 /* Append a shape-preserving one-input node; shared by relu and gelu. */
 static int pointwise_build(struct iap_graph *g, const struct iap_op_ops *ops,

@@ -21,7 +21,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 enum { BN_WEIGHT, BN_BIAS, BN_RMEAN, BN_RVAR };
 

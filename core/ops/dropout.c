@@ -17,7 +17,7 @@
 #include <iaprune/ops.h>
 #include <iaprune/rng.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 static int dropout_forward(struct iap_graph *g, struct iap_node *node,
 			   const struct iap_tensor *const in[], struct iap_tensor *out,

@@ -12,7 +12,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 static int flatten_forward(struct iap_graph *g, struct iap_node *node,
 			   const struct iap_tensor *const in[], struct iap_tensor *out,

@@ -12,7 +12,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 enum { LN_WEIGHT, LN_BIAS };
 

@@ -30,7 +30,8 @@
 _Static_assert(sizeof(int32_t) == sizeof(float), "maxpool argmax indices live in float buffers");
 
 /* Below this many elements a pool is not worth waking threads for. */
-#define POOL_PAR_MIN 32768
+#include "parallel.h"
+#define POOL_PAR_MIN IAP_OMP_MIN
 
 struct pool_geom {
 	int64_t planes;         /* N·C */

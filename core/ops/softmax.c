@@ -13,7 +13,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 /* in may equal out: each row is read completely (max) before it is written. */
 void iap_softmax_rows(const float *in, float *out, int64_t rows, int64_t cols)

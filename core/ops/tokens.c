@@ -20,7 +20,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
-#define IAP_OMP_MIN 32768
+#include "parallel.h"
 
 /* Node name for messages (builders always store a string, maybe ""). */
 static const char *node_label(const struct iap_node *n)
