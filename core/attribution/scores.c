@@ -84,26 +84,10 @@ int iap_seed_target(const struct iap_tensor *logits, const int *targets,
 void iap_unit_accumulate(const struct iap_unit_group *grp, const struct iap_tensor *t,
 			 enum iap_abs_mode abs, float *scores)
 {
-	int64_t outer, axis, inner, batch = t->shape[0];
-	int64_t per, span = grp->unit_size;
-
-	iap_unit_view(t, &outer, &axis, &inner);
-	per = outer / batch; /* rows of one sample: tokens for N×T×D, 1 for NCHW */
-	for (int64_t n = 0; n < batch; n++)
+	for (int64_t n = 0; n < t->shape[0]; n++)
 		for (int u = 0; u < grp->n_units; u++) {
-			/* Double: a large map summed in float drowns small channels. */
-			double s = 0.0;
+			double s = iap_unit_sample_sum(grp, t, n, u, abs == IAP_ABS_BEFORE);
 
-			for (int64_t o = n * per; o < (n + 1) * per; o++) {
-				const float *p = t->data + (o * axis + (int64_t)u * span) * inner;
-
-				if (abs == IAP_ABS_BEFORE)
-					for (int64_t k = 0; k < span * inner; k++)
-						s += fabs((double)p[k]);
-				else
-					for (int64_t k = 0; k < span * inner; k++)
-						s += (double)p[k];
-			}
 			scores[u] += (float)(abs == IAP_ABS_AFTER ? fabs(s) : s);
 		}
 }

@@ -293,6 +293,21 @@ int64_t iap_graph_param_count(const struct iap_graph *g, int64_t *buffers)
 	return params;
 }
 
+int iap_param_grad(const struct iap_node *node, int k, float **grad, struct iap_error *err)
+{
+	const struct iap_param *p = &node->params[k];
+
+	*grad = NULL;
+	if (!(p->flags & IAP_PARAM_TRAINABLE))
+		return IAP_OK;
+	if (!p->grad.data || !iap_tensor_same_shape(&p->grad, &p->value))
+		return iap_error_set(err, IAP_EINVAL,
+				     "%s: gradient buffer missing (call iap_graph_zero_grads first)",
+				     p->key);
+	*grad = p->grad.data;
+	return IAP_OK;
+}
+
 uint64_t iap_graph_macs(const struct iap_graph *g)
 {
 	uint64_t total = 0;

@@ -108,29 +108,31 @@ void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t)
 		}
 }
 
+double iap_unit_sample_sum(const struct iap_unit_group *grp, const struct iap_tensor *t, int64_t n,
+			   int u, int abs_first)
+{
+	int64_t outer, axis, inner, per;
+	const int64_t span = (int64_t)grp->unit_size;
+	/* Double: a 224² map summed in float loses the small channels. */
+	double s = 0.0;
+
+	iap_unit_view(t, &outer, &axis, &inner);
+	per = outer / t->shape[0]; /* rows of one sample: tokens for N×T×D, 1 for NCHW */
+	for (int64_t o = n * per; o < (n + 1) * per; o++) {
+		const float *p = t->data + (o * axis + (int64_t)u * span) * inner;
+
+		for (int64_t k = 0; k < span * inner; k++)
+			s += abs_first ? fabs((double)p[k]) : (double)p[k];
+	}
+	return s;
+}
+
 void iap_unit_reduce(const struct iap_unit_group *grp, const struct iap_tensor *t, int abs_first,
 		     float *scores)
 {
-	int64_t outer, axis, inner, batch = t->shape[0];
-	const int64_t span = (int64_t)grp->unit_size * 1;
-
-	iap_unit_view(t, &outer, &axis, &inner);
-	/* Accumulate in double: a 224² map summed in float loses the small channels. */
-	for (int64_t n = 0; n < batch; n++) {
-		int64_t per = outer / batch; /* token rows per sample (1 for NCHW) */
-
-		for (int u = 0; u < grp->n_units; u++) {
-			double s = 0.0;
-
-			for (int64_t o = n * per; o < (n + 1) * per; o++) {
-				const float *p = t->data + (o * axis + (int64_t)u * span) * inner;
-
-				for (int64_t k = 0; k < span * inner; k++)
-					s += abs_first ? fabs((double)p[k]) : (double)p[k];
-			}
-			scores[n * grp->n_units + u] = (float)s;
-		}
-	}
+	for (int64_t n = 0; n < t->shape[0]; n++)
+		for (int u = 0; u < grp->n_units; u++)
+			scores[n * grp->n_units + u] = (float)iap_unit_sample_sum(grp, t, n, u, abs_first);
 }
 
 int64_t iap_graph_unit_count(const struct iap_graph *g)

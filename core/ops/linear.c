@@ -171,25 +171,6 @@ static int linear_forward(struct iap_graph *g, struct iap_node *node,
 	return IAP_OK;
 }
 
-/*
- * The gradient buffer of parameter k when it should receive one, else NULL.
- * A trainable parameter without a buffer is the caller's mistake.
- */
-static int param_grad(const struct iap_node *node, int k, float **grad, struct iap_error *err)
-{
-	const struct iap_param *p = &node->params[k];
-
-	*grad = NULL;
-	if (!(p->flags & IAP_PARAM_TRAINABLE))
-		return IAP_OK;
-	if (!p->grad.data || !iap_tensor_same_shape(&p->grad, &p->value))
-		return iap_error_set(err, IAP_EINVAL,
-				     "%s: gradient buffer missing (call iap_graph_zero_grads first)",
-				     p->key);
-	*grad = p->grad.data;
-	return IAP_OK;
-}
-
 static int linear_backward(struct iap_rule_ctx *ctx)
 {
 	const struct iap_node *node = ctx->node;
@@ -202,9 +183,9 @@ static int linear_backward(struct iap_rule_ctx *ctx)
 	if (rc)
 		return rc;
 	if (ctx->want_param_grads) {
-		rc = param_grad(node, 0, &dw, ctx->err);
+		rc = iap_param_grad(node, 0, &dw, ctx->err);
 		if (!rc && a->has_bias)
-			rc = param_grad(node, 1, &db, ctx->err);
+			rc = iap_param_grad(node, 1, &db, ctx->err);
 		if (rc)
 			return rc;
 	}

@@ -282,6 +282,14 @@ int64_t iap_graph_param_count(const struct iap_graph *g, int64_t *buffers);
 /* Multiply-accumulates of one forward pass for one sample (sum of the ops' counts). */
 uint64_t iap_graph_macs(const struct iap_graph *g);
 
+/*
+ * For gradient rules: the .grad buffer of node->params[k] when that
+ * parameter should receive a gradient (trainable), NULL otherwise. A
+ * trainable parameter without a matching buffer is an IAP_EINVAL naming it
+ * (the walk allocates them when param grads are wanted).
+ */
+int iap_param_grad(const struct iap_node *node, int k, float **grad, struct iap_error *err);
+
 /* Allocate (zeroed) or zero the .grad of every trainable parameter. */
 int iap_graph_zero_grads(struct iap_graph *g, struct iap_error *err);
 
@@ -393,6 +401,13 @@ int iap_graph_set_mask(struct iap_graph *g, int group, const uint8_t *keep, stru
 
 /* Zero, in t, the units that the group's mask prunes. */
 void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t);
+
+/*
+ * Sum of sample n's values of unit u in t (batch first, the group's node
+ * output shape), in double; with abs_first, of their absolute values.
+ */
+double iap_unit_sample_sum(const struct iap_unit_group *grp, const struct iap_tensor *t, int64_t n,
+			   int u, int abs_first);
 
 /*
  * Sum t over everything but the unit axis, per sample: scores has
