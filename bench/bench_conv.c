@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/ops.h>
 #include <iaprune/tensor.h>
 
@@ -240,6 +241,8 @@ int main(int argc, char **argv)
 	int nres = 0, bad = 0;
 	FILE *js;
 
+	/* The kernels iaprune itself runs with (see <iaprune/blas.h>); children inherit the choice. */
+	iap_blas_reexec(argv);
 	printf("bench_conv: OpenBLAS %s, core %s, %d thread(s) "
 	       "(OPENBLAS_NUM_THREADS=%s, OPENBLAS_CORETYPE=%s)\n",
 	       openblas_get_config(), openblas_get_corename(), threads,

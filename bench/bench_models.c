@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/attribute.h>
 #include <iaprune/compact.h>
 #include <iaprune/graph.h>
@@ -931,6 +932,8 @@ int main(int argc, char **argv)
 	double peak, peak2;
 	ssize_t sl;
 
+	/* The kernels iaprune itself runs with (see <iaprune/blas.h>); children inherit the choice. */
+	iap_blas_reexec(argv);
 	if (argc == 7 && !strcmp(argv[1], "--child")) {
 		struct row rw;
 		size_t off = 0;

@@ -22,6 +22,7 @@
 #include <cblas.h>
 
 #include <iaprune/attribute.h>
+#include <iaprune/blas.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
 #include <iaprune/model.h>
@@ -921,6 +922,8 @@ int main(int argc, char **argv)
 	struct common c = { { NULL }, 0 };
 	int ch;
 
+	/* Before anything else: an OpenBLAS that fell back to SSE3 kernels on an AVX2/AVX-512 CPU gets one restart with the right ones. */
+	iap_blas_reexec(argv);
 	opterr = 0;
 	/* "+": stop at the command name; its own options follow it. */
 	while ((ch = getopt_long(argc, argv, "+hV", main_opts, NULL)) != -1) {
@@ -931,6 +934,7 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d)\n", PACKAGE_VERSION,
 			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION);
+			printf("OpenBLAS kernels %s, %d threads\n", iap_blas_core(), openblas_get_num_threads());
 			return EXIT_OK;
 		case OPT_PLUGIN_PATH:
 			if (add_plugin_path(&c, optarg))
