@@ -14,6 +14,35 @@
 #include <iaprune/ops.h>
 
 #include "parallel.h"
+#include "vmath.h"
+
+/*
+ * One row: max, exponentials and their sum (in double), scale. The
+ * exponential is iap_vexpf and the row loops are vector loops: libm's
+ * scalar expf was most of the cost of attention's softmax.
+ */
+IAP_VEC_CLONES
+static void softmax_row(const float *xp, float *yp, int64_t cols)
+{
+	float mx = xp[0];
+	double sum = 0.0;
+	float inv;
+
+#pragma omp simd reduction(max : mx)
+	for (int64_t k = 1; k < cols; k++)
+		mx = xp[k] > mx ? xp[k] : mx;
+#pragma omp simd reduction(+ : sum)
+	for (int64_t k = 0; k < cols; k++) {
+		float e = iap_vexpf(xp[k] - mx);
+
+		yp[k] = e;
+		sum += e;
+	}
+	inv = (float)(1.0 / sum);
+#pragma omp simd
+	for (int64_t k = 0; k < cols; k++)
+		yp[k] *= inv;
+}
 
 /* in may equal out: each row is read completely (max) before it is written. */
 void iap_softmax_rows(const float *in, float *out, int64_t rows, int64_t cols)
@@ -21,23 +50,8 @@ void iap_softmax_rows(const float *in, float *out, int64_t rows, int64_t cols)
 	if (rows <= 0 || cols <= 0)
 		return;
 #pragma omp parallel for schedule(static) if(rows * cols > IAP_OMP_MIN)
-	for (int64_t r = 0; r < rows; r++) {
-		const float *xp = in + r * cols;
-		float *yp = out + r * cols;
-		float mx = xp[0];
-		for (int64_t k = 1; k < cols; k++)
-			if (xp[k] > mx)
-				mx = xp[k];
-		double sum = 0.0;
-		for (int64_t k = 0; k < cols; k++) {
-			float e = expf(xp[k] - mx);
-			yp[k] = e;
-			sum += e;
-		}
-		float inv = (float)(1.0 / sum);
-		for (int64_t k = 0; k < cols; k++)
-			yp[k] *= inv;
-	}
+	for (int64_t r = 0; r < rows; r++)
+		softmax_row(in + r * cols, out + r * cols, cols);
 }
 
 static int softmax_forward(struct iap_graph *g, struct iap_node *node,
