@@ -115,14 +115,18 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 					w0 = 0;
 				/* Padding is −inf: it never wins, so only real cells are scanned. */
 				mi = h0 * pg.in_w + w0;
+				/*
+				 * Selects, not branches: after a ReLU which cell wins is
+				 * unpredictable, and a mispredicted branch per cell cost more
+				 * than the loads. A NaN wins, as in PyTorch.
+				 */
 				for (int ih = h0; ih < h1; ih++)
 					for (int iw = w0; iw < w1; iw++) {
 						float v = xp[ih * pg.in_w + iw];
+						int take = (v > m) | (v != v);
 
-						if (v > m || isnan(v)) {
-							m = v;
-							mi = ih * pg.in_w + iw;
-						}
+						m = take ? v : m;
+						mi = take ? ih * pg.in_w + iw : mi;
 					}
 				yp[oh * pg.out_w + ow] = m;
 				ap[oh * pg.out_w + ow] = mi;
