@@ -48,11 +48,26 @@ has() {
 		echo "# missing: $3" >>"$tmp/err"; not_ok "$1"; fi
 }
 
-echo "1..26"
+echo "1..28"
 
-run 0 "--version" -- --version &&
-	same "--version prints version, ABI and pipeline version" "$tmp/out" \
+run 0 "--version" -- --version && head -n 1 "$tmp/out" >"$tmp/first" &&
+	same "--version prints version, ABI and pipeline version" "$tmp/first" \
 		"iaprune 0.1.0 (plugin ABI 1.0, pipeline version 1)"
+# The OpenBLAS kernel set: a user's OPENBLAS_CORETYPE is kept; unset, a CPU
+# with AVX2 never runs one of OpenBLAS's pre-AVX2 fallbacks (iaprune restarts
+# itself with the right one when OpenBLAS did not recognise the CPU).
+OPENBLAS_CORETYPE=Prescott "$IAPRUNE" --version >"$tmp/out" 2>"$tmp/err"
+has "--version names the kernel set the user chose" "$tmp/out" "OpenBLAS kernels Prescott,"
+(unset OPENBLAS_CORETYPE; "$IAPRUNE" --version >"$tmp/out" 2>"$tmp/err")
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
+	if grep -qiE "OpenBLAS kernels (prescott|core2|penryn|dunnington|nehalem|atom|sandybridge|unknown)," "$tmp/out"; then
+		not_ok "an AVX2 CPU does not run pre-AVX2 OpenBLAS kernels"
+	else
+		ok "an AVX2 CPU does not run pre-AVX2 OpenBLAS kernels"
+	fi
+else
+	ok "an AVX2 CPU does not run pre-AVX2 OpenBLAS kernels # SKIP no AVX2 here"
+fi
 run 0 "--help" -- --help && has "--help lists the commands" "$tmp/out" "explain   heatmap of one image's relevance"
 run 2 "no command is a usage error" -- && has "no command prints usage on stderr" "$tmp/err" "usage: iaprune"
 run 2 "unknown command" -- frobnicate &&
