@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -124,20 +125,35 @@ static void linear_forward_masked(int64_t rows, int in, int out, const uint8_t *
 				  const float *x, const float *w, const float *b, float *y,
 				  float *ws)
 {
-	float *wk = ws, *yk = ws + (size_t)kept * in;
+	float *wk = ws, *yk = ws + (size_t)kept * in, *bk = yk + (size_t)rows * kept;
+	int *idx = malloc((size_t)kept * sizeof(*idx));
 
+	if (!idx) {
+		/* No memory for the index list: the dense product, pruned outputs zeroed. */
+		iap_linear_forward_raw(rows, in, out, x, w, b, y);
+		for (int64_t r = 0; r < rows; r++)
+			for (int o = 0; o < out; o++)
+				y[r * out + o] = keep[o] ? y[r * out + o] : 0.0f;
+		return;
+	}
 	for (int o = 0, r = 0; o < out; o++)
-		if (keep[o])
+		if (keep[o]) {
+			idx[r] = o;
+			bk[r] = b ? b[o] : 0.0f;
 			memcpy(wk + (size_t)(r++) * in, w + (size_t)o * in, (size_t)in * sizeof(float));
+		}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kept, in, 1.0f, x, in, wk,
 		    in, 0.0f, yk, kept);
+	/* Scatter through the index list: a branch per output on a random mask was mispredicted half the time. */
 	for (int64_t r = 0; r < rows; r++) {
 		const float *src = yk + r * kept;
 		float *dst = y + r * out;
 
-		for (int o = 0, j = 0; o < out; o++)
-			dst[o] = keep[o] ? src[j++] + (b ? b[o] : 0.0f) : 0.0f;
+		memset(dst, 0, (size_t)out * sizeof(*dst));
+		for (int j = 0; j < kept; j++)
+			dst[idx[j]] = src[j] + bk[j];
 	}
+	free(idx);
 }
 
 static int linear_forward(struct iap_graph *g, struct iap_node *node,
@@ -155,7 +171,7 @@ static int linear_forward(struct iap_graph *g, struct iap_node *node,
 	keep = linear_keep_mask(g, node, &kept);
 	if (keep && kept > 0 && rows <= LINEAR_MAX_ROWS) {
 		/* May grow the shared workspace once, by the kept rows and their outputs. */
-		float *ws = iap_graph_workspace(g, (size_t)kept * ((size_t)a->in_features + (size_t)rows),
+		float *ws = iap_graph_workspace(g, (size_t)kept * ((size_t)a->in_features + (size_t)rows + 1),
 						err);
 
 		if (!ws)
