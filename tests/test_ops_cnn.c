@@ -457,6 +457,23 @@ static void test_linear_raw_hand(void **state)
 	iap_linear_backward_params_raw(2, 2, 3, x, dy, dw, db);
 	assert_close(dw, want_dw, 6, 1e-6);
 	assert_close(db, want_db, 3, 1e-6);
+
+	/* One row takes the matrix-vector path: the first rows of the sums above, bias on. */
+	{
+		static const float b[3] = { 0.5f, -1, 2 };
+		static const double want_y1[3] = { -0.5, -2, 1 }, want_dx1[2] = { -3, -3 };
+		static const double want_dw1[6] = { 1.5, -0.5, 0.5, 0.5, -0.5, 1.5 }, want_db1[3] = { 2, 1, 0 };
+		float y1[3], dx1[2] = { 1, 1 }, dw1[6] = { 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f };
+		float db1[3] = { 1, 1, 1 };
+
+		iap_linear_forward_raw(1, 2, 3, x, w, b, y1);
+		assert_close(y1, want_y1, 3, 1e-6);
+		iap_linear_backward_input_raw(1, 2, 3, dy, w, dx1);
+		assert_close(dx1, want_dx1, 2, 1e-6);
+		iap_linear_backward_params_raw(1, 2, 3, x, dy, dw1, db1);
+		assert_close(dw1, want_dw1, 6, 1e-6);
+		assert_close(db1, want_db1, 3, 1e-6);
+	}
 }
 
 /* ---- raw conv kernels against naive double references ------------------------------ */
@@ -617,6 +634,12 @@ static void test_grad_linear(void **state)
 	g = new_graph(1, 7, 0, 0);
 	iap_linear(g, "fc", IAP_GRAPH_INPUT, 5, 1);
 	gradcheck(g, &o);
+	/* One sample: the matrix-vector kernels. */
+	o.batch = 1;
+	g = new_graph(1, 7, 0, 0);
+	iap_linear(g, "fc1", IAP_GRAPH_INPUT, 5, 1);
+	gradcheck(g, &o);
+	o.batch = 3;
 	/* Token input [N, 4, 6], no bias. */
 	g = new_graph(2, 4, 6, 0);
 	iap_linear(g, "mlp", IAP_GRAPH_INPUT, 5, 0);
