@@ -114,6 +114,7 @@ static int bn_forward(struct iap_graph *g, struct iap_node *node,
 		for (int64_t i = 0; i < n; i++) {
 			const float *xp = x + (i * c + ch) * inner;
 			float *yp = y + (i * c + ch) * inner;
+#pragma omp simd
 			for (int64_t k = 0; k < inner; k++)
 				yp[k] = xp[k] * scale + shift;
 		}

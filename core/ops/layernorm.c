@@ -52,10 +52,12 @@ static int ln_forward(struct iap_graph *g, struct iap_node *node,
 		float *yp = y + r * d;
 		/* Two passes in double: one-pass E[x²]−E[x]² cancels badly. */
 		double s = 0.0;
+#pragma omp simd reduction(+ : s)
 		for (int64_t k = 0; k < d; k++)
 			s += xp[k];
 		double mu = s / (double)d;
 		double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
 		for (int64_t k = 0; k < d; k++) {
 			double t = xp[k] - mu;
 			ss += t * t;
@@ -63,6 +65,7 @@ static int ln_forward(struct iap_graph *g, struct iap_node *node,
 		double is = 1.0 / sqrt(ss / (double)d + eps);
 		stats[2 * r] = (float)mu;
 		stats[2 * r + 1] = (float)is;
+#pragma omp simd
 		for (int64_t k = 0; k < d; k++)
 			yp[k] = (float)((xp[k] - mu) * is * w[k] + b[k]);
 	}
