@@ -4,8 +4,11 @@
  * In one run: (1) the cblas_sgemm peak of this machine and thread count (best
  * GFLOP/s over large square and conv-shaped products, best of a few
  * repetitions), then (2) every distinct VGG19 conv layer shape at 224x224
- * input, batch 1 and batch 8, through iap_conv2d_forward_raw: time, GFLOP/s
- * and fraction of that peak. FLOPs = 2 * MACs (the bias add is not counted).
+ * input, batch 1 and batch 8, through iap_conv2d_forward_raw (Winograd where
+ * it applies, im2col otherwise) and, alternating with it, through the im2col
+ * kernel alone: time, GFLOP/s and fraction of that peak for both. FLOPs =
+ * 2 * MACs of the direct convolution (the bias add is not counted), so a
+ * Winograd layer's GFLOP/s are effective ones and may exceed the peak.
  * The table also goes to a JSON file (argv[1], default bench/results.json).
  *
  * OPENBLAS_NUM_THREADS / OPENBLAS_CORETYPE are respected as found: this
@@ -26,6 +29,8 @@
 #include <iaprune/blas.h>
 #include <iaprune/ops.h>
 #include <iaprune/tensor.h>
+
+#include "../core/ops/winograd.h"
 
 /* Timed repetitions per measurement: best-of, stop early past the budget. */
 #define GEMM_REPS 4
@@ -137,9 +142,11 @@ static const struct vgg_layer vgg19[] = {
 struct conv_result {
 	const struct vgg_layer *l;
 	int batch;
-	double ms, gflops, frac;
-	double gflop;         /* work of one call */
-	double max_rel_err;   /* spot check against a direct sum */
+	int winograd;         /* the default path is Winograd */
+	double ms, gflops, frac;              /* iap_conv2d_forward_raw */
+	double i2c_ms, i2c_gflops, i2c_frac;  /* im2col alone */
+	double gflop;         /* work of one call (direct convolution) */
+	double max_rel_err;   /* spot check against a direct sum, worse of the two paths */
 };
 
 /*
@@ -189,30 +196,44 @@ static void bench_layer(const struct vgg_layer *l, int batch, struct conv_result
 	size_t ny = (size_t)batch * l->out_ch * l->hw * l->hw;
 	size_t nw = (size_t)l->out_ch * l->in_ch * 9;
 	float *x = alloc_filled(nx, 11), *w = alloc_filled(nw, 12), *b = alloc_filled(l->out_ch, 13);
-	float *y = alloc_filled(ny, 14), *ws = alloc_filled(iap_conv2d_workspace(&cg), 15);
-	double best = INFINITY, spent = 0.0;
+	float *y = alloc_filled(ny, 14), *y2 = alloc_filled(ny, 16);
+	/* iap_conv2d_workspace covers whichever path the raw kernel takes, and im2col's. */
+	float *ws = alloc_filled(iap_conv2d_workspace(&cg), 15);
+	double best = INFINITY, best_i2c = INFINITY, spent = 0.0, e2;
 
-	/* One untimed warm-up (page faults, OpenBLAS thread start-up), then best-of. */
+	/* One untimed warm-up each (page faults, OpenBLAS thread start-up), then best-of, alternating. */
 	iap_conv2d_forward_raw(&cg, x, w, b, y, ws);
+	iap_conv2d_forward_im2col(&cg, x, w, b, y2, ws);
 	for (int r = 0; r < CONV_MAX_REPS && (r == 0 || spent < CONV_BUDGET_S); r++) {
-		double t0 = now_s(), dt;
+		double t0 = now_s(), t1, t2;
 
 		iap_conv2d_forward_raw(&cg, x, w, b, y, ws);
-		dt = now_s() - t0;
-		spent += dt;
-		if (dt < best)
-			best = dt;
+		t1 = now_s();
+		iap_conv2d_forward_im2col(&cg, x, w, b, y2, ws);
+		t2 = now_s();
+		spent += t2 - t0;
+		if (t1 - t0 < best)
+			best = t1 - t0;
+		if (t2 - t1 < best_i2c)
+			best_i2c = t2 - t1;
 	}
 	res->l = l;
 	res->batch = batch;
+	res->winograd = iap_winograd_applies(&cg);
 	res->gflop = 2.0 * batch * (double)l->out_ch * l->in_ch * 9 * l->hw * l->hw * 1e-9;
 	res->ms = best * 1e3;
 	res->gflops = res->gflop / best;
+	res->i2c_ms = best_i2c * 1e3;
+	res->i2c_gflops = res->gflop / best_i2c;
 	res->max_rel_err = spot_check(&cg, x, w, b, y);
+	e2 = spot_check(&cg, x, w, b, y2);
+	if (!(e2 <= res->max_rel_err))
+		res->max_rel_err = e2;
 	iap_free(x);
 	iap_free(w);
 	iap_free(b);
 	iap_free(y);
+	iap_free(y2);
 	iap_free(ws);
 }
 
@@ -276,37 +297,44 @@ int main(int argc, char **argv)
 	printf("  re-measured after the convs %8.1f GFLOP/s; using %.1f GFLOP/s (%s)\n", peak2,
 	       peak, peak_what);
 
-	printf("\niap_conv2d_forward_raw, VGG19 conv shapes (3x3, stride 1, pad 1), best of <= %d:\n",
-	       CONV_MAX_REPS);
-	printf("  %-8s %-22s %5s %10s %9s %7s\n", "layer", "shape (in->out @ HxW)", "batch", "ms",
-	       "GFLOP/s", "of peak");
+	printf("\niap_conv2d_forward_raw (path: wino = Winograd, F(4x4,3x3) up to 64 input channels, "
+	       "F(2x2,3x3) above; im2col) and the im2col "
+	       "kernel alone,\nVGG19 conv shapes (3x3, stride 1, pad 1), best of <= %d, alternating; "
+	       "GFLOP/s and of peak\non 2*MACs of the direct convolution:\n", CONV_MAX_REPS);
+	printf("  %-8s %-22s %5s %-6s %9s %9s %7s | %9s %7s %7s\n", "layer", "shape (in->out @ HxW)",
+	       "batch", "path", "ms", "GFLOP/s", "of peak", "im2col ms", "of peak", "speedup");
 	for (int i = 0; i < nres; i++) {
 		struct conv_result *r = &res[i];
 		char shape[64];
 
 		r->frac = r->gflops / peak;
+		r->i2c_frac = r->i2c_gflops / peak;
 		snprintf(shape, sizeof(shape), "%d->%d @ %dx%d", r->l->in_ch, r->l->out_ch,
 			 r->l->hw, r->l->hw);
-		printf("  %-8s %-22s %5d %10.2f %9.1f %6.1f%%%s\n", r->l->name, shape, r->batch,
-		       r->ms, r->gflops, 100.0 * r->frac,
+		printf("  %-8s %-22s %5d %-6s %9.2f %9.1f %6.1f%% | %9.2f %6.1f%% %6.2fx%s\n",
+		       r->l->name, shape, r->batch, r->winograd ? "wino" : "im2col", r->ms, r->gflops,
+		       100.0 * r->frac, r->i2c_ms, 100.0 * r->i2c_frac, r->i2c_ms / r->ms,
 		       r->max_rel_err > 1e-4 ? "  WRONG RESULT" : "");
 	}
 
-	printf("\ntotals:\n");
+	printf("\ntotals (default path; im2col alone in brackets):\n");
 	for (int bi = 0; bi < 2; bi++) {
-		double ms = 0, gflop = 0, vms = 0, vgflop = 0;
+		double ms = 0, gflop = 0, vms = 0, vgflop = 0, ims = 0, ivms = 0;
 
 		for (int i = 0; i < nres; i++) {
 			if (res[i].batch != batches[bi])
 				continue;
 			ms += res[i].ms;
+			ims += res[i].i2c_ms;
 			gflop += res[i].gflop;
 			vms += res[i].ms * res[i].l->count;
+			ivms += res[i].i2c_ms * res[i].l->count;
 			vgflop += res[i].gflop * res[i].l->count;
 		}
-		printf("  batch %d: distinct shapes %8.1f ms %7.1f GFLOP/s %5.1f%% of peak; "
-		       "all 16 VGG19 convs %8.1f ms (%.1f GFLOP)\n", batches[bi], ms,
-		       gflop / ms * 1e3, 100.0 * gflop / ms * 1e3 / peak, vms, vgflop);
+		printf("  batch %d: distinct shapes %8.1f ms [%8.1f] %7.1f GFLOP/s %5.1f%% of peak "
+		       "[%5.1f%%]; all 16 VGG19 convs %8.1f ms [%8.1f] (%.1f GFLOP)\n", batches[bi], ms,
+		       ims, gflop / ms * 1e3, 100.0 * gflop / ms * 1e3 / peak,
+		       100.0 * gflop / ims * 1e3 / peak, vms, ivms, vgflop);
 	}
 
 	js = fopen(json_path, "w");
@@ -319,10 +347,12 @@ int main(int argc, char **argv)
 		threads, openblas_get_corename(), peak, peak_what);
 	for (int i = 0; i < nres; i++)
 		fprintf(js, "    {\"layer\": \"%s\", \"in_ch\": %d, \"out_ch\": %d, \"hw\": %d, "
-			"\"batch\": %d, \"vgg19_count\": %d, \"ms\": %.3f, \"gflops\": %.2f, "
-			"\"frac_peak\": %.4f}%s\n", res[i].l->name, res[i].l->in_ch, res[i].l->out_ch,
-			res[i].l->hw, res[i].batch, res[i].l->count, res[i].ms, res[i].gflops,
-			res[i].frac, i + 1 < nres ? "," : "");
+			"\"batch\": %d, \"vgg19_count\": %d, \"path\": \"%s\", \"ms\": %.3f, "
+			"\"gflops\": %.2f, \"frac_peak\": %.4f, \"im2col_ms\": %.3f, "
+			"\"im2col_gflops\": %.2f, \"im2col_frac_peak\": %.4f}%s\n", res[i].l->name,
+			res[i].l->in_ch, res[i].l->out_ch, res[i].l->hw, res[i].batch, res[i].l->count,
+			res[i].winograd ? "winograd" : "im2col", res[i].ms, res[i].gflops, res[i].frac,
+			res[i].i2c_ms, res[i].i2c_gflops, res[i].i2c_frac, i + 1 < nres ? "," : "");
 	fprintf(js, "  ]\n}\n");
 	if (fclose(js)) {
 		perror(json_path);
