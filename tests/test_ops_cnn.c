@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <iaprune/ops.h>
+#include <iaprune/rng.h>
 
 #include "gradcheck.h"
 #include "testutil.h"
@@ -161,6 +162,64 @@ static void test_maxpool_ties(void **state)
 	iap_graph_free(g);
 	iap_tensor_free(&x);
 	iap_tensor_free(&seed);
+}
+
+/*
+ * The 2×2 stride-2 pool (its own vector kernel) against a direct scan with
+ * PyTorch's rule (a larger value or a NaN takes the window, in row-major
+ * order): ties from values on a coarse grid, a few NaNs, odd sizes (the last
+ * row and column are dropped), planes wide enough for every vector lane.
+ */
+static void test_maxpool_2x2_fast_path(void **state)
+{
+	enum { C = 3, H = 9, W = 37, OH = 4, OW = 18 };
+	int64_t xs[4] = { 2, C, H, W };
+	struct iap_tensor x = tensor_of(NULL, 4, xs);
+	struct iap_graph *g = new_graph(3, C, H, W);
+	struct iap_rng rng;
+	const int32_t *arg;
+
+	(void)state;
+	iap_rng_seed(&rng, 41);
+	for (int64_t i = 0; i < iap_tensor_numel(&x); i++)
+		x.data[i] = (float)(int)(iap_rng_uniform(&rng) * 4.0f);
+	assert_int_equal(iap_maxpool2d(g, "p", IAP_GRAPH_INPUT, 2, 2, 0, 0), 0);
+	finalize(g);
+	forward(g, &x);
+	/* The engine refuses NaN inputs, so the op itself is run again on them. */
+	x.data[5] = NAN;
+	x.data[W + 5] = NAN; /* two NaNs in one window: the later one is the argmax */
+	x.data[H * W + 2 * W + 10] = NAN;
+	{
+		struct iap_node *n = &g->nodes[0];
+		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { &x };
+		struct iap_error err;
+
+		assert_int_equal(n->ops->forward(g, n, in, &n->out, &err), IAP_OK);
+	}
+	arg = (const int32_t *)g->nodes[0].aux[0].data;
+	for (int p = 0; p < 2 * C; p++)
+		for (int oh = 0; oh < OH; oh++)
+			for (int ow = 0; ow < OW; ow++) {
+				const float *xp = x.data + (size_t)p * H * W;
+				float m = -INFINITY, y = iap_graph_output(g)->data[(p * OH + oh) * OW + ow];
+				int mi = 2 * oh * W + 2 * ow;
+
+				for (int ih = 2 * oh; ih < 2 * oh + 2; ih++)
+					for (int iw = 2 * ow; iw < 2 * ow + 2; iw++)
+						if (xp[ih * W + iw] > m || isnan(xp[ih * W + iw])) {
+							m = xp[ih * W + iw];
+							mi = ih * W + iw;
+						}
+				assert_int_equal(arg[(p * OH + oh) * OW + ow], mi);
+				if (isnan(m))
+					assert_true(isnan(y));
+				else
+					assert_true(y == m);
+			}
+	assert_int_equal(arg[2], W + 5);
+	iap_graph_free(g);
+	iap_tensor_free(&x);
 }
 
 /* PyTorch's output sizes, including the ceil-mode "last window starts inside" rule. */
@@ -835,6 +894,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maxpool_forward_hand),
 		cmocka_unit_test(test_maxpool_ties),
+		cmocka_unit_test(test_maxpool_2x2_fast_path),
 		cmocka_unit_test(test_pool_output_sizes),
 		cmocka_unit_test(test_avgpool_forward_hand),
 		cmocka_unit_test(test_adaptive_forward_hand),

@@ -56,7 +56,7 @@ static int relu_forward(struct iap_graph *g, struct iap_node *node,
 	float *y = out->data;
 	int64_t n = iap_tensor_numel(in[0]);
 
-#pragma omp parallel for simd schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
 	/*
 	 * "x < 0 ? 0 : x" keeps NaN (the comparison is false), as PyTorch's relu
 	 * does, and has no branch: signs after a conv are a coin toss, and a
@@ -80,7 +80,7 @@ static int relu_backward(struct iap_rule_ctx *ctx)
 	float *dx = ctx->r_in[0]->data;
 	int64_t n = iap_tensor_numel(ctx->in[0]);
 
-#pragma omp parallel for simd schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
 	for (int64_t i = 0; i < n; i++)
 		dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; /* no branch, as in the forward */
 	return IAP_OK;

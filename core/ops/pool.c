@@ -31,6 +31,7 @@ _Static_assert(sizeof(int32_t) == sizeof(float), "maxpool argmax indices live in
 
 /* Below this many elements a pool is not worth waking threads for. */
 #include "parallel.h"
+#include "vmath.h" /* IAP_VEC_CLONES */
 #define POOL_PAR_MIN IAP_OMP_MIN
 
 struct pool_geom {
@@ -72,6 +73,36 @@ static int pool_check_input(const struct iap_graph *g, const struct iap_node *no
 
 /* ---- maxpool2d --------------------------------------------------------------- */
 
+/*
+ * 2×2 windows, stride 2, no padding, all inside the plane (VGG's pools): one
+ * output row from two input rows, the four cells compared in the generic
+ * scan order (row-major), as selects the compiler turns into vector code.
+ */
+IAP_VEC_CLONES
+static void maxpool_2x2_row(const float *restrict r0, const float *restrict r1, int32_t base,
+			    int32_t in_w, int out_w, float *restrict y, int32_t *restrict arg)
+{
+#pragma omp simd
+	for (int ow = 0; ow < out_w; ow++) {
+		float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+		float m = a;
+		int32_t mi = base + 2 * ow;
+		int take;
+
+		take = (b > m) | (b != b);
+		m = take ? b : m;
+		mi = take ? base + 2 * ow + 1 : mi;
+		take = (c > m) | (c != c);
+		m = take ? c : m;
+		mi = take ? base + in_w + 2 * ow : mi;
+		take = (d > m) | (d != d);
+		m = take ? d : m;
+		mi = take ? base + in_w + 2 * ow + 1 : mi;
+		y[ow] = m;
+		arg[ow] = mi;
+	}
+}
+
 static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 			     const struct iap_tensor *const in[], struct iap_tensor *out,
 			     struct iap_error *err)
@@ -91,12 +122,22 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 	/* Written and read only as int32 (the buffer is allocated storage, never read as float). */
 	arg = (int32_t *)node->aux[0].data;
 
+	const int two_by_two = pg.kh == 2 && pg.kw == 2 && pg.sh == 2 && pg.sw == 2 && pg.ph == 0 &&
+			       pg.pw == 0 && 2 * pg.out_h <= pg.in_h && 2 * pg.out_w <= pg.in_w;
+
 #pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *xp = x->data + (size_t)p * pg.in_h * pg.in_w;
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
 		int32_t *ap = arg + (size_t)p * pg.out_h * pg.out_w;
 
+		if (two_by_two) {
+			for (int oh = 0; oh < pg.out_h; oh++)
+				maxpool_2x2_row(xp + (size_t)2 * oh * pg.in_w, xp + (size_t)(2 * oh + 1) * pg.in_w,
+						2 * oh * pg.in_w, pg.in_w, pg.out_w, yp + (size_t)oh * pg.out_w,
+						ap + (size_t)oh * pg.out_w);
+			continue;
+		}
 		for (int oh = 0; oh < pg.out_h; oh++) {
 			int h0 = oh * pg.sh - pg.ph, h1 = h0 + pg.kh;
 
