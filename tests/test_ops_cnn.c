@@ -165,61 +165,77 @@ static void test_maxpool_ties(void **state)
 }
 
 /*
- * The 2×2 stride-2 pool (its own vector kernel) against a direct scan with
- * PyTorch's rule (a larger value or a NaN takes the window, in row-major
- * order): ties from values on a coarse grid, a few NaNs, odd sizes (the last
- * row and column are dropped), planes wide enough for every vector lane.
+ * Max pools (the vector kernel for windows inside the plane, the per-output
+ * scan at the borders) against a direct scan with PyTorch's rule: the window
+ * clipped to the plane, a larger value or a NaN takes it, row-major order.
+ * Ties from values on a coarse grid, a few NaNs (two in one window: the later
+ * one is the argmax), odd sizes, planes wide enough for every vector lane;
+ * VGG's 2×2/2, ResNet's 3×3/2 pad 1, and stride 1 and ceil mode.
  */
-static void test_maxpool_2x2_fast_path(void **state)
+static void test_maxpool_against_scan(void **state)
 {
-	enum { C = 3, H = 9, W = 37, OH = 4, OW = 18 };
-	int64_t xs[4] = { 2, C, H, W };
-	struct iap_tensor x = tensor_of(NULL, 4, xs);
-	struct iap_graph *g = new_graph(3, C, H, W);
-	struct iap_rng rng;
-	const int32_t *arg;
+	enum { C = 3, H = 9, W = 37 };
+	static const struct {
+		int k, s, p, ceil;
+	} cfg[] = { { 2, 2, 0, 0 }, { 3, 2, 1, 0 }, { 3, 1, 1, 0 }, { 3, 2, 0, 1 }, { 2, 2, 0, 1 } };
 
 	(void)state;
-	iap_rng_seed(&rng, 41);
-	for (int64_t i = 0; i < iap_tensor_numel(&x); i++)
-		x.data[i] = (float)(int)(iap_rng_uniform(&rng) * 4.0f);
-	assert_int_equal(iap_maxpool2d(g, "p", IAP_GRAPH_INPUT, 2, 2, 0, 0), 0);
-	finalize(g);
-	forward(g, &x);
-	/* The engine refuses NaN inputs, so the op itself is run again on them. */
-	x.data[5] = NAN;
-	x.data[W + 5] = NAN; /* two NaNs in one window: the later one is the argmax */
-	x.data[H * W + 2 * W + 10] = NAN;
-	{
-		struct iap_node *n = &g->nodes[0];
+	for (size_t ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+		int64_t xs[4] = { 2, C, H, W };
+		struct iap_tensor x = tensor_of(NULL, 4, xs);
+		struct iap_graph *g = new_graph(3, C, H, W);
+		struct iap_node *n;
 		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { &x };
 		struct iap_error err;
+		struct iap_rng rng;
+		const int32_t *arg;
+		int oh_n, ow_n;
 
+		iap_rng_seed(&rng, 41 + ci);
+		for (int64_t i = 0; i < iap_tensor_numel(&x); i++)
+			x.data[i] = (float)(int)(iap_rng_uniform(&rng) * 4.0f) - 1.0f;
+		assert_int_equal(iap_maxpool2d(g, "p", IAP_GRAPH_INPUT, cfg[ci].k, cfg[ci].s, cfg[ci].p,
+					       cfg[ci].ceil), 0);
+		finalize(g);
+		forward(g, &x);
+		/* The engine refuses NaN inputs, so the op itself is run again on them. */
+		x.data[5] = NAN;
+		x.data[W + 5] = NAN;
+		x.data[H * W + 2 * W + 10] = NAN;
+		n = &g->nodes[0];
 		assert_int_equal(n->ops->forward(g, n, in, &n->out, &err), IAP_OK);
-	}
-	arg = (const int32_t *)g->nodes[0].aux[0].data;
-	for (int p = 0; p < 2 * C; p++)
-		for (int oh = 0; oh < OH; oh++)
-			for (int ow = 0; ow < OW; ow++) {
-				const float *xp = x.data + (size_t)p * H * W;
-				float m = -INFINITY, y = iap_graph_output(g)->data[(p * OH + oh) * OW + ow];
-				int mi = 2 * oh * W + 2 * ow;
+		arg = (const int32_t *)n->aux[0].data;
+		oh_n = (int)n->out_shape[1];
+		ow_n = (int)n->out_shape[2];
+		for (int p = 0; p < 2 * C; p++)
+			for (int oh = 0; oh < oh_n; oh++)
+				for (int ow = 0; ow < ow_n; ow++) {
+					const float *xp = x.data + (size_t)p * H * W;
+					int h0 = oh * cfg[ci].s - cfg[ci].p, w0 = ow * cfg[ci].s - cfg[ci].p;
+					int h1 = h0 + cfg[ci].k, w1 = w0 + cfg[ci].k;
+					float m = -INFINITY, y = n->out.data[((size_t)p * oh_n + oh) * ow_n + ow];
+					int mi;
 
-				for (int ih = 2 * oh; ih < 2 * oh + 2; ih++)
-					for (int iw = 2 * ow; iw < 2 * ow + 2; iw++)
-						if (xp[ih * W + iw] > m || isnan(xp[ih * W + iw])) {
-							m = xp[ih * W + iw];
-							mi = ih * W + iw;
-						}
-				assert_int_equal(arg[(p * OH + oh) * OW + ow], mi);
-				if (isnan(m))
-					assert_true(isnan(y));
-				else
-					assert_true(y == m);
-			}
-	assert_int_equal(arg[2], W + 5);
-	iap_graph_free(g);
-	iap_tensor_free(&x);
+					h0 = h0 < 0 ? 0 : h0;
+					w0 = w0 < 0 ? 0 : w0;
+					h1 = h1 > H ? H : h1;
+					w1 = w1 > W ? W : w1;
+					mi = h0 * W + w0;
+					for (int ih = h0; ih < h1; ih++)
+						for (int iw = w0; iw < w1; iw++)
+							if (xp[ih * W + iw] > m || isnan(xp[ih * W + iw])) {
+								m = xp[ih * W + iw];
+								mi = ih * W + iw;
+							}
+					assert_int_equal(arg[((size_t)p * oh_n + oh) * ow_n + ow], mi);
+					if (isnan(m))
+						assert_true(isnan(y));
+					else
+						assert_true(y == m);
+				}
+		iap_graph_free(g);
+		iap_tensor_free(&x);
+	}
 }
 
 /* PyTorch's output sizes, including the ceil-mode "last window starts inside" rule. */
@@ -894,7 +910,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_maxpool_forward_hand),
 		cmocka_unit_test(test_maxpool_ties),
-		cmocka_unit_test(test_maxpool_2x2_fast_path),
+		cmocka_unit_test(test_maxpool_against_scan),
 		cmocka_unit_test(test_pool_output_sizes),
 		cmocka_unit_test(test_avgpool_forward_hand),
 		cmocka_unit_test(test_adaptive_forward_hand),

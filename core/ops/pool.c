@@ -74,33 +74,55 @@ static int pool_check_input(const struct iap_graph *g, const struct iap_node *no
 /* ---- maxpool2d --------------------------------------------------------------- */
 
 /*
- * 2×2 windows, stride 2, no padding, all inside the plane (VGG's pools): one
- * output row from two input rows, the four cells compared in the generic
- * scan order (row-major), as selects the compiler turns into vector code.
+ * One window cell (row offset fixed) for a run of outputs whose windows lie
+ * wholly inside the plane: y and arg hold each output's running maximum and
+ * its index. Called for the cells in the generic scan order (row-major), it
+ * picks the same winner as the per-output scan below, but as selects over a
+ * row of outputs, which the compiler turns into vector code.
  */
 IAP_VEC_CLONES
-static void maxpool_2x2_row(const float *restrict r0, const float *restrict r1, int32_t base,
-			    int32_t in_w, int out_w, float *restrict y, int32_t *restrict arg)
+static void maxpool_cell_run(const float *restrict xrow, int32_t rowbase, int sw, int off, int ow0,
+			     int ow1, float *restrict y, int32_t *restrict arg)
 {
 #pragma omp simd
-	for (int ow = 0; ow < out_w; ow++) {
-		float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-		float m = a;
-		int32_t mi = base + 2 * ow;
-		int take;
+	for (int ow = ow0; ow < ow1; ow++) {
+		int iw = ow * sw + off;
+		float v = xrow[iw];
+		int take = (v > y[ow]) | (v != v);
 
-		take = (b > m) | (b != b);
-		m = take ? b : m;
-		mi = take ? base + 2 * ow + 1 : mi;
-		take = (c > m) | (c != c);
-		m = take ? c : m;
-		mi = take ? base + in_w + 2 * ow : mi;
-		take = (d > m) | (d != d);
-		m = take ? d : m;
-		mi = take ? base + in_w + 2 * ow + 1 : mi;
-		y[ow] = m;
-		arg[ow] = mi;
+		y[ow] = take ? v : y[ow];
+		arg[ow] = take ? rowbase + iw : arg[ow];
 	}
+}
+
+/* Max and argmax of output (oh, ow), its window clipped to the plane (padding is −inf and never wins). */
+static void maxpool_one(const struct pool_geom *pg, const float *xp, int oh, int ow, float *y,
+			int32_t *arg)
+{
+	int h0 = oh * pg->sh - pg->ph, h1 = h0 + pg->kh, w0 = ow * pg->sw - pg->pw, w1 = w0 + pg->kw;
+	float m = -INFINITY;
+	int32_t mi;
+
+	h1 = h1 > pg->in_h ? pg->in_h : h1;
+	h0 = h0 < 0 ? 0 : h0;
+	w1 = w1 > pg->in_w ? pg->in_w : w1;
+	w0 = w0 < 0 ? 0 : w0;
+	mi = h0 * pg->in_w + w0;
+	/*
+	 * Selects, not branches: after a ReLU which cell wins is unpredictable,
+	 * and a mispredicted branch per cell cost more than the loads. A NaN
+	 * wins, as in PyTorch.
+	 */
+	for (int ih = h0; ih < h1; ih++)
+		for (int iw = w0; iw < w1; iw++) {
+			float v = xp[ih * pg->in_w + iw];
+			int take = (v > m) | (v != v);
+
+			m = take ? v : m;
+			mi = take ? ih * pg->in_w + iw : mi;
+		}
+	*y = m;
+	*arg = mi;
 }
 
 static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
@@ -122,8 +144,12 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 	/* Written and read only as int32 (the buffer is allocated storage, never read as float). */
 	arg = (int32_t *)node->aux[0].data;
 
-	const int two_by_two = pg.kh == 2 && pg.kw == 2 && pg.sh == 2 && pg.sw == 2 && pg.ph == 0 &&
-			       pg.pw == 0 && 2 * pg.out_h <= pg.in_h && 2 * pg.out_w <= pg.in_w;
+	/* Outputs whose windows are wholly inside horizontally: ow in [ow_lo, ow_hi). */
+	int ow_lo = (pg.pw + pg.sw - 1) / pg.sw;
+	int ow_hi = pg.in_w + pg.pw >= pg.kw ? (pg.in_w + pg.pw - pg.kw) / pg.sw + 1 : 0;
+
+	ow_hi = ow_hi > pg.out_w ? pg.out_w : ow_hi;
+	ow_lo = ow_lo > ow_hi ? ow_hi : ow_lo;
 
 #pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
 	for (int64_t p = 0; p < pg.planes; p++) {
@@ -131,47 +157,29 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
 		int32_t *ap = arg + (size_t)p * pg.out_h * pg.out_w;
 
-		if (two_by_two) {
-			for (int oh = 0; oh < pg.out_h; oh++)
-				maxpool_2x2_row(xp + (size_t)2 * oh * pg.in_w, xp + (size_t)(2 * oh + 1) * pg.in_w,
-						2 * oh * pg.in_w, pg.in_w, pg.out_w, yp + (size_t)oh * pg.out_w,
-						ap + (size_t)oh * pg.out_w);
-			continue;
-		}
 		for (int oh = 0; oh < pg.out_h; oh++) {
-			int h0 = oh * pg.sh - pg.ph, h1 = h0 + pg.kh;
+			int h0 = oh * pg.sh - pg.ph;
+			float *yr = yp + (size_t)oh * pg.out_w;
+			int32_t *ar = ap + (size_t)oh * pg.out_w;
+			int inside = h0 >= 0 && h0 + pg.kh <= pg.in_h && ow_lo < ow_hi;
 
-			if (h1 > pg.in_h)
-				h1 = pg.in_h;
-			if (h0 < 0)
-				h0 = 0;
-			for (int ow = 0; ow < pg.out_w; ow++) {
-				int w0 = ow * pg.sw - pg.pw, w1 = w0 + pg.kw;
-				float m = -INFINITY;
-				int32_t mi;
-
-				if (w1 > pg.in_w)
-					w1 = pg.in_w;
-				if (w0 < 0)
-					w0 = 0;
-				/* Padding is −inf: it never wins, so only real cells are scanned. */
-				mi = h0 * pg.in_w + w0;
-				/*
-				 * Selects, not branches: after a ReLU which cell wins is
-				 * unpredictable, and a mispredicted branch per cell cost more
-				 * than the loads. A NaN wins, as in PyTorch.
-				 */
-				for (int ih = h0; ih < h1; ih++)
-					for (int iw = w0; iw < w1; iw++) {
-						float v = xp[ih * pg.in_w + iw];
-						int take = (v > m) | (v != v);
-
-						m = take ? v : m;
-						mi = take ? ih * pg.in_w + iw : mi;
-					}
-				yp[oh * pg.out_w + ow] = m;
-				ap[oh * pg.out_w + ow] = mi;
+			if (!inside) {
+				for (int ow = 0; ow < pg.out_w; ow++)
+					maxpool_one(&pg, xp, oh, ow, yr + ow, ar + ow);
+				continue;
 			}
+			for (int ow = 0; ow < ow_lo; ow++)
+				maxpool_one(&pg, xp, oh, ow, yr + ow, ar + ow);
+			for (int ow = ow_lo; ow < ow_hi; ow++) {
+				yr[ow] = -INFINITY;
+				ar[ow] = h0 * pg.in_w + ow * pg.sw - pg.pw;
+			}
+			for (int i = 0; i < pg.kh; i++)
+				for (int j = 0; j < pg.kw; j++)
+					maxpool_cell_run(xp + (size_t)(h0 + i) * pg.in_w, (h0 + i) * pg.in_w, pg.sw,
+							 j - pg.pw, ow_lo, ow_hi, yr, ar);
+			for (int ow = ow_hi; ow < pg.out_w; ow++)
+				maxpool_one(&pg, xp, oh, ow, yr + ow, ar + ow);
 		}
 	}
 	return IAP_OK;
