@@ -50,9 +50,12 @@
  * Below this many column entries the unfolding is not worth waking threads for
  * (they would also compete with OpenBLAS's spinning workers; see
  * core/ops/parallel.h). Measured: 32k → 1M took ResNet50's batch-1 forward
- * from 463 to 391 ms and VGG19's from 1349 to 1058 ms.
+ * from 463 to 391 ms and VGG19's from 1349 to 1058 ms. Once VGG's large 3×3
+ * layers moved to Winograd, the unfoldings left in that range (the 7×7
+ * stem: 1.8M entries) ran 3–5× slower on two threads than on one while
+ * anything else used the machine, hence 16M.
  */
-#define CONV_PAR_MIN ((size_t)1 << 20)
+#define CONV_PAR_MIN ((size_t)1 << 24)
 
 static int conv_is_pointwise(const struct iap_conv_geom *cg)
 {
@@ -107,8 +110,15 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col, s
 			int iw = ow_lo * cg->stride_w - cg->pad_w + j;
 
 			memset(d, 0, (size_t)ow_lo * sizeof(float));
-			for (int ow = ow_lo; ow < ow_hi; ow++, iw += cg->stride_w)
-				d[ow] = xr[iw];
+			if (cg->stride_w == 1) {
+				memcpy(d + ow_lo, xr + iw, (size_t)(ow_hi - ow_lo) * sizeof(float));
+			} else {
+				const int sw = cg->stride_w;
+				const float *xs = xr + iw - (ptrdiff_t)ow_lo * sw;
+#pragma omp simd
+				for (int ow = ow_lo; ow < ow_hi; ow++)
+					d[ow] = xs[(ptrdiff_t)ow * sw];
+			}
 			memset(d + ow_hi, 0, (size_t)(cg->out_w - ow_hi) * sizeof(float));
 		}
 		memset(dst + (size_t)oh_hi * cg->out_w, 0,
