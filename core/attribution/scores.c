@@ -81,15 +81,81 @@ int iap_seed_target(const struct iap_tensor *logits, const int *targets,
 	return IAP_OK;
 }
 
+/* Σ p[k] (or Σ |p[k]|) over n contiguous floats, in double, vectorised. */
+static double sum_run(const float *p, int64_t n, int abs_first)
+{
+	double s = 0.0;
+
+	if (abs_first) {
+#pragma omp simd reduction(+:s)
+		for (int64_t k = 0; k < n; k++)
+			s += fabs((double)p[k]);
+	} else {
+#pragma omp simd reduction(+:s)
+		for (int64_t k = 0; k < n; k++)
+			s += (double)p[k];
+	}
+	return s;
+}
+
+/* Units summed at a time in the token layout (doubles on the stack). */
+#define ACC_UNITS 512
+
+/*
+ * The sums of iap_unit_sample_sum (same layout, see iap_unit_view), read in
+ * memory order. This runs on every unit group of every walk: for [N, C, H, W]
+ * each unit is one contiguous run, summed with vector adds; for token
+ * layouts [N, T, D] a unit's entries are D floats apart, so the rows are
+ * walked once each, adding a block of units at a time, instead of one cache
+ * line per entry per unit.
+ */
 void iap_unit_accumulate(const struct iap_unit_group *grp, const struct iap_tensor *t,
 			 enum iap_abs_mode abs, float *scores)
 {
-	for (int64_t n = 0; n < t->shape[0]; n++)
-		for (int u = 0; u < grp->n_units; u++) {
-			double s = iap_unit_sample_sum(grp, t, n, u, abs == IAP_ABS_BEFORE);
+	const int abs_first = abs == IAP_ABS_BEFORE;
+	const int64_t span = (int64_t)grp->unit_size;
+	int64_t outer, axis, inner, per;
 
-			scores[u] += (float)(abs == IAP_ABS_AFTER ? fabs(s) : s);
+	iap_unit_view(t, &outer, &axis, &inner);
+	per = outer / t->shape[0]; /* rows of one sample */
+	for (int64_t n = 0; n < t->shape[0]; n++) {
+		if (per == 1) {
+			const float *base = t->data + n * axis * inner;
+
+			for (int u = 0; u < grp->n_units; u++) {
+				double s = sum_run(base + (int64_t)u * span * inner, span * inner, abs_first);
+
+				scores[u] += (float)(abs == IAP_ABS_AFTER ? fabs(s) : s);
+			}
+			continue;
 		}
+		for (int u0 = 0; u0 < grp->n_units; u0 += ACC_UNITS) {
+			const int nu = grp->n_units - u0 < ACC_UNITS ? grp->n_units - u0 : ACC_UNITS;
+			double acc[ACC_UNITS];
+
+			memset(acc, 0, sizeof(acc));
+			for (int64_t o = n * per; o < (n + 1) * per; o++) {
+				const float *p = t->data + (o * axis + (int64_t)u0 * span) * inner;
+
+				if (span * inner == 1) {
+					if (abs_first) {
+#pragma omp simd
+						for (int u = 0; u < nu; u++)
+							acc[u] += fabs((double)p[u]);
+					} else {
+#pragma omp simd
+						for (int u = 0; u < nu; u++)
+							acc[u] += (double)p[u];
+					}
+					continue;
+				}
+				for (int u = 0; u < nu; u++)
+					acc[u] += sum_run(p + (int64_t)u * span * inner, span * inner, abs_first);
+			}
+			for (int u = 0; u < nu; u++)
+				scores[u0 + u] += (float)(abs == IAP_ABS_AFTER ? fabs(acc[u]) : acc[u]);
+		}
+	}
 }
 
 struct score_hook {
