@@ -221,6 +221,7 @@ static void lrp_destroy(void *state)
 	free(st->rule);
 	free(st->fold_bn);
 	free(st->folded);
+	free(st->fold);
 	free(st->p.low);
 	free(st->p.high);
 	free(st);

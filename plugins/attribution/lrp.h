@@ -57,6 +57,8 @@ struct lrp_state {
 	signed char *rule;                    /* per node: enum lrp_rule for conv/linear, else 0 */
 	int *fold_bn;                         /* per conv node: id of the BN folded into it, or -1 */
 	unsigned char *folded;                /* per BN node: 1 when a conv absorbs it */
+	float *fold;                          /* a folded BN's scale and shift (2 × channels), reused */
+	int fold_len;
 };
 
 /* Build (or rebuild) st's plan for g. */

@@ -33,14 +33,29 @@
 
 #include "lrp.h"
 
-#define LRP_OMP_MIN 32768
+/*
+ * Element-wise loops split over threads only from 4M elements, as the
+ * core's ops do (core/ops/parallel.h): right after a GEMM OpenBLAS's
+ * workers still spin, and OpenMP threads started then fight them for the
+ * two cores (ResNet50's LRP pass spent ~40% of its time in that fight).
+ */
+#define LRP_OMP_MIN ((int64_t)1 << 22)
 
 /* R / stab(z): z pushed away from 0 by ε in its own direction (sign(0) = +1); 0 if still 0. */
 static inline float stab_div(float r, float z, float eps)
 {
 	float d = z + (z >= 0.0f ? eps : -eps);
+	/*
+	 * Branch-free, so that the loops calling this vectorise: divide by d
+	 * (or by 1 where d is 0) and clear the bits of the quotient where d is 0.
+	 */
+	uint32_t keep = -(uint32_t)(d != 0.0f), u;
+	float q = r / (d + (float)(d == 0.0f));
 
-	return d != 0.0f ? r / d : 0.0f;
+	memcpy(&u, &q, sizeof(u));
+	u &= keep;
+	memcpy(&q, &u, sizeof(q));
+	return q;
 }
 
 /* A view of n floats of scratch as a tensor shaped like t. */
@@ -139,6 +154,7 @@ struct lin_layer {
 	int64_t nx, ny, nw;     /* input, output, weight elements */
 	int64_t in_ch, in_inner;   /* input element i has channel (i / in_inner) % in_ch */
 	int64_t out_inner;         /* output element j has channel (j / out_inner) % out */
+	const float *scale;        /* per output channel, or NULL: the weights are w·scale (a folded BN) */
 	float *cws;                /* conv scratch (iap_conv2d_workspace floats) */
 };
 
@@ -159,14 +175,7 @@ static void lin_bwd(const struct lin_layer *L, const float *dy, const float *w, 
 		iap_linear_backward_input_raw(L->rows, L->in, L->out, dy, w, dx);
 }
 
-static size_t lin_scratch(const struct lin_layer *L)
-{
-	/* xm, tmp | D0, D1, z, yt | wm, bm | conv scratch */
-	return (size_t)(2 * L->nx + 4 * L->ny + L->nw + L->out) +
-	       (L->is_conv ? iap_conv2d_workspace(&L->cg) : 0);
-}
-
-static inline float wmod_apply(enum wmod m, float v, float gamma)
+static inline float bmod_apply(enum wmod m, float v, float gamma)
 {
 	switch (m) {
 	case WM_ID: return v;
@@ -181,41 +190,239 @@ static inline float wmod_apply(enum wmod m, float v, float gamma)
 	return 0.0f;
 }
 
+/*
+ * dst = ρ(w·scale) for one modifier. The switch sits outside the loops so
+ * each loop is a plain vectorisable map: for VGG's first linear layer this
+ * runs over 103 M weights.
+ */
+static void wmod_fill(enum wmod m, float gamma, const struct lin_layer *L, const float *w, float *dst)
+{
+	const int64_t per = L->nw / L->out;
+
+#pragma omp parallel for schedule(static) if (L->nw > LRP_OMP_MIN)
+	for (int o = 0; o < L->out; o++) {
+		const float s = L->scale ? L->scale[o] : 1.0f;
+		const float *restrict src = w + o * per;
+		float *restrict d = dst + o * per;
+
+		switch (m) {
+		case WM_ID:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++)
+				d[k] = src[k] * s;
+			break;
+		case WM_POS:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++) {
+				float v = src[k] * s;
+
+				d[k] = v > 0.0f ? v : 0.0f;
+			}
+			break;
+		case WM_NEG:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++) {
+				float v = src[k] * s;
+
+				d[k] = v < 0.0f ? v : 0.0f;
+			}
+			break;
+		case WM_ONES:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++)
+				d[k] = 1.0f;
+			break;
+		case WM_SQ:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++) {
+				float v = src[k] * s;
+
+				d[k] = v * v;
+			}
+			break;
+		case WM_GPOS:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++) {
+				float v = src[k] * s;
+
+				d[k] = v + gamma * (v > 0.0f ? v : 0.0f);
+			}
+			break;
+		case WM_GNEG:
+#pragma omp simd
+			for (int64_t k = 0; k < per; k++) {
+				float v = src[k] * s;
+
+				d[k] = v + gamma * (v < 0.0f ? v : 0.0f);
+			}
+			break;
+		case WM_ZERO:
+			memset(d, 0, (size_t)per * sizeof(float));
+			break;
+		}
+	}
+}
+
 static inline float bound_at(const float *v, int nv, int64_t i, const struct lin_layer *L)
 {
 	return nv == 1 ? v[0] : v[(i / L->in_inner) % L->in_ch];
 }
 
-static inline float xmod_apply(enum xmod m, float v, int64_t i, const struct lin_layer *L,
-			       const struct lrp_params *p)
+/* dst = the input modifier m applied to x (m is never XM_ID here). */
+static void xmod_fill(enum xmod m, const struct lin_layer *L, const struct lrp_params *p,
+		      const float *x, float *dst)
 {
+	const int64_t nx = L->nx;
+
 	switch (m) {
-	case XM_ID: return v;
-	case XM_POS: return v > 0.0f ? v : 0.0f;
-	case XM_NEG: return v < 0.0f ? v : 0.0f;
-	case XM_ONES: return 1.0f;
-	case XM_LOW: return bound_at(p->low, p->n_low, i, L);
-	case XM_HIGH: return bound_at(p->high, p->n_high, i, L);
+	case XM_ID:
+		memcpy(dst, x, (size_t)nx * sizeof(float));
+		break;
+	case XM_POS:
+#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
+		for (int64_t i = 0; i < nx; i++)
+			dst[i] = x[i] > 0.0f ? x[i] : 0.0f;
+		break;
+	case XM_NEG:
+#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
+		for (int64_t i = 0; i < nx; i++)
+			dst[i] = x[i] < 0.0f ? x[i] : 0.0f;
+		break;
+	case XM_ONES:
+		for (int64_t i = 0; i < nx; i++)
+			dst[i] = 1.0f;
+		break;
+	case XM_LOW:
+		for (int64_t i = 0; i < nx; i++)
+			dst[i] = bound_at(p->low, p->n_low, i, L);
+		break;
+	case XM_HIGH:
+		for (int64_t i = 0; i < nx; i++)
+			dst[i] = bound_at(p->high, p->n_high, i, L);
+		break;
 	}
-	return 0.0f;
+}
+
+/*
+ * What one rule needs on one layer, after looking at the input: each term's
+ * effective input modifier (x⁺ is x itself when x has no negative entry, as
+ * after a ReLU, so no copy is made), which terms see an all-zero input, and
+ * the distinct modified weights and inputs to materialise — each once per
+ * call, not once per product.
+ */
+struct lin_plan {
+	int empty[MAX_TERMS];
+	int wslot[MAX_TERMS], xslot[MAX_TERMS];   /* -1: the unmodified w / x */
+	enum wmod wmods[MAX_TERMS];
+	enum xmod xmods[MAX_TERMS];
+	int n_w, n_x;
+	int reuse_z;      /* the single Epsilon term's denominator is the forward's own output */
+	int need_z;       /* the sign mask needs z and the forward's output is not at hand */
+	int need_yt;      /* a group sums several products */
+};
+
+static void lin_plan_make(const struct rule_terms *rt, const struct lrp_params *p,
+			  const struct lin_layer *L, const float *x, const float *b, const float *zfwd,
+			  struct lin_plan *pl)
+{
+	int has_pos = 0, has_neg = 0, scan = 0, first[2] = { 1, 1 };
+
+	memset(pl, 0, sizeof(*pl));
+	for (int k = 0; k < rt->n; k++)
+		scan |= rt->t[k].x == XM_POS || rt->t[k].x == XM_NEG;
+	/* In blocks, so that a mixed-sign input stops early and a ReLU output is one vector pass. */
+	for (int64_t i0 = 0; scan && i0 < L->nx && !(has_pos && has_neg); i0 += 4096) {
+		const int64_t i1 = L->nx - i0 < 4096 ? L->nx : i0 + 4096;
+
+#pragma omp simd reduction(|:has_pos, has_neg)
+		for (int64_t i = i0; i < i1; i++) {
+			has_pos |= x[i] > 0.0f;
+			has_neg |= x[i] < 0.0f;
+		}
+	}
+	for (int k = 0; k < rt->n; k++) {
+		const struct term *t = &rt->t[k];
+		enum xmod xe = t->x;
+		int j;
+
+		if (xe == XM_POS) {
+			pl->empty[k] = !has_pos;
+			if (!has_neg)
+				xe = XM_ID;
+		} else if (xe == XM_NEG) {
+			pl->empty[k] = !has_neg;
+			if (!has_pos)
+				xe = XM_ID;
+		}
+		pl->wslot[k] = pl->xslot[k] = -1;
+		if (pl->empty[k]) {
+			first[t->grp] = 0;  /* its bias still starts the group's sum */
+			continue;
+		}
+		if (t->w != WM_ID || L->scale) {
+			for (j = 0; j < pl->n_w && pl->wmods[j] != t->w; j++)
+				;
+			if (j == pl->n_w)
+				pl->wmods[pl->n_w++] = t->w;
+			pl->wslot[k] = j;
+		}
+		if (xe != XM_ID) {
+			for (j = 0; j < pl->n_x && pl->xmods[j] != xe; j++)
+				;
+			if (j == pl->n_x)
+				pl->xmods[pl->n_x++] = xe;
+			pl->xslot[k] = j;
+		}
+		if (!first[t->grp] || t->dcoef != 1.0f)
+			pl->need_yt = 1;
+		first[t->grp] = 0;
+	}
+	/*
+	 * Epsilon's z is the layer's own output, which the forward kept: no
+	 * product needed (unless biases are to count as zero).
+	 */
+	pl->reuse_z = zfwd && rt->n == 1 && rt->t[0].x == XM_ID && rt->t[0].w == WM_ID &&
+		      rt->t[0].b == WM_ID && (!b || !p->zero_bias);
+	pl->need_z = (rt->mask[0] != GM_NONE || rt->mask[1] != GM_NONE) && !zfwd;
+	if (pl->need_z && L->scale) {
+		/* z = layer(x; w·scale): the folded weights themselves. */
+		int j;
+
+		for (j = 0; j < pl->n_w && pl->wmods[j] != WM_ID; j++)
+			;
+		if (j == pl->n_w)
+			pl->wmods[pl->n_w++] = WM_ID;
+	}
+}
+
+/* Floats of scratch lin_rule needs for this plan. */
+static size_t lin_scratch(const struct lin_layer *L, const struct lin_plan *pl, int n_groups)
+{
+	return (size_t)((pl->n_x + 1) * L->nx + (n_groups + pl->need_z + pl->need_yt) * L->ny +
+			pl->n_w * L->nw + L->out) +
+	       (L->is_conv ? iap_conv2d_workspace(&L->cg) : 0);
 }
 
 /*
  * One rule on one layer. x, w, b (b may be NULL) are the layer's input and
- * (possibly BN-folded) parameters, r_out the relevance at its output;
- * the result is added to r_in. ws holds lin_scratch(L) floats.
+ * parameters (b already folded when L->scale is set), r_out the relevance at
+ * its output; the result is added to r_in. zfwd, when not NULL, is what the
+ * forward computed for layer(x; w·scale) + b (the layer's or its folded BN's
+ * output). The scratch comes from iap_graph_workspace of g, or is malloc'd
+ * when g is NULL.
  */
-static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct lin_layer *L,
-		    const float *x, const float *w, const float *b, const float *r_out, float *r_in,
-		    float *ws, struct iap_error *err)
+static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct lin_layer *L0,
+		    const float *x, const float *w, const float *b, const float *zfwd,
+		    const float *r_out, float *r_in, struct iap_graph *g, struct iap_error *err)
 {
 	struct rule_terms rt;
-	float *xm = ws, *tmp = xm + L->nx;
-	float *D[2] = { tmp + L->nx, tmp + L->nx + L->ny };
-	float *z = D[1] + L->ny, *yt = z + L->ny;
-	float *wm = yt + L->ny, *bm = wm + L->nw;
-	struct lin_layer Lc = *L;
-	int has_pos = 0, has_neg = 0;
+	struct lin_plan pl;
+	struct lin_layer Lc = *L0;
+	const struct lin_layer *L = &Lc;
+	const float *wk_of[MAX_TERMS], *xk_of[MAX_TERMS];
+	float *ws, *own = NULL, *cur, *tmp, *D[2], *z, *yt, *bm, *wsl[MAX_TERMS], *xsl[MAX_TERMS];
+	int init[2] = { 0, 0 };
+	size_t need;
 	int rc;
 
 	rc = rule_terms_of(rule, p, &rt, err);
@@ -226,84 +433,133 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 		return iap_error_set(err, IAP_EINVAL,
 				     "zbox bounds have %d/%d values, the layer has %lld input channels",
 				     p->n_low, p->n_high, (long long)L->in_ch);
-	Lc.cws = bm + L->out;
-	L = &Lc;
-	for (int64_t i = 0; i < L->nx; i++) {
-		has_pos |= x[i] > 0.0f;
-		has_neg |= x[i] < 0.0f;
+	lin_plan_make(&rt, p, L, x, b, zfwd, &pl);
+	need = lin_scratch(L, &pl, rt.n_groups);
+	if (g) {
+		ws = iap_graph_workspace(g, need, err);
+		if (!ws)
+			return err ? err->code : IAP_ENOMEM;
+	} else {
+		ws = own = malloc(need * sizeof(float));
+		if (!ws)
+			return iap_error_set(err, IAP_ENOMEM, "out of memory");
 	}
-	for (int gi = 0; gi < rt.n_groups; gi++)
-		memset(D[gi], 0, (size_t)L->ny * sizeof(float));
-	if (rt.mask[0] != GM_NONE || rt.mask[1] != GM_NONE)
-		lin_fwd(L, x, w, b, z);  /* zennit's NoMod term: real bias even with zero_bias */
+	cur = ws;
+	for (int j = 0; j < pl.n_x; j++, cur += L->nx)
+		xsl[j] = cur;
+	tmp = cur;
+	cur += L->nx;
+	D[0] = cur;
+	D[1] = rt.n_groups > 1 ? cur + L->ny : NULL;
+	cur += rt.n_groups * L->ny;
+	z = pl.need_z ? cur : NULL;
+	cur += pl.need_z * L->ny;
+	yt = pl.need_yt ? cur : NULL;
+	cur += pl.need_yt * L->ny;
+	for (int j = 0; j < pl.n_w; j++, cur += L->nw)
+		wsl[j] = cur;
+	bm = cur;
+	Lc.cws = bm + L->out;
 
-	/* Denominators: Σ_k dcoef_k · layer(x⁽ᵏ⁾; θ⁽ᵏ⁾). */
+	/* Modified weights and inputs, once each. */
+	for (int j = 0; j < pl.n_w; j++)
+		wmod_fill(pl.wmods[j], p->gamma, L, w, wsl[j]);
+	for (int j = 0; j < pl.n_x; j++)
+		xmod_fill(pl.xmods[j], L, p, x, xsl[j]);
 	for (int k = 0; k < rt.n; k++) {
+		wk_of[k] = pl.wslot[k] < 0 ? w : wsl[pl.wslot[k]];
+		xk_of[k] = pl.xslot[k] < 0 ? x : xsl[pl.xslot[k]];
+	}
+	if (pl.need_z) {
+		const float *wz = w;
+
+		for (int j = 0; j < pl.n_w; j++)
+			if (L->scale && pl.wmods[j] == WM_ID)
+				wz = wsl[j];
+		lin_fwd(L, x, wz, b, z);  /* zennit's NoMod term: real bias even with zero_bias */
+		zfwd = z;
+	}
+
+	/* Denominators: Σ_k dcoef_k · layer(x⁽ᵏ⁾; θ⁽ᵏ⁾), the first product of a group written in place. */
+	for (int k = 0; k < rt.n && !pl.reuse_z; k++) {
 		const struct term *t = &rt.t[k];
-		int empty = (t->x == XM_POS && !has_pos) || (t->x == XM_NEG && !has_neg);
-		int any_bias = 0;
-		const float *xk = x, *wk = w;
 		float *Dg = D[t->grp];
+		int any_bias = 0;
 
 		for (int o = 0; o < L->out; o++) {
-			bm[o] = (b && !p->zero_bias) ? wmod_apply(t->b, b[o], p->gamma) : 0.0f;
+			bm[o] = (b && !p->zero_bias) ? bmod_apply(t->b, b[o], p->gamma) : 0.0f;
 			any_bias |= bm[o] != 0.0f;
 		}
-		if (empty) {
+		if (pl.empty[k]) {
 			/* The input part is all zero: only the bias reaches the output. */
+			if (!init[t->grp])
+				memset(Dg, 0, (size_t)L->ny * sizeof(float));
+			init[t->grp] = 1;
 			if (any_bias)
 				for (int64_t j = 0; j < L->ny; j++)
 					Dg[j] += t->dcoef * bm[(j / L->out_inner) % L->out];
 			continue;
 		}
-		if (t->x != XM_ID) {
-#pragma omp parallel for schedule(static) if (L->nx > LRP_OMP_MIN)
-			for (int64_t i = 0; i < L->nx; i++)
-				xm[i] = xmod_apply(t->x, x[i], i, L, p);
-			xk = xm;
+		if (!init[t->grp] && t->dcoef == 1.0f) {
+			lin_fwd(L, xk_of[k], wk_of[k], any_bias ? bm : NULL, Dg);
+			init[t->grp] = 1;
+			continue;
 		}
-		if (t->w != WM_ID) {
-			for (int64_t i = 0; i < L->nw; i++)
-				wm[i] = wmod_apply(t->w, w[i], p->gamma);
-			wk = wm;
+		lin_fwd(L, xk_of[k], wk_of[k], any_bias ? bm : NULL, yt);
+		if (!init[t->grp]) {
+#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+			for (int64_t j = 0; j < L->ny; j++)
+				Dg[j] = t->dcoef * yt[j];
+		} else {
+#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+			for (int64_t j = 0; j < L->ny; j++)
+				Dg[j] += t->dcoef * yt[j];
 		}
-		lin_fwd(L, xk, wk, any_bias ? bm : NULL, yt);
-#pragma omp parallel for schedule(static) if (L->ny > LRP_OMP_MIN)
-		for (int64_t j = 0; j < L->ny; j++)
-			Dg[j] += t->dcoef * yt[j];
+		init[t->grp] = 1;
 	}
 	/* s_g = R / stab(D_g), masked by the sign of z where the rule says so. */
 	for (int gi = 0; gi < rt.n_groups; gi++) {
 		float *Dg = D[gi];
+		const float *den = pl.reuse_z ? zfwd : Dg;
+		const float eps = rt.eps;
 		enum gmask m = rt.mask[gi];
 
-#pragma omp parallel for schedule(static) if (L->ny > LRP_OMP_MIN)
-		for (int64_t j = 0; j < L->ny; j++) {
-			int keep = m == GM_NONE || (m == GM_ZPOS && z[j] > 0.0f) ||
-				   (m == GM_ZNEG && z[j] < 0.0f);
+		if (!pl.reuse_z && !init[gi])
+			memset(Dg, 0, (size_t)L->ny * sizeof(float));
+		if (m == GM_NONE) {
+#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+			for (int64_t j = 0; j < L->ny; j++)
+				Dg[j] = stab_div(r_out[j], den[j], eps);
+		} else {
+#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+			for (int64_t j = 0; j < L->ny; j++) {
+				int keep = (m == GM_ZPOS && zfwd[j] > 0.0f) || (m == GM_ZNEG && zfwd[j] < 0.0f);
 
-			Dg[j] = keep ? stab_div(r_out[j], Dg[j], rt.eps) : 0.0f;
+				Dg[j] = keep ? stab_div(r_out[j], den[j], eps) : 0.0f;
+			}
 		}
 	}
 	/* R_in += Σ_k rcoef_k · x⁽ᵏ⁾ ⊙ J_kᵀ s_g. */
 	for (int k = 0; k < rt.n; k++) {
 		const struct term *t = &rt.t[k];
-		const float *wk = w;
 		const float rc_k = t->rcoef;
+		const float *xk = xk_of[k];
 
-		if ((t->x == XM_POS && !has_pos) || (t->x == XM_NEG && !has_neg) || rc_k == 0.0f)
+		if (pl.empty[k] || rc_k == 0.0f)
 			continue;
-		if (t->w != WM_ID) {
-			for (int64_t i = 0; i < L->nw; i++)
-				wm[i] = wmod_apply(t->w, w[i], p->gamma);
-			wk = wm;
-		}
 		memset(tmp, 0, (size_t)L->nx * sizeof(float));
-		lin_bwd(L, D[t->grp], wk, tmp);
-#pragma omp parallel for schedule(static) if (L->nx > LRP_OMP_MIN)
-		for (int64_t i = 0; i < L->nx; i++)
-			r_in[i] += rc_k * xmod_apply(t->x, x[i], i, L, p) * tmp[i];
+		lin_bwd(L, D[t->grp], wk_of[k], tmp);
+		if (rc_k == 1.0f) {
+#pragma omp parallel for simd schedule(static) if (parallel : L->nx > LRP_OMP_MIN)
+			for (int64_t i = 0; i < L->nx; i++)
+				r_in[i] += xk[i] * tmp[i];
+		} else {
+#pragma omp parallel for simd schedule(static) if (parallel : L->nx > LRP_OMP_MIN)
+			for (int64_t i = 0; i < L->nx; i++)
+				r_in[i] += rc_k * xk[i] * tmp[i];
+		}
 	}
+	free(own);
 	return IAP_OK;
 }
 
@@ -311,19 +567,13 @@ int lrp_dense_raw(enum lrp_rule rule, const struct lrp_params *p, int64_t rows, 
 		  const float *x, const float *w, const float *b, const float *r_out, float *r_in,
 		  struct iap_error *err)
 {
-	struct lin_layer L = {
+	const struct lin_layer L = {
 		.is_conv = 0, .rows = rows, .in = in, .out = out,
 		.nx = rows * in, .ny = rows * out, .nw = (int64_t)in * out,
 		.in_ch = in, .in_inner = 1, .out_inner = 1,
 	};
-	float *ws = malloc(lin_scratch(&L) * sizeof(float));
-	int rc;
 
-	if (!ws)
-		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	rc = lin_rule(rule, p, &L, x, w, b, r_out, r_in, ws, err);
-	free(ws);
-	return rc;
+	return lin_rule(rule, p, &L, x, w, b, NULL, r_out, r_in, NULL, err);
 }
 
 /* ---- rules per op ------------------------------------------------------------ */
@@ -335,17 +585,35 @@ static int plan_ready(struct lrp_state *st, struct iap_rule_ctx *ctx)
 	return lrp_plan(st, ctx->graph, ctx->err);
 }
 
+/*
+ * Whether the node's kept output is, bit for bit, what lin_fwd would give
+ * for its own weights and bias: true for an unmasked linear layer (the op
+ * runs the same iap_linear_forward_raw). Not for a conv, whose op may take
+ * another route to the same sums (Winograd, batched GEMMs), nor for a
+ * folded BN's output, nor under a unit mask (the op then multiplies only the
+ * kept rows): the Epsilon rule divides by z, and near z = 0 a last-bit
+ * difference would show in the relevance.
+ */
+static int linear_out_is_z(const struct iap_graph *g, const struct iap_node *n, int64_t ny)
+{
+	if (n->kind != IAP_OP_LINEAR || !n->out.data || iap_tensor_numel(&n->out) != ny)
+		return 0;
+	for (int gi = 0; gi < g->n_groups; gi++)
+		if ((g->groups[gi].node == n->id || g->groups[gi].mask_node == n->id) &&
+		    g->groups[gi].mask)
+			return 0;
+	return 1;
+}
+
 /* Conv and linear: the planned rule, with a following BatchNorm folded in. */
 static int rule_linear_type(struct iap_rule_ctx *ctx)
 {
 	struct lrp_state *st = ctx->user;
 	const struct iap_node *n = ctx->node;
 	const struct iap_tensor *x = ctx->in[0];
-	const float *w = n->params[0].value.data, *b = NULL;
+	const float *w = n->params[0].value.data, *b = NULL, *zfwd = n->out.data;
 	struct lin_layer L = { 0 };
 	int has_bias, bn, rc;
-	size_t need;
-	float *ws;
 
 	if (!ctx->r_in[0])
 		return IAP_OK;
@@ -378,37 +646,44 @@ static int rule_linear_type(struct iap_rule_ctx *ctx)
 	if (has_bias)
 		b = n->params[1].value.data;
 	bn = L.is_conv ? st->fold_bn[n->id] : -1;
-	need = lin_scratch(&L) + (bn >= 0 ? (size_t)(L.nw + L.out) : 0);
-	ws = iap_graph_workspace(ctx->graph, need, ctx->err);
-	if (!ws)
-		return ctx->err ? ctx->err->code : IAP_ENOMEM;
 	if (bn >= 0) {
 		/*
 		 * Canonise: y = γ·(conv(x) + b − μ)·istd + β is the conv with
 		 * W' = W·s, b' = (b − μ)·s + β, s = γ·istd, using the statistics
 		 * the forward actually used (BN aux[0]), so the fold is exact.
+		 * W' is never formed on its own: the rules apply their weight
+		 * modifier to W·s as they copy (lin_rule's scale).
 		 */
 		const struct iap_node *bnn = &ctx->graph->nodes[bn];
 		const float *mean = bnn->aux[0].data, *istd = mean + L.out;
 		const float *gam = bnn->params[0].value.data, *bet = bnn->params[1].value.data;
-		float *wf = ws + lin_scratch(&L), *bf = wf + L.nw;
-		const int64_t per = L.nw / L.out;
+		float *sc, *bf;
 
 		if (!bnn->aux[0].data || bnn->aux[0].shape[1] != L.out)
 			return iap_error_set(ctx->err, IAP_EINVAL, "batchnorm '%s' has no forward statistics",
 					     bnn->name);
-		for (int o = 0; o < L.out; o++) {
-			float s = gam[o] * istd[o];
+		if (st->fold_len < 2 * L.out) {
+			float *f = realloc(st->fold, (size_t)(2 * L.out) * sizeof(float));
 
-			for (int64_t k = 0; k < per; k++)
-				wf[o * per + k] = w[o * per + k] * s;
-			bf[o] = ((b ? b[o] : 0.0f) - mean[o]) * s + bet[o];
+			if (!f)
+				return iap_error_set(ctx->err, IAP_ENOMEM, "lrp: out of memory folding '%s'",
+						     bnn->name);
+			st->fold = f;
+			st->fold_len = 2 * L.out;
 		}
-		w = wf;
+		sc = st->fold;
+		bf = sc + L.out;
+		for (int o = 0; o < L.out; o++) {
+			sc[o] = gam[o] * istd[o];
+			bf[o] = ((b ? b[o] : 0.0f) - mean[o]) * sc[o] + bet[o];
+		}
+		L.scale = sc;
 		b = bf;
 	}
-	return lin_rule((enum lrp_rule)st->rule[n->id], &st->p, &L, x->data, w, b,
-			ctx->r_out->data, ctx->r_in[0]->data, ws, ctx->err);
+	if (!linear_out_is_z(ctx->graph, n, L.ny))
+		zfwd = NULL;
+	return lin_rule((enum lrp_rule)st->rule[n->id], &st->p, &L, x->data, w, b, zfwd,
+			ctx->r_out->data, ctx->r_in[0]->data, ctx->graph, ctx->err);
 }
 
 /* R_in = R_out (activations, and a BatchNorm folded into its conv). */
@@ -423,7 +698,7 @@ static int rule_pass(struct iap_rule_ctx *ctx)
 	if (iap_tensor_numel(ctx->r_in[0]) != nel)
 		return iap_error_set(ctx->err, IAP_ESHAPE, "pass rule: input and output sizes differ");
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for schedule(static) if (nel > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : nel > LRP_OMP_MIN)
 	for (int64_t i = 0; i < nel; i++)
 		ri[i] += r[i];
 	return IAP_OK;
@@ -450,6 +725,7 @@ static int rule_norm(struct iap_rule_ctx *ctx)
 		return ctx->err ? ctx->err->code : IAP_ENOMEM;
 	s = ws;
 	tmp = ws + ny;
+#pragma omp simd
 	for (int64_t j = 0; j < ny; j++)
 		s[j] = stab_div(r[j], y[j], st->p.stabilizer);
 	memset(tmp, 0, (size_t)nx * sizeof(float));
@@ -462,7 +738,7 @@ static int rule_norm(struct iap_rule_ctx *ctx)
 	if (rc)
 		return rc;
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for schedule(static) if (nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
 	for (int64_t i = 0; i < nx; i++)
 		ri[i] += x[i] * tmp[i];
 	return IAP_OK;
@@ -474,17 +750,29 @@ static int rule_add(struct iap_rule_ctx *ctx)
 	struct lrp_state *st = ctx->user;
 	const int64_t n = iap_tensor_numel(ctx->out);
 	const float *y = ctx->out->data, *r = ctx->r_out->data;
+	const float *a = ctx->in[0]->data, *b = ctx->in[1]->data;
+	const float eps = st->p.stabilizer;
+	float *ra = ctx->r_in[0] ? ctx->r_in[0]->data : NULL;
+	float *rb = ctx->r_in[1] ? ctx->r_in[1]->data : NULL;
 
-	for (int k = 0; k < 2; k++) {
-		const float *a = ctx->in[k]->data;
-		float *ri;
+	if (!ra || !rb) {
+		const float *v = ra ? a : b;
+		float *rv = ra ? ra : rb;
 
-		if (!ctx->r_in[k])
-			continue;
-		ri = ctx->r_in[k]->data;
-#pragma omp parallel for schedule(static) if (n > LRP_OMP_MIN)
+		if (!rv)
+			return IAP_OK;
+#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
 		for (int64_t i = 0; i < n; i++)
-			ri[i] += a[i] * stab_div(r[i], y[i], st->p.stabilizer);
+			rv[i] += v[i] * stab_div(r[i], y[i], eps);
+		return IAP_OK;
+	}
+	/* Both operands in one pass: R/stab(y) is computed once per element. */
+#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
+	for (int64_t i = 0; i < n; i++) {
+		const float s = stab_div(r[i], y[i], eps);
+
+		ra[i] += a[i] * s;
+		rb[i] += b[i] * s;
 	}
 	return IAP_OK;
 }
@@ -505,7 +793,7 @@ static int rule_pos_embed(struct iap_rule_ctx *ctx)
 	if (st->p.zero_bias)
 		return rule_pass(ctx);
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for schedule(static) if (n > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
 	for (int64_t i = 0; i < n; i++)
 		ri[i] += x[i] * stab_div(r[i], y[i], st->p.epsilon);
 	return IAP_OK;
@@ -565,7 +853,8 @@ static int rule_layernorm(struct iap_rule_ctx *ctx)
 	const float *w = n->params[0].value.data, *b = n->params[1].value.data;
 	const float *x = xt->data, *r = ctx->r_out->data;
 	const float eps = st->p.epsilon;
-	const int zb = st->p.zero_bias;
+	/* 0 or 1 times the shift, rather than a branch: the row loops then vectorise. */
+	const float bsel = st->p.zero_bias ? 0.0f : 1.0f;
 	float *ri, *g;
 
 	if (!ctx->r_in[0])
@@ -583,13 +872,15 @@ static int rule_layernorm(struct iap_rule_ctx *ctx)
 		float *gp = g + row * d, *op = ri + row * d;
 		double m = 0.0;
 
+#pragma omp simd reduction(+:m)
 		for (int64_t k = 0; k < d; k++) {
-			float z = (xp[k] - mu) * is * w[k] + (zb ? 0.0f : b[k]);
+			float z = (xp[k] - mu) * is * w[k] + bsel * b[k];
 
 			gp[k] = w[k] * stab_div(rp[k], z, eps);
 			m += gp[k];
 		}
 		m /= (double)d;
+#pragma omp simd
 		for (int64_t k = 0; k < d; k++)
 			op[k] += xp[k] * is * (float)(gp[k] - m);
 	}
@@ -614,8 +905,10 @@ static int rule_softmax(struct iap_rule_ctx *ctx)
 		float *op = ri + row * cols;
 		double sum = 0.0;
 
+#pragma omp simd reduction(+:sum)
 		for (int64_t k = 0; k < cols; k++)
 			sum += rp[k];
+#pragma omp simd
 		for (int64_t k = 0; k < cols; k++)
 			op[k] += xp[k] * (float)(rp[k] - sp[k] * sum);
 	}
@@ -653,6 +946,7 @@ static int rule_bilinear(struct iap_rule_ctx *ctx, float share, int skip_first)
 		return ctx->err ? ctx->err->code : IAP_ENOMEM;
 	nb = ws;
 	ws += ny;
+#pragma omp simd
 	for (int64_t j = 0; j < ny; j++)
 		nb[j] = stab_div(ctx->r_out->data[j], share * ctx->out->data[j], st->p.epsilon);
 	n_t = view_like(ctx->out, nb);
@@ -677,7 +971,7 @@ static int rule_bilinear(struct iap_rule_ctx *ctx, float share, int skip_first)
 		if (!nin[k])
 			continue;
 		ri = ctx->r_in[k]->data;
-#pragma omp parallel for schedule(static) if (nin[k] > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : nin[k] > LRP_OMP_MIN)
 		for (int64_t i = 0; i < nin[k]; i++)
 			ri[i] += x[i] * tmp[k][i];
 	}
