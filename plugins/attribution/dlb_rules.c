@@ -18,13 +18,40 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <iaprune/ops.h>
 
 #include "dlb.h"
 
-/* Below this many elements an elementwise loop is not worth waking threads for. */
-#define DLB_OMP_MIN 32768
+/*
+ * Element-wise loops split over threads only from 4M elements, as the
+ * core's ops do (core/ops/parallel.h): right after a GEMM OpenBLAS's
+ * workers still spin, and OpenMP threads started then fight them for the
+ * two cores (ResNet50's and ViT-B/16's DLB passes lost most of their time
+ * there with a 32k threshold).
+ */
+#define DLB_OMP_MIN ((int64_t)1 << 22)
+
+static int dlb_max_threads(void)
+{
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
+}
+
+static int dlb_thread_num(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
 
 /* The attention stabiliser: DLBacktrace's launcher default. */
 #define DLB_ATTN_EPS 1e-9f
@@ -35,6 +62,20 @@
  * denormal, which could overflow to inf and then meet a zero (NaN).
  */
 #define DLB_TINY 1e-30f
+
+/*
+ * v where cond holds, else +0, without a branch: the loops using it then
+ * vectorise (a conditional multiply or divide would keep them scalar).
+ */
+static inline float keep_if(float v, int cond)
+{
+	uint32_t u;
+
+	memcpy(&u, &v, sizeof(u));
+	u &= -(uint32_t)(cond != 0);
+	memcpy(&v, &u, sizeof(v));
+	return v;
+}
 
 static const char *label(const struct iap_node *n)
 {
@@ -75,7 +116,7 @@ static int rule_pass(struct iap_rule_ctx *ctx)
 	const float *r = ctx->r_out->data;
 	float *d = ri->data;
 
-#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
 	for (int64_t i = 0; i < n; i++)
 		d[i] += r[i];
 	return IAP_OK;
@@ -126,6 +167,13 @@ static int rule_add(struct iap_rule_ctx *ctx)
 		float *d = ctx->r_in[k]->data;
 		const float *self = k ? b : a, *other = k ? a : b;
 
+		if (rule == DLB_ADD_EQUAL) {
+			/* The default: halves, a plain vector loop. */
+#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+			for (int64_t i = 0; i < n; i++)
+				d[i] += 0.5f * r[i];
+			continue;
+		}
 #pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
 		for (int64_t i = 0; i < n; i++)
 			d[i] += add_share(rule, self[i], other[i]) * r[i];
@@ -387,17 +435,124 @@ static void lin_bwd(const struct lin_geom *lg, const float *dy, const float *w, 
 		iap_linear_backward_input_raw(lg->rows, lg->in, lg->out, dy, w, dx);
 }
 
-/* |bias| of output element j (0 without a bias). */
-static inline float lin_abs_bias(const struct lin_geom *lg, int64_t j)
-{
-	if (!lg->b)
-		return 0.0f;
-	return fabsf(lg->b[(j / lg->plane) % lg->out_ch]);
-}
-
 static inline float lin_bias(const struct lin_geom *lg, int64_t j)
 {
 	return lg->b ? lg->b[(j / lg->plane) % lg->out_ch] : 0.0f;
+}
+
+/*
+ * 1 when some entry of v is negative. Scanned in blocks so that a
+ * mixed-sign input stops early; a ReLU output costs one vector pass.
+ */
+static int any_negative(const float *v, int64_t n)
+{
+	int neg = 0;
+
+	for (int64_t i0 = 0; i0 < n && !neg; i0 += 4096) {
+		const int64_t i1 = n - i0 < 4096 ? n : i0 + 4096;
+
+#pragma omp simd reduction(|:neg)
+		for (int64_t i = i0; i < i1; i++)
+			neg |= v[i] < 0.0f;
+	}
+	return neg;
+}
+
+/* dst = |src|, n elements. */
+static void abs_fill(const float *restrict src, float *restrict dst, int64_t n)
+{
+#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = fabsf(src[i]);
+}
+
+/* c_j ← R_j / den_j with den_j = c_j + |b_j|; units with den ≤ DLB_TINY get 0. */
+static void lin_shares(const struct lin_geom *lg, const float *r, float *c)
+{
+	const int64_t blocks = lg->n_out / lg->plane;
+
+	for (int64_t q = 0; q < blocks; q++) {
+		const float ab = lg->b ? fabsf(lg->b[q % lg->out_ch]) : 0.0f;
+		const float *rq = r + q * lg->plane;
+		float *cq = c + q * lg->plane;
+
+		/* Branch-free (so it vectorises): divide by a safe value, then clear. */
+#pragma omp simd
+		for (int64_t j = 0; j < lg->plane; j++) {
+			const float den = cq[j] + ab;
+
+			cq[j] = keep_if(rq[j] / (den > DLB_TINY ? den : DLB_TINY), den > DLB_TINY);
+		}
+	}
+}
+
+/* d += ax ⊙ t where ax ≠ 0 (a zero input takes nothing, even from an infinite share). */
+static void lin_gather(const float *restrict ax, const float *restrict t, float *restrict d, int64_t n)
+{
+#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+	for (int64_t i = 0; i < n; i++)
+		d[i] += keep_if(ax[i] * t[i], ax[i] != 0.0f);
+}
+
+/*
+ * A linear layer on a few rows (VGG's classifier at batch 1: 103 M weights
+ * for 1 row): each weight row is used right after it is read, for both the
+ * denominator and the share, so W is read once and |W| never written out
+ * (the two-product path reads W three times and writes |W| once).
+ */
+#define DLB_FUSED_ROWS 4
+
+static int lin_rows_fused(struct iap_rule_ctx *ctx, const struct lin_geom *lg, const float *x,
+			  int neg, const float *r, float *d)
+{
+	const int in = lg->in, out = lg->out, rows = (int)lg->rows;
+	const int nt = lg->n_w > DLB_OMP_MIN ? dlb_max_threads() : 1;
+	const int64_t per_t = (int64_t)rows * in;   /* = n_in */
+	float *acc = iap_graph_workspace(ctx->graph, (size_t)((nt + neg) * per_t), ctx->err);
+	const float *ax = x;
+
+	if (!acc)
+		return ws_error(ctx);
+	if (neg) {
+		abs_fill(x, acc + nt * per_t, per_t);
+		ax = acc + nt * per_t;
+	}
+	memset(acc, 0, (size_t)(nt * per_t) * sizeof(float));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+	{
+		/* Each thread adds its rows' shares into its own copy; summed after. */
+		float *t = acc + (int64_t)dlb_thread_num() * per_t;
+
+#pragma omp for schedule(static)
+		for (int j = 0; j < out; j++) {
+			const float *restrict wj = lg->w + (int64_t)j * in;
+			const float ab = lg->b ? fabsf(lg->b[j]) : 0.0f;
+
+			for (int row = 0; row < rows; row++) {
+				const float *restrict xr = ax + (int64_t)row * in;
+				float *restrict tr = t + (int64_t)row * in;
+				float den = 0.0f, s;
+
+#pragma omp simd reduction(+:den)
+				for (int i = 0; i < in; i++)
+					den += fabsf(wj[i]) * xr[i];
+				den += ab;
+				if (!(den > DLB_TINY))
+					continue;
+				s = r[(int64_t)row * out + j] / den;
+				if (s == 0.0f)
+					continue;
+#pragma omp simd
+				for (int i = 0; i < in; i++)
+					tr[i] += fabsf(wj[i]) * s;
+			}
+		}
+	}
+	for (int k = 1; k < nt; k++)
+		for (int64_t i = 0; i < per_t; i++)
+			acc[i] += acc[k * per_t + i];
+	lin_gather(ax, acc, d, per_t);
+	return IAP_OK;
 }
 
 /*
@@ -408,46 +563,39 @@ static int rule_lin(struct iap_rule_ctx *ctx)
 {
 	struct lin_geom lg;
 	float *buf, *aw, *ax, *c, *t;
-	int rc;
+	int neg, rc;
 
 	if (!ctx->r_in[0])
 		return IAP_OK;
 	rc = lin_geom_of(ctx, &lg);
 	if (rc)
 		return rc;
-	buf = iap_graph_workspace(ctx->graph,
-				  (size_t)(lg.n_w + 2 * lg.n_in + lg.n_out) + lg.ws_len, ctx->err);
-	if (!buf)
-		return ws_error(ctx);
-	aw = buf;
-	ax = aw + lg.n_w;
-	t = ax + lg.n_in;
-	c = t + lg.n_in;
-	lg.ws = c + lg.n_out;
 
 	const float *x = ctx->in[0]->data, *r = ctx->r_out->data;
 	float *d = ctx->r_in[0]->data;
 	const int64_t n_w = lg.n_w, n_in = lg.n_in, n_out = lg.n_out;
 
-	for (int64_t i = 0; i < n_w; i++)
-		aw[i] = fabsf(lg.w[i]);
-#pragma omp parallel for schedule(static) if (n_in > DLB_OMP_MIN)
-	for (int64_t i = 0; i < n_in; i++) {
-		ax[i] = fabsf(x[i]);
-		t[i] = 0.0f;
-	}
+	/* |x| is x itself after a ReLU: no copy then. */
+	neg = any_negative(x, n_in);
+	if (!lg.conv && lg.rows <= DLB_FUSED_ROWS)
+		return lin_rows_fused(ctx, &lg, x, neg, r, d);
+	buf = iap_graph_workspace(ctx->graph,
+				  (size_t)(n_w + (neg ? 2 : 1) * n_in + n_out) + lg.ws_len, ctx->err);
+	if (!buf)
+		return ws_error(ctx);
+	aw = buf;
+	t = aw + n_w;
+	c = t + n_in;
+	lg.ws = c + n_out;
+	ax = neg ? lg.ws + lg.ws_len : (float *)x;
+	if (neg)
+		abs_fill(x, ax, n_in);
+	abs_fill(lg.w, aw, n_w);
+	memset(t, 0, (size_t)n_in * sizeof(float));
 	lin_fwd(&lg, ax, aw, c);        /* c = P + N per output */
-#pragma omp parallel for schedule(static) if (n_out > DLB_OMP_MIN)
-	for (int64_t j = 0; j < n_out; j++) {
-		const float den = c[j] + lin_abs_bias(&lg, j);
-
-		c[j] = den > DLB_TINY ? r[j] / den : 0.0f;
-	}
+	lin_shares(&lg, r, c);
 	lin_bwd(&lg, c, aw, t);         /* t = |W|ᵀ c */
-#pragma omp parallel for schedule(static) if (n_in > DLB_OMP_MIN)
-	for (int64_t i = 0; i < n_in; i++)
-		if (ax[i] != 0.0f)
-			d[i] += ax[i] * t[i];
+	lin_gather(ax, t, d, n_in);
 	return IAP_OK;
 }
 
@@ -626,7 +774,7 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 
 	const float *o = ctx->out->data, *r = ctx->r_out->data;
 
-#pragma omp parallel for schedule(static) if (n_o > DLB_OMP_MIN)
+#pragma omp simd
 	for (int64_t i = 0; i < n_o; i++)
 		rn[i] = r[i] / dlb_stab(2.0f * o[i], DLB_ATTN_EPS);
 	for (int64_t n = 0; n < a.n; n++) {
@@ -642,6 +790,7 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.t, a.t, a.dh, 1.0f,
 					    rnn + h * a.dh, a.d, v + h * a.dh, ld, 0.0f, m, a.t);
+#pragma omp simd
 				for (int64_t i = 0; i < (int64_t)a.t * a.t; i++)
 					ra[i] += m[i] * w[i];
 			}
@@ -695,6 +844,7 @@ static int rule_attn_scores(struct iap_rule_ctx *ctx)
 			const float *s = ctx->out->data + soff, *r = ctx->r_out->data + soff;
 			const float *q = base + h * a.dh, *k = base + a.d + h * a.dh;
 
+#pragma omp simd
 			for (int64_t i = 0; i < tt; i++)
 				rn2[i] = r[i] / dlb_stab(2.0f * s[i] * unscale, DLB_ATTN_EPS);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
