@@ -250,7 +250,7 @@ static int build_model(const char *model, struct iap_graph **g, struct iap_error
 	struct iap_cnn_cfg cc = {
 		.num_classes = 1000, .in_channels = 3, .image_size = 224, .width = 1.0, .dropout = 0.5f,
 	};
-	struct iap_vit_cfg vc;
+	struct iap_vit_cfg vc = { 0 }; /* iap_vit_preset leaves shape_only alone: it must be 0 */
 	int rc;
 
 	if (!strcmp(model, "vgg19")) {
@@ -677,6 +677,175 @@ out:
 	return rc ? 1 : 0;
 }
 
+/*
+ * --profile-walk MODEL METHOD [BATCH [REPS]]: where one attribution pass
+ * (iap_attribute_batch with the plugin's default options) spends its time.
+ * The plugin's rule set is wrapped so that every rule call is timed; the
+ * table puts each op kind's rule time next to its forward time (per-node
+ * forwards, as --profile) and lists the nodes whose rules cost the most
+ * relative to their forward. What the pass costs beyond forward + rules is
+ * the walk's own work (buffers, the score hook). For finding what to
+ * optimise, not for the table.
+ */
+struct walk_prof {
+	const struct iap_ruleset *inner;     /* the plugin's rule set */
+	struct iap_ruleset outer;            /* every rule: timed_rule */
+	double *node_t;                      /* per node: rule seconds, summed over reps */
+};
+
+static struct walk_prof walk_prof;
+
+static int timed_rule(struct iap_rule_ctx *ctx)
+{
+	double t0 = now_s();
+	int rc = walk_prof.inner->rules[ctx->node->kind](ctx);
+
+	walk_prof.node_t[ctx->node->id] += now_s() - t0;
+	return rc;
+}
+
+static const struct iap_ruleset *timed_ruleset(void *state)
+{
+	(void)state;
+	return &walk_prof.outer;
+}
+
+static int profile_walk(const char *model, const char *method, int batch, int reps)
+{
+	struct iap_error err = { 0 };
+	struct iap_graph *g = NULL;
+	struct iap_registry *reg = NULL;
+	struct iap_tensor x = { 0 };
+	struct attr_plugin ap = { 0 };
+	struct iap_attribution_ops wops;
+	int64_t shape[IAP_MAX_DIMS];
+	double kind_f[IAP_OP_COUNT] = { 0 }, kind_r[IAP_OP_COUNT] = { 0 }, *fwd_t = NULL;
+	double vf[64], vp[64], sum_r = 0.0, sum_f = 0.0, tf, tp;
+	float **scores = NULL;
+	int *order = NULL, rc;
+
+	if (reps < 1)
+		reps = 1;
+	if (reps > 64)
+		reps = 64;
+	rc = build_model(model, &g, &err);
+	if (rc)
+		goto out;
+	shape[0] = batch;
+	for (int d = 0; d < g->in_ndim; d++)
+		shape[d + 1] = g->in_shape[d];
+	rc = iap_tensor_alloc(&x, g->in_ndim + 1, shape, &err);
+	if (rc)
+		goto out;
+	fill(x.data, (size_t)iap_tensor_numel(&x), 7);
+	reg = iap_registry_new(&err);
+	scores = scores_new(g);
+	fwd_t = calloc((size_t)g->n_nodes, sizeof(*fwd_t));
+	walk_prof.node_t = calloc((size_t)g->n_nodes, sizeof(double));
+	order = calloc((size_t)g->n_nodes, sizeof(*order));
+	if (!reg || !scores || !fwd_t || !walk_prof.node_t || !order) {
+		rc = iap_error_set(&err, IAP_ENOMEM, "profile-walk");
+		goto out;
+	}
+	rc = attr_open(reg, method, g, NULL, &ap, &err);
+	if (rc)
+		goto out;
+	if (!ap.ops->ruleset) {
+		rc = iap_error_set(&err, IAP_EINVAL, "%s has no rule set", method);
+		goto out;
+	}
+	walk_prof.inner = ap.ops->ruleset(ap.state);
+	walk_prof.outer = *walk_prof.inner;
+	for (int k = 0; k < IAP_OP_COUNT; k++)
+		walk_prof.outer.rules[k] = walk_prof.inner->rules[k] ? timed_rule : NULL;
+	wops = *ap.ops;
+	wops.ruleset = timed_ruleset;
+	/* Warm-up, then forward and pass alternating (the load changes slowly). */
+	rc = iap_attribute_batch(&wops, ap.state, ap.opts, g, &x, NULL, scores, NULL, &err);
+	memset(walk_prof.node_t, 0, (size_t)g->n_nodes * sizeof(double));
+	for (int r = 0; r < reps && !rc; r++) {
+		double t0 = now_s();
+
+		rc = iap_graph_forward(g, &x, &err);
+		vf[r] = now_s() - t0;
+		if (rc)
+			break;
+		t0 = now_s();
+		rc = iap_attribute_batch(&wops, ap.state, ap.opts, g, &x, NULL, scores, NULL, &err);
+		vp[r] = now_s() - t0;
+	}
+	if (rc)
+		goto out;
+	tf = median(vf, reps);
+	tp = median(vp, reps);
+	/* Per-node forwards (inputs from the last forward), median of reps. */
+	for (int i = 0; i < g->n_nodes && !rc; i++) {
+		struct iap_node *n = &g->nodes[i];
+		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { NULL };
+		double v[64];
+
+		for (int k = 0; k < n->n_inputs; k++)
+			in[k] = iap_graph_node_input(g, n, k);
+		for (int r = 0; r < reps && !rc; r++) {
+			double t0 = now_s();
+
+			rc = n->ops->forward(g, n, in, &n->out, &err);
+			v[r] = now_s() - t0;
+		}
+		fwd_t[i] = median(v, reps);
+		walk_prof.node_t[i] /= reps;
+		kind_f[n->kind] += fwd_t[i];
+		kind_r[n->kind] += walk_prof.node_t[i];
+		sum_f += fwd_t[i];
+		sum_r += walk_prof.node_t[i];
+		order[i] = i;
+	}
+	if (rc)
+		goto out;
+	printf("%s %s batch %d: forward %.1f ms, pass %.1f ms (%.2f x forward), medians of %d\n",
+	       model, method, batch, tf * 1e3, tp * 1e3, tp / tf, reps);
+	printf("  rules %.1f ms (%.2f x forward); pass - forward - rules = %.1f ms (walk, hook, seed)\n",
+	       sum_r * 1e3, sum_r / tf, (tp - tf - sum_r) * 1e3);
+	printf("by op kind: rule ms, forward ms (per-node sum), rule/forward\n");
+	for (int k = 0; k < IAP_OP_COUNT; k++)
+		if (kind_r[k] > 0 || kind_f[k] > 0)
+			printf("  %-18s %9.2f %9.2f %6.2f\n", iap_op_name(k), kind_r[k] * 1e3,
+			       kind_f[k] * 1e3, kind_f[k] > 0 ? kind_r[k] / kind_f[k] : 0.0);
+	printf("  %-18s %9.2f %9.2f %6.2f\n", "all", sum_r * 1e3, sum_f * 1e3,
+	       sum_f > 0 ? sum_r / sum_f : 0.0);
+	for (int i = 1; i < g->n_nodes; i++) /* insertion sort, costliest rule first */
+		for (int j = i; j > 0 && walk_prof.node_t[order[j]] > walk_prof.node_t[order[j - 1]]; j--) {
+			int t = order[j];
+
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	printf("costliest rules: rule ms, forward ms, rule/forward\n");
+	for (int i = 0; i < g->n_nodes && i < 20; i++) {
+		const struct iap_node *n = &g->nodes[order[i]];
+		char buf[96];
+
+		printf("  %-34s %-12s %-18s %8.2f %8.2f %6.2f\n", n->name, iap_op_name(n->kind),
+		       iap_tensor_shape_str(&n->out, buf, sizeof(buf)), walk_prof.node_t[order[i]] * 1e3,
+		       fwd_t[order[i]] * 1e3,
+		       fwd_t[order[i]] > 0 ? walk_prof.node_t[order[i]] / fwd_t[order[i]] : 0.0);
+	}
+out:
+	if (rc)
+		fprintf(stderr, "bench_models: profile-walk: %s\n", err.msg);
+	attr_close(&ap);
+	if (g)
+		scores_free(g, scores);
+	free(walk_prof.node_t);
+	walk_prof.node_t = NULL;
+	free(fwd_t);
+	free(order);
+	iap_tensor_free(&x);
+	iap_graph_free(g);
+	iap_registry_free(reg);
+	return rc ? 1 : 0;
+}
+
 /* ---- the parent ------------------------------------------------------------- */
 
 /* Re-execute this program as a child for one row; read its struct row from a pipe. */
@@ -906,6 +1075,7 @@ static void usage(void)
 		"usage: bench_models [--quick] [--reps N] [--ig-steps N] [--batch N[,N]]\n"
 		"                    [--models vgg19,resnet50,vit_b_16] [--no-peer] [--json PATH]\n"
 		"       bench_models --profile MODEL [BATCH [REPS]]   (per-node forward times)\n"
+		"       bench_models --profile-walk MODEL lrp|dlb [BATCH [REPS]]   (rule times of one pass)\n"
 		"  --quick: batch 1 only, IG with 4 steps (time scaled to 32); also IAP_BENCH_QUICK=1\n");
 }
 
@@ -954,6 +1124,9 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && !strcmp(argv[1], "--profile"))
 		return profile_model(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 5);
+	if (argc >= 4 && !strcmp(argv[1], "--profile-walk"))
+		return profile_walk(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 1,
+				    argc > 5 ? atoi(argv[5]) : 3);
 	if (q && q[0] && strcmp(q, "0")) {
 		bc.n_batches = 1;
 		bc.ig_steps = 4;
