@@ -295,6 +295,24 @@ static int build_model(const char *model, struct iap_graph **g, struct iap_error
 	return rc;
 }
 
+/* The model and a seeded input batch of its shape. */
+static int model_and_input(const char *model, int batch, struct iap_graph **g, struct iap_tensor *x,
+			   struct iap_error *err)
+{
+	int64_t shape[IAP_MAX_DIMS];
+	int rc = build_model(model, g, err);
+
+	if (rc)
+		return rc;
+	shape[0] = batch;
+	for (int d = 0; d < (*g)->in_ndim; d++)
+		shape[d + 1] = (*g)->in_shape[d];
+	rc = iap_tensor_alloc(x, (*g)->in_ndim + 1, shape, err);
+	if (!rc)
+		fill(x->data, (size_t)iap_tensor_numel(x), 7);
+	return rc;
+}
+
 /* input×gradient: a gradient walk from the one-hot argmax to the input, times x. */
 static int input_x_grad(struct iap_graph *g, const struct iap_tensor *x, struct iap_tensor *seed,
 			struct iap_tensor *ixg, struct iap_error *err)
@@ -530,7 +548,6 @@ static void child_run(const char *model, int batch, const struct bench_cfg *bc, 
 	struct iap_registry *reg = NULL;
 	struct iap_tensor x = { 0 }, ymask = { 0 };
 	struct pass_ctx pc = { 0 };
-	int64_t shape[IAP_MAX_DIMS];
 	char steps[16];
 	const char *ig_kv[] = { "steps", steps, NULL };
 	int rc;
@@ -541,18 +558,11 @@ static void child_run(const char *model, int batch, const struct bench_cfg *bc, 
 	snprintf(rw->model, sizeof(rw->model), "%s", model);
 	rw->batch = batch;
 
-	rc = build_model(model, &g, &err);
+	rc = model_and_input(model, batch, &g, &x, &err);
 	if (rc)
 		goto fail;
 	rw->macs = (double)iap_graph_macs(g);
 	rw->params = (double)iap_graph_param_count(g, NULL);
-	shape[0] = batch;
-	for (int d = 0; d < g->in_ndim; d++)
-		shape[d + 1] = g->in_shape[d];
-	rc = iap_tensor_alloc(&x, g->in_ndim + 1, shape, &err);
-	if (rc)
-		goto fail;
-	fill(x.data, (size_t)iap_tensor_numel(&x), 7);
 	pc.g = g;
 	pc.x = &x;
 	pc.scores = scores_new(g);
@@ -643,20 +653,12 @@ static int profile_model(const char *model, int batch, int reps)
 	struct iap_error err = { 0 };
 	struct iap_graph *g = NULL;
 	struct iap_tensor x = { 0 };
-	int64_t shape[IAP_MAX_DIMS];
 	double kind_t[IAP_OP_COUNT] = { 0 }, kind_f[IAP_OP_COUNT] = { 0 }, total = 0.0, *nt = NULL;
 	int *order = NULL, rc;
 
-	rc = build_model(model, &g, &err);
+	rc = model_and_input(model, batch, &g, &x, &err);
 	if (rc)
 		goto out;
-	shape[0] = batch;
-	for (int d = 0; d < g->in_ndim; d++)
-		shape[d + 1] = g->in_shape[d];
-	rc = iap_tensor_alloc(&x, g->in_ndim + 1, shape, &err);
-	if (rc)
-		goto out;
-	fill(x.data, (size_t)iap_tensor_numel(&x), 7);
 	rc = iap_graph_forward(g, &x, &err);
 	if (rc)
 		goto out;
@@ -777,7 +779,6 @@ static int profile_walk(const char *model, const char *method, int batch, int re
 	struct iap_tensor x = { 0 };
 	struct attr_plugin ap = { 0 };
 	struct iap_attribution_ops wops;
-	int64_t shape[IAP_MAX_DIMS];
 	double kind_f[IAP_OP_COUNT] = { 0 }, kind_r[IAP_OP_COUNT] = { 0 }, *fwd_t = NULL;
 	double vf[64], vp[64], sum_r = 0.0, sum_f = 0.0, tf, tp;
 	float **scores = NULL;
@@ -787,16 +788,9 @@ static int profile_walk(const char *model, const char *method, int batch, int re
 		reps = 1;
 	if (reps > 64)
 		reps = 64;
-	rc = build_model(model, &g, &err);
+	rc = model_and_input(model, batch, &g, &x, &err);
 	if (rc)
 		goto out;
-	shape[0] = batch;
-	for (int d = 0; d < g->in_ndim; d++)
-		shape[d + 1] = g->in_shape[d];
-	rc = iap_tensor_alloc(&x, g->in_ndim + 1, shape, &err);
-	if (rc)
-		goto out;
-	fill(x.data, (size_t)iap_tensor_numel(&x), 7);
 	reg = iap_registry_new(&err);
 	scores = scores_new(g);
 	fwd_t = calloc((size_t)g->n_nodes, sizeof(*fwd_t));

@@ -605,12 +605,19 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 	if (vb < 0)
 		vb = T++;
 
-	/* Internal batch: rows from the option, else from the memory bound. */
+	/*
+	 * Internal batch: rows from the option, else from the memory bound, but
+	 * never fewer than the batch being explained: the graph already holds
+	 * that many rows (the caller's forward), and fewer made a batch of 16
+	 * run as 16 passes of one row, far below the GEMMs' speed at 16.
+	 */
 	m_rows = st->internal_batch;
 	if (m_rows <= 0) {
 		int64_t per_row = row_floats(g) * (int64_t)sizeof(float);
 
 		m_rows = per_row > 0 ? (int64_t)(st->mem_bytes / (size_t)per_row) : 1;
+		if (m_rows < B)
+			m_rows = B;
 	}
 	if (m_rows < 1)
 		m_rows = 1;
