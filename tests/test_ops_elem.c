@@ -183,6 +183,8 @@ static void test_vmath_accuracy(void **state)
 	assert_true(iap_vnormcdf(-40.0f) == 0.0f);
 	assert_true(iap_vnormcdf(40.0f) == 1.0f);
 	assert_true(isnan(iap_vnormcdf(NAN)));
+	assert_true(iap_vnormcdf(INFINITY) == 1.0f && iap_vnormcdf(-INFINITY) == 0.0f);
+	assert_true(isinf(iap_vexpf(INFINITY)) && iap_vexpf(-INFINITY) == 0.0f);
 }
 
 /* A long GELU (every vector lane and the tail of a chunk) against double libm, values and gradient. */

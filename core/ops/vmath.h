@@ -43,6 +43,8 @@ IAP_VINLINE float iap_vexpf(float x)
 {
 	const float big = 12582912.0f; /* 1.5·2²³: adding it rounds to an integer */
 	float xc = x < -87.336544f ? -87.336544f : (x > 88.3762626f ? 88.3762626f : x);
+	/* A NaN would reach the float → int conversion below (undefined); it is put back at the end. */
+	xc = xc == xc ? xc : 0.0f;
 	float t = xc * 1.44269504088896341f + big;
 	float k = t - big;
 	/* ln 2 split in two so k·ln2_hi is exact for |k| < 2¹² */
@@ -78,6 +80,9 @@ IAP_VINLINE float iap_vgauss(float x, float c)
 {
 	float ax = x < 0.0f ? -x : x, head, rest;
 	uint32_t bits;
+
+	/* Beyond 20 the result is 0 anyway (e^−200); an infinity would make head − head a NaN. */
+	ax = ax > 20.0f ? 20.0f : ax;
 
 	memcpy(&bits, &ax, sizeof(bits));
 	bits &= 0xfffff000u;
