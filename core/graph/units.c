@@ -90,6 +90,25 @@ int iap_graph_set_mask(struct iap_graph *g, int group, const uint8_t *keep, stru
 	return IAP_OK;
 }
 
+const uint8_t *iap_unit_own_keep(const struct iap_graph *g, const struct iap_node *node, int n_out,
+				 int *kept)
+{
+	const struct iap_unit_group *grp;
+	int k = 0;
+
+	if (node->unit_group < 0 || node->unit_group >= g->n_groups)
+		return NULL;
+	grp = &g->groups[node->unit_group];
+	if (!grp->mask || grp->node != node->id || grp->unit_size != 1 || grp->n_units != n_out)
+		return NULL;
+	for (int o = 0; o < grp->n_units; o++)
+		k += grp->mask[o] != 0;
+	if (k == grp->n_units)
+		return NULL;
+	*kept = k;
+	return grp->mask;
+}
+
 void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t)
 {
 	int64_t outer, axis, inner;

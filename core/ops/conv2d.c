@@ -443,33 +443,6 @@ void iap_conv2d_backward_params_raw(const struct iap_conv_geom *cg, const float 
 	}
 }
 
-/*
- * The keep mask of this conv's own output channels when one is set (units
- * declared on this node, one channel per unit) and prunes something, else
- * NULL; *kept receives the kept count. Masked channels are zeroed by the
- * engine after the forward, here or at the BatchNorm right after, so the
- * forward need not compute them.
- */
-static const uint8_t *conv_keep_mask(const struct iap_graph *g, const struct iap_node *node,
-				     int *kept)
-{
-	const struct iap_unit_group *grp;
-	int k = 0;
-
-	if (node->unit_group < 0 || node->unit_group >= g->n_groups)
-		return NULL;
-	grp = &g->groups[node->unit_group];
-	if (!grp->mask || grp->node != node->id || grp->unit_size != 1 ||
-	    grp->n_units != node->attr.conv.out_ch)
-		return NULL;
-	for (int o = 0; o < grp->n_units; o++)
-		k += grp->mask[o] != 0;
-	if (k == grp->n_units)
-		return NULL;
-	*kept = k;
-	return grp->mask;
-}
-
 /* Floats the masked forward needs: one sample's columns, the kept filters and their outputs. */
 static size_t conv_masked_floats(const struct iap_conv_geom *cg, int kept)
 {
@@ -557,7 +530,8 @@ static int conv2d_forward(struct iap_graph *g, struct iap_node *node,
 	rc = conv2d_geom(&cg, node, in[0], err);
 	if (rc)
 		return rc;
-	keep = conv_keep_mask(g, node, &kept);
+	/* Masked channels are zeroed by the engine after the forward (here or at the BatchNorm after): skip them. */
+	keep = iap_unit_own_keep(g, node, node->attr.conv.out_ch, &kept);
 	if (keep && kept > 0) {
 		/* May grow the shared workspace once, by the kept filters and their outputs. */
 		ws = iap_graph_workspace(g, conv_masked_floats(&cg, kept), err);

@@ -106,32 +106,6 @@ static int linear_rows(const struct iap_node *node, const struct iap_tensor *x, 
 }
 
 /*
- * The keep mask of this layer's own output features when one is set (units
- * declared on this node, one feature per unit) and prunes something, else
- * NULL; *kept receives the kept count. The engine zeroes masked features
- * right after the forward, so they need not be computed.
- */
-static const uint8_t *linear_keep_mask(const struct iap_graph *g, const struct iap_node *node,
-				       int *kept)
-{
-	const struct iap_unit_group *grp;
-	int k = 0;
-
-	if (node->unit_group < 0 || node->unit_group >= g->n_groups)
-		return NULL;
-	grp = &g->groups[node->unit_group];
-	if (!grp->mask || grp->node != node->id || grp->unit_size != 1 ||
-	    grp->n_units != node->attr.linear.out_features)
-		return NULL;
-	for (int o = 0; o < grp->n_units; o++)
-		k += grp->mask[o] != 0;
-	if (k == grp->n_units)
-		return NULL;
-	*kept = k;
-	return grp->mask;
-}
-
-/*
  * Forward computing only the kept outputs: their weight rows gathered into
  * ws (kept × in), one rows × kept × in GEMM into ws after them, the columns
  * scattered back with the bias; pruned outputs are written as 0.
@@ -183,7 +157,8 @@ static int linear_forward(struct iap_graph *g, struct iap_node *node,
 	rc = linear_rows(node, in[0], &rows, err);
 	if (rc)
 		return rc;
-	keep = linear_keep_mask(g, node, &kept);
+	/* The engine zeroes masked features right after the forward: skip them. */
+	keep = iap_unit_own_keep(g, node, a->out_features, &kept);
 	if (keep && kept > 0 && rows <= LINEAR_MAX_ROWS) {
 		/* May grow the shared workspace once, by the kept rows and their outputs. */
 		float *ws = iap_graph_workspace(g, (size_t)kept * ((size_t)a->in_features + (size_t)rows + 1),

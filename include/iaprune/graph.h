@@ -399,6 +399,15 @@ void iap_unit_view(const struct iap_tensor *t, int64_t *outer, int64_t *axis_len
 /* Set a group's mask (copied; n_units entries, 1 keep / 0 prune). NULL clears it. */
 int iap_graph_set_mask(struct iap_graph *g, int group, const uint8_t *keep, struct iap_error *err);
 
+/*
+ * The mask of node's own output units, when a group declared on that node
+ * has one unit per output feature (n_out of them) and its mask prunes
+ * something; else NULL. *kept receives the kept count. Ops use it to skip
+ * the pruned outputs' work in a masked forward.
+ */
+const uint8_t *iap_unit_own_keep(const struct iap_graph *g, const struct iap_node *node, int n_out,
+				 int *kept);
+
 /* Zero, in t, the units that the group's mask prunes. */
 void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t);
 
