@@ -21,6 +21,8 @@
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
 
+#include "testutil.h"
+
 #ifndef IAP_POLICY_PLUGIN_DIR
 #error "IAP_POLICY_PLUGIN_DIR must name the build tree's plugins/policies/.libs"
 #endif
@@ -130,21 +132,10 @@ static void random_scores(const struct iap_graph *g, struct run *r, uint64_t see
 static int setup(void **state)
 {
 	static const char *const names[] = { "global", "layerwise" };
-	struct iap_error err;
-	char path[4096];
 
 	(void)state;
-	reg = iap_registry_new(&err);
-	if (!reg)
-		return -1;
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/%s.so", IAP_POLICY_PLUGIN_DIR, names[i]);
-		if (iap_registry_load(reg, path, &err)) {
-			print_message("%s\n", err.msg);
-			return -1;
-		}
-	}
-	return 0;
+	reg = tu_registry_load(IAP_POLICY_PLUGIN_DIR, names, 2);
+	return reg ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -20,6 +20,8 @@
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
 
+#include "testutil.h"
+
 #ifndef IAP_SAMPLER_PLUGIN_DIR
 #error "IAP_SAMPLER_PLUGIN_DIR must name the build tree's plugins/samplers/.libs"
 #endif
@@ -151,21 +153,10 @@ static void check_picks(const struct mem_data *d, const int64_t *out, int64_t n,
 static int setup(void **state)
 {
 	static const char *const names[] = { "random", "confidence", "clustering" };
-	struct iap_error err;
-	char path[4096];
 
 	(void)state;
-	reg = iap_registry_new(&err);
-	if (!reg)
-		return -1;
-	for (int i = 0; i < 3; i++) {
-		snprintf(path, sizeof(path), "%s/%s.so", IAP_SAMPLER_PLUGIN_DIR, names[i]);
-		if (iap_registry_load(reg, path, &err)) {
-			print_message("%s\n", err.msg);
-			return -1;
-		}
-	}
-	return 0;
+	reg = tu_registry_load(IAP_SAMPLER_PLUGIN_DIR, names, 3);
+	return reg ? 0 : -1;
 }
 
 static int teardown(void **state)

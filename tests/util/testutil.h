@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/plugin.h>
 #include <iaprune/rng.h>
 
 /* Fill p[0..n) with uniform values in [lo, hi). */
@@ -23,5 +24,11 @@ struct iap_tensor tu_rand_tensor(uint64_t seed, int ndim, ...);
 
 /* Largest |a[i] - b[i]| and its index. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where);
+
+/*
+ * A registry holding dir/NAME.so for each of the n names, or NULL after
+ * printing the first load error on stderr.
+ */
+struct iap_registry *tu_registry_load(const char *dir, const char *const *names, int n);
 
 #endif
