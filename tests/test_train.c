@@ -775,6 +775,139 @@ static void test_refusals(void **state)
 	iap_graph_free(g);
 }
 
+/* ---- fine-tuning with masks held fixed ------------------------------------------------------ */
+
+/* tiny_cnn with its two convs declared as unit groups (group 0: features.0, 4 units; group 1: features.4, 8). */
+static struct iap_graph *tiny_cnn_units(uint64_t seed)
+{
+	int64_t in[3] = { 1, SIDE, SIDE };
+	struct iap_graph *g = iap_graph_new(3, in, NULL);
+	int x, c0, c1;
+
+	assert_non_null(g);
+	c0 = iap_conv2d(g, "features.0", IAP_GRAPH_INPUT, 4, 3, 3, 1, 1, 1, 1, 0);
+	x = iap_batchnorm2d(g, "features.1", c0, 1e-5f, 0.1f);
+	x = iap_relu(g, "features.2", x);
+	x = iap_maxpool2d(g, "features.3", x, 2, 2, 0, 0);
+	c1 = iap_conv2d(g, "features.4", x, 8, 3, 3, 1, 1, 1, 1, 1);
+	x = iap_relu(g, "features.5", c1);
+	x = iap_adaptive_avgpool2d(g, "avgpool", x, 1, 1);
+	x = iap_flatten(g, "flatten", x);
+	x = iap_dropout(g, "classifier.0", x, 0.1f);
+	x = iap_linear(g, "classifier.1", x, 2, 1);
+	assert_true(x >= 0);
+	assert_int_equal(iap_graph_add_units(g, c0, 4, 1, -1), 0);
+	assert_int_equal(iap_graph_add_units(g, c1, 8, 1, -1), 1);
+	assert_int_equal(iap_graph_finalize(g, NULL), IAP_OK);
+	init_params(g, seed);
+	return g;
+}
+
+static const struct iap_param *param_of(struct iap_graph *g, const char *key)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++)
+			if (!strcmp(g->nodes[i].params[k].key, key))
+				return &g->nodes[i].params[k];
+	fail_msg("no parameter %s", key);
+	return NULL;
+}
+
+/* Largest |value| in rows [u] of parameter key (one row = numel / shape[0] values). */
+static double row_max(struct iap_graph *g, const char *key, int u)
+{
+	const struct iap_param *p = param_of(g, key);
+	int64_t per = iap_tensor_numel(&p->value) / p->value.shape[0];
+	double mx = 0;
+
+	for (int64_t j = 0; j < per; j++)
+		mx = fmax(mx, fabs((double)p->value.data[u * per + j]));
+	return mx;
+}
+
+/*
+ * Fine-tuning a masked model with weight decay: with hold_masks the pruned
+ * units' filters, biases and BatchNorm affines end exactly zero (weight decay
+ * and Adam would otherwise move them: the run without hold_masks shows they
+ * are non-zero), the kept units train, and the fine-tuned model's accuracy is
+ * measured and far above chance with three of four first-layer channels gone.
+ */
+static void test_train_hold_masks(void **state)
+{
+	static const uint8_t keep0[4] = { 1, 0, 1, 0 }, keep1[8] = { 0, 1, 1, 1, 1, 0, 0, 1 };
+	static const char *const rows0[] = { "features.0.weight", "features.1.weight", "features.1.bias" };
+	static const char *const rows1[] = { "features.4.weight", "features.4.bias" };
+	struct synth ts, vs;
+	struct iap_dataset train, val;
+	struct iap_graph *g = tiny_cnn_units(11), *free_g = tiny_cnn_units(11);
+	struct iap_train_cfg cfg;
+	struct iap_metrics m = { 0 };
+	struct iap_error err;
+	double before = row_max(g, "features.0.weight", 0), moved = 0;
+	float kept0 = param_of(g, "features.0.weight")->value.data[0];
+
+	(void)state;
+	synth_make(&ts, &train, 64, 40, 100, IAP_SPLIT_TRAIN);
+	synth_make(&vs, &val, 32, 16, 200, IAP_SPLIT_VAL);
+	for (int pass = 0; pass < 2; pass++) {
+		struct iap_graph *x = pass ? free_g : g;
+
+		assert_int_equal(iap_graph_set_mask(x, 0, keep0, &err), IAP_OK);
+		assert_int_equal(iap_graph_set_mask(x, 1, keep1, &err), IAP_OK);
+		iap_train_cfg_defaults(&cfg);
+		cfg.epochs = 10;
+		cfg.batch_size = 16;
+		cfg.adam.lr = 1e-2;
+		cfg.adam.weight_decay = 0.01;
+		cfg.lr_step_size = 0;
+		cfg.seed = 77;
+		iap_augment_cfg_none(&cfg.augment);
+		cfg.hold_masks = !pass;
+		if (iap_train(x, &train, NULL, &cfg, NULL, &err) != IAP_OK)
+			fail_msg("train: %s", err.msg);
+	}
+	assert_true(before > 0);
+	for (int u = 0; u < 4; u++)
+		for (size_t k = 0; k < sizeof(rows0) / sizeof(rows0[0]); k++) {
+			if (keep0[u])
+				continue;
+			assert_true(row_max(g, rows0[k], u) == 0.0);
+			moved = fmax(moved, row_max(free_g, rows0[k], u));
+		}
+	for (int u = 0; u < 8; u++)
+		for (size_t k = 0; k < sizeof(rows1) / sizeof(rows1[0]); k++) {
+			if (keep1[u])
+				continue;
+			assert_true(row_max(g, rows1[k], u) == 0.0);
+			moved = fmax(moved, row_max(free_g, rows1[k], u));
+		}
+	/* Without hold_masks the pruned rows are not zero (only the forward masks them). */
+	assert_true(moved > 0);
+	/* The kept units did train. */
+	assert_true(param_of(g, "features.0.weight")->value.data[0] != kept0);
+	/* The masks are still set, and the pruned channels' outputs are exactly zero. */
+	assert_non_null(g->groups[0].mask);
+	assert_int_equal(g->groups[0].mask[1], 0);
+	assert_int_equal(iap_evaluate(g, &val, 8, &m, &err), IAP_OK);
+	print_message("# fine-tuned with masks held: val accuracy %.3f\n", m.accuracy);
+	assert_true(m.accuracy >= 0.8);
+	{
+		const struct iap_tensor *bn = &g->nodes[1].out;
+		int64_t hw = bn->shape[2] * bn->shape[3];
+
+		for (int64_t n = 0; n < bn->shape[0]; n++)
+			for (int64_t j = 0; j < hw; j++) {
+				assert_true(bn->data[(n * 4 + 1) * hw + j] == 0.0f);
+				assert_true(bn->data[(n * 4 + 3) * hw + j] == 0.0f);
+			}
+	}
+	iap_metrics_free(&m);
+	synth_free(&ts);
+	synth_free(&vs);
+	iap_graph_free(g);
+	iap_graph_free(free_g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -791,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_progress_printer),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_train_hold_masks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

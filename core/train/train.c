@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <iaprune/compact.h>
 #include <iaprune/ops.h>
 #include <iaprune/safetensors.h>
 #include <iaprune/train.h>
@@ -605,6 +606,9 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 						  .best_epoch = cs.best_epoch,
 						  .best_score = cs.best_score < 0 ? 0.0 : cs.best_score };
 
+	/* Held masks: the pruned units' parameters are zero from the first step on (after a resume too). */
+	if (cfg->hold_masks && (rc = iap_graph_bake_masks(g, err)))
+		goto out_free;
 	n_batches = (train->count + tb.batch - 1) / tb.batch;
 	total_batches = cfg->epochs > cs.epoch ? (int64_t)(cfg->epochs - cs.epoch) * n_batches : 0;
 	t_start = now_seconds();
@@ -663,7 +667,8 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 			}
 			if ((rc = iap_graph_zero_grads(g, err)) ||
 			    (rc = iap_graph_backward(g, iap_ruleset_gradient(), &dlogits, &wopts, err)) ||
-			    (rc = iap_adam_step(&opt, err)))
+			    (rc = iap_adam_step(&opt, err)) ||
+			    (cfg->hold_masks && (rc = iap_graph_bake_masks(g, err))))
 				goto out_batch_err;
 			loss_sum += (double)loss * n;
 			seen += n;

@@ -187,6 +187,16 @@ struct iap_train_cfg {
 	void *progress_user;
 	iap_epoch_fn on_epoch;       /* may be NULL */
 	void *epoch_user;
+	/*
+	 * 1: fine-tune with g's unit masks held fixed (0 by default). The masks
+	 * are baked into the weights before the first step (iap_graph_bake_masks)
+	 * and again after every Adam step, so a pruned unit's filter, bias and
+	 * BatchNorm affine stay exactly zero whatever weight decay, momentum or a
+	 * zero eps would make of them; the masks themselves stay set, so the
+	 * pruned outputs stay zero in the forward and their gradients in the
+	 * backward. Needs a graph with parameter storage.
+	 */
+	int hold_masks;
 };
 
 void iap_train_cfg_defaults(struct iap_train_cfg *cfg);
