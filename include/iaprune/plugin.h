@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define IAP_PLUGIN_ABI_MAJOR 1
-#define IAP_PLUGIN_ABI_MINOR 0
+#define IAP_PLUGIN_ABI_MINOR 1
 
 /* The one symbol a plugin exports (the build keeps only '^iap_plugin_'). */
 #define IAP_PLUGIN_SYMBOL "iap_plugin_descriptor"
@@ -228,6 +228,13 @@ struct iap_policy_input {
 	double max_layer_rate;            /* no group loses more than this fraction */
 	int min_units;                    /* no group keeps fewer than this */
 	const uint8_t *ignore;            /* [n_groups]: 1 = never prune this group */
+	/*
+	 * ABI 1.1: the masks an earlier step of iterative pruning left
+	 * ([n_groups][n_units], 1 keep / 0 pruned; NULL, or a NULL row: nothing
+	 * pruned yet). A policy keeps those units pruned and counts them towards
+	 * the rate and the caps; the runner refuses a mask that revives one.
+	 */
+	const uint8_t *const *prior_keep;
 };
 
 /* policy: scores + rate (+ caps, ignore list) → keep[g][u] (1 keep, 0 prune). */

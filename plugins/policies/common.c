@@ -91,6 +91,63 @@ static int check_input(const char *policy, const struct iap_policy_input *in, ui
 	return IAP_OK;
 }
 
+/*
+ * Layer l's units that the prior mask prunes: marked fixed and pruned in
+ * keep. Every member of a coupled layer must agree.
+ */
+static int prior_units(const char *policy, const struct iap_policy_input *in, struct iap_pol_plan *plan,
+		       struct iap_pol_layer *l, uint8_t *const *keep, struct iap_error *err)
+{
+	const struct iap_graph *g = in->graph;
+
+	if (!in->prior_keep)
+		return IAP_OK;
+	for (int u = 0; u < l->n_units; u++) {
+		int off = 0;
+
+		for (int m = 0; m < l->n_members; m++) {
+			const uint8_t *row = in->prior_keep[l->members[m]];
+
+			off += row && !row[u];
+		}
+		if (!off)
+			continue;
+		if (off != l->n_members)
+			return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes unit %d in only "
+					     "some of the coupled groups of '%s'", policy, u,
+					     g->groups[l->members[0]].name);
+		l->fixed[u] = 1;
+		l->n_fixed++;
+		iap_pol_prune(plan, (int)(l - plan->layers), u, keep);
+	}
+	plan->n_fixed += (int64_t)l->n_fixed * l->n_members;
+	if (l->n_fixed > l->max_prune)
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes %d units of '%s', "
+				     "more than its cap of %d", policy, l->n_fixed, g->groups[l->members[0]].name,
+				     l->max_prune);
+	return IAP_OK;
+}
+
+/* The prior mask fits the target and prunes nothing in ignored groups. */
+static int prior_check(const char *policy, const struct iap_policy_input *in, const uint8_t *skip,
+		       const struct iap_pol_plan *plan, struct iap_error *err)
+{
+	const struct iap_graph *g = in->graph;
+
+	if (!in->prior_keep)
+		return IAP_OK;
+	for (int gi = 0; gi < g->n_groups; gi++)
+		for (int u = 0; skip[gi] && in->prior_keep[gi] && u < g->groups[gi].n_units; u++)
+			if (!in->prior_keep[gi][u])
+				return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes unit %d "
+						     "of the ignored group '%s'", policy, u, g->groups[gi].name);
+	if (plan->n_fixed > plan->target)
+		return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes %lld units, more "
+				     "than rate %g allows (%lld)", policy, (long long)plan->n_fixed, in->rate,
+				     (long long)plan->target);
+	return IAP_OK;
+}
+
 int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const struct iap_policy_input *in,
 		       uint8_t *const *keep, struct iap_pol_plan *plan, struct iap_error *err)
 {
@@ -120,7 +177,8 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 	for (int gi = 0; gi < g->n_groups; gi++)
 		n_scores += g->groups[gi].n_units;
 	plan->score_buf = calloc((size_t)n_scores + 1, sizeof(*plan->score_buf));
-	if (!skip || !done || !plan->layers || !plan->member_buf || !plan->score_buf) {
+	plan->fixed_buf = calloc((size_t)n_scores + 1, 1);
+	if (!skip || !done || !plan->layers || !plan->member_buf || !plan->score_buf || !plan->fixed_buf) {
 		rc = iap_error_set(err, IAP_ENOMEM, "policy '%s': out of memory", policy);
 		goto out_fail;
 	}
@@ -150,6 +208,7 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 		l->members = plan->member_buf + nm;
 		l->n_units = grp->n_units;
 		l->score = plan->score_buf + n_scores;
+		l->fixed = plan->fixed_buf + n_scores;
 		n_scores += grp->n_units;
 		for (int gj = gi; gj < g->n_groups; gj++) {
 			const struct iap_unit_group *m = &g->groups[gj];
@@ -177,10 +236,16 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 			cap = l->n_units - in->min_units;
 		l->max_prune = cap > 0 ? (int)cap : 0;
 		plan->total += (int64_t)l->n_units * l->n_members;
+		rc = prior_units(policy, in, plan, l, keep, err);
+		if (rc)
+			goto out_fail;
 	}
 	plan->target = llround(in->rate * (double)plan->total);
 	if (plan->target > plan->total)
 		plan->target = plan->total;
+	rc = prior_check(policy, in, skip, plan, err);
+	if (rc)
+		goto out_fail;
 	free(skip);
 	free(done);
 	return IAP_OK;
@@ -197,6 +262,7 @@ void iap_pol_plan_free(struct iap_pol_plan *plan)
 	free(plan->layers);
 	free(plan->member_buf);
 	free(plan->score_buf);
+	free(plan->fixed_buf);
 	memset(plan, 0, sizeof(*plan));
 }
 

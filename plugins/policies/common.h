@@ -23,6 +23,13 @@
  *
  * CAPS. A layer of n units loses at most min(floor(max_layer_rate * n),
  * n - min_units) units (never negative).
+ *
+ * PRIOR MASKS. Units that in->prior_keep prunes (an earlier step of
+ * iterative pruning, at a lower rate) are pruned in keep from the start and
+ * count towards the target and the caps; the policies choose only the rest.
+ * An earlier step that pruned more than the target, or more than a cap, or
+ * in an ignored group, or in only some members of a coupled set, is an
+ * error.
  */
 #ifndef IAP_POLICIES_COMMON_H
 #define IAP_POLICIES_COMMON_H
@@ -40,6 +47,8 @@ struct iap_pol_layer {
 	int n_units;
 	int max_prune;    /* the cap */
 	double *score;    /* [n_units]: sum over members of the normalised scores */
+	uint8_t *fixed;   /* [n_units]: 1 = pruned by the prior mask (kept pruned) */
+	int n_fixed;
 };
 
 struct iap_pol_plan {
@@ -47,8 +56,10 @@ struct iap_pol_plan {
 	struct iap_pol_layer *layers;
 	int64_t total;                /* prunable units, coupled ones counted per member */
 	int64_t target;               /* round(rate * total) */
+	int64_t n_fixed;              /* units the prior mask prunes, coupled ones counted per member */
 	int *member_buf;
 	double *score_buf;
+	uint8_t *fixed_buf;
 };
 
 /*

@@ -4,7 +4,9 @@
  * lowest are pruned until round(rate * total) units are gone. A layer at its
  * cap is passed over, so the rest of the network makes up the count. Ties go
  * to the lower layer (first member group), then the lower unit index. See
- * common.h for layers, coupling, ignore and the exactness bound.
+ * common.h for layers, coupling, ignore, the exactness bound and prior masks
+ * (iterative pruning: the prior step's units stay pruned, the ranking picks
+ * the rest).
  */
 #include "config.h"
 
@@ -44,8 +46,9 @@ static int global_mask(const struct iap_opts *opts, const struct iap_policy_inpu
 	rc = iap_pol_plan_build("global", opts, in, keep, &plan, err);
 	if (rc)
 		return rc;
-	left = plan.target;
-	if (!left)
+	/* Units a prior step pruned stay pruned and count (common.h). */
+	left = plan.target - plan.n_fixed;
+	if (left <= 0)
 		goto out_plan;
 	for (int l = 0; l < plan.n_layers; l++)
 		n += plan.layers[l].n_units;
@@ -57,9 +60,12 @@ static int global_mask(const struct iap_opts *opts, const struct iap_policy_inpu
 		goto out_free;
 	}
 	n = 0;
-	for (int l = 0; l < plan.n_layers; l++)
+	for (int l = 0; l < plan.n_layers; l++) {
+		pruned[l] = plan.layers[l].n_fixed;
 		for (int u = 0; u < plan.layers[l].n_units; u++)
-			c[n++] = (struct cand){ .score = plan.layers[l].score[u], .layer = l, .unit = u };
+			if (!plan.layers[l].fixed[u])
+				c[n++] = (struct cand){ .score = plan.layers[l].score[u], .layer = l, .unit = u };
+	}
 	qsort(c, (size_t)n, sizeof(*c), cmp_cand);
 
 	/*

@@ -7,6 +7,10 @@
  * as the global policy's when no cap binds (see common.h for the bound with
  * coupled layers). A capped layer stops at its cap and what it could not
  * prune is NOT moved to other layers: that would break the equal rate.
+ * With a prior mask (iterative pruning) a layer keeps its prior units pruned
+ * even where a lower rate's rounding gave it one more than its floor now;
+ * layers with the smallest remainders then give a unit back, so the total
+ * stays round(rate * total).
  */
 #include "config.h"
 
@@ -52,7 +56,7 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 	struct iap_pol_plan plan;
 	struct share *sh = NULL;
 	struct unit_score *us = NULL;
-	int *count = NULL, max_units = 1;
+	int *count = NULL, *floor_of = NULL, max_units = 1;
 	int64_t left;
 	int rc;
 
@@ -64,8 +68,9 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 			max_units = plan.layers[l].n_units;
 	sh = calloc((size_t)plan.n_layers + 1, sizeof(*sh));
 	count = calloc((size_t)plan.n_layers + 1, sizeof(*count));
+	floor_of = calloc((size_t)plan.n_layers + 1, sizeof(*floor_of));
 	us = malloc((size_t)max_units * sizeof(*us));
-	if (!sh || !count || !us) {
+	if (!sh || !count || !floor_of || !us) {
 		rc = iap_error_set(err, IAP_ENOMEM, "policy 'layerwise': out of memory");
 		goto out_free;
 	}
@@ -82,34 +87,56 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 		double base = floor(q + 1e-9);
 
 		count[l] = base < layer->max_prune ? (int)base : layer->max_prune;
+		/*
+		 * A prior step's units stay pruned: an earlier, lower rate may have
+		 * given this layer its ceiling already, which then is its count.
+		 */
+		if (layer->n_fixed > count[l])
+			count[l] = layer->n_fixed;
 		sh[l] = (struct share){ .frac = q - base > 0 ? q - base : 0, .layer = l };
-		left -= (int64_t)base * layer->n_members;
+		left -= (int64_t)(layer->n_fixed > base ? layer->n_fixed : base) * layer->n_members;
+		floor_of[l] = (int)base;
 	}
 	qsort(sh, (size_t)plan.n_layers, sizeof(*sh), cmp_share);
 	for (int i = 0; i < plan.n_layers && left > 0 && sh[i].frac > 0; i++) {
 		int l = sh[i].layer;
 		const struct iap_pol_layer *layer = &plan.layers[l];
 
-		if (count[l] >= layer->max_prune || layer->n_members > left)
+		if (count[l] >= layer->max_prune || count[l] > floor_of[l] || layer->n_members > left)
 			continue;
 		count[l]++;
 		left -= layer->n_members;
 	}
+	/*
+	 * Prior ceilings can overshoot the total: the layers with the smallest
+	 * remainders that prune more than their prior units give one back.
+	 */
+	for (int i = plan.n_layers - 1; i >= 0 && left < 0; i--) {
+		int l = sh[i].layer;
+
+		if (count[l] > plan.layers[l].n_fixed && count[l] > 0) {
+			count[l]--;
+			left += plan.layers[l].n_members;
+		}
+	}
 
 	for (int l = 0; l < plan.n_layers; l++) {
 		const struct iap_pol_layer *layer = &plan.layers[l];
+		int n = 0;
 
-		if (!count[l])
+		if (count[l] <= layer->n_fixed)
 			continue;
 		for (int u = 0; u < layer->n_units; u++)
-			us[u] = (struct unit_score){ .score = layer->score[u], .unit = u };
-		qsort(us, (size_t)layer->n_units, sizeof(*us), cmp_unit);
-		for (int i = 0; i < count[l]; i++)
+			if (!layer->fixed[u])
+				us[n++] = (struct unit_score){ .score = layer->score[u], .unit = u };
+		qsort(us, (size_t)n, sizeof(*us), cmp_unit);
+		for (int i = 0; i < count[l] - layer->n_fixed; i++)
 			iap_pol_prune(&plan, l, us[i].unit, keep);
 	}
 
 out_free:
 	free(us);
+	free(floor_of);
 	free(count);
 	free(sh);
 	iap_pol_plan_free(&plan);
