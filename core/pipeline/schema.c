@@ -119,6 +119,7 @@ static const struct field pruning_fields[] = {
 	{ .key = "tolerance", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0, .max = 1 },
 	{ .key = "curve", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = "curve_step", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0.01, .max = 0.5 },
+	{ .key = "iterations", .type = T_INT, .def = "1", NOKIND, .has_range = 1, .min = 1, .max = 100 },
 	{ .key = NULL },
 };
 

@@ -36,6 +36,8 @@
 #include <iaprune/train.h>
 #include <iaprune/weights.h>
 
+#include "iterative.h"
+
 #define MAX_CONFIGS 64
 #define SCORE_BATCH 8
 
@@ -98,6 +100,8 @@ struct run {
 
 	struct iap_report_row *rows;
 	int n_rows, cap_rows;
+
+	int iterations;             /* pruning.iterations: steps to each rate, rescoring between them */
 };
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -535,13 +539,60 @@ static int save_cached(struct run *r, struct config *c, const char *path)
 	return rc;
 }
 
-static int compute_scores(struct run *r, struct config *c)
+/*
+ * c's attribution over its samples on the model as it is (masks included),
+ * into scores[g][u] (zeroed first); every score checked finite.
+ */
+static int score_units(struct run *r, const struct config *c, float *const *scores)
 {
 	const struct iap_attribution_ops *ops = c->attr->plugin->desc->ops.attribution;
 	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
 	struct iap_tensor x = { 0 };
 	int labels[SCORE_BATCH];
 	void *state = NULL;
+	int rc;
+
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		memset(scores[gi], 0, (size_t)r->g->groups[gi].n_units * sizeof(float));
+	rc = ops->create(c->attr->opts, r->g, &state, r->err);
+	if (rc)
+		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	iap_graph_set_training(r->g, 0);
+	if (!c->smp) {
+		/* Data-free criteria: one call on one sample so the graph has run once. */
+		int64_t first = 0;
+
+		rc = load_batch(r, train, &first, 1, &x, labels);
+		if (!rc)
+			rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, scores, NULL, r->err);
+	} else {
+		for (int64_t s = 0; !rc && s < c->smp->n; s += SCORE_BATCH) {
+			int n = (int)(c->smp->n - s < SCORE_BATCH ? c->smp->n - s : SCORE_BATCH);
+
+			rc = load_batch(r, train, c->smp->idx + s, n, &x, labels);
+			if (!rc)
+				rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, scores,
+							 NULL, r->err);
+			progress(r, c->attr->name, s + n, c->smp->n);
+		}
+		if (!rc)
+			iap_scores_finish(r->g, c->attr->opts, c->smp->n, scores);
+	}
+	ops->destroy(state);
+	iap_tensor_free(&x);
+	if (rc)
+		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		for (int u = 0; u < r->g->groups[gi].n_units; u++)
+			if (!isfinite(scores[gi][u]))
+				return iap_error_set(r->err, IAP_ENUMERIC,
+						     "attribution '%s': score of unit %d of '%s' is not finite",
+						     c->attr->name, u, r->g->groups[gi].name);
+	return IAP_OK;
+}
+
+static int compute_scores(struct run *r, struct config *c)
+{
 	char name[128];
 	int rc;
 
@@ -555,41 +606,8 @@ static int compute_scores(struct run *r, struct config *c)
 	}
 	say(r, IAP_LOG_STAGE, "scoring units with %s on %s", c->attr->name,
 	    c->smp ? c->smp->name : "the weights alone");
-	rc = ops->create(c->attr->opts, r->g, &state, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
-	iap_graph_set_training(r->g, 0);
-	if (!c->smp) {
-		/* Data-free criteria: one call on one sample so the graph has run once. */
-		int64_t first = 0;
-
-		rc = load_batch(r, train, &first, 1, &x, labels);
-		if (!rc)
-			rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, c->scores, NULL, r->err);
-	} else {
-		for (int64_t s = 0; !rc && s < c->smp->n; s += SCORE_BATCH) {
-			int n = (int)(c->smp->n - s < SCORE_BATCH ? c->smp->n - s : SCORE_BATCH);
-
-			rc = load_batch(r, train, c->smp->idx + s, n, &x, labels);
-			if (!rc)
-				rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, c->scores,
-							 NULL, r->err);
-			progress(r, c->attr->name, s + n, c->smp->n);
-		}
-		if (!rc)
-			iap_scores_finish(r->g, c->attr->opts, c->smp->n, c->scores);
-	}
-	ops->destroy(state);
-	iap_tensor_free(&x);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
-	for (int gi = 0; gi < r->g->n_groups; gi++)
-		for (int u = 0; u < r->g->groups[gi].n_units; u++)
-			if (!isfinite(c->scores[gi][u]))
-				return iap_error_set(r->err, IAP_ENUMERIC,
-						     "attribution '%s': score of unit %d of '%s' is not finite",
-						     c->attr->name, u, r->g->groups[gi].name);
-	rc = iap_mkdir_p(outpath(r, "cache"), r->err);
+	rc = score_units(r, c, c->scores);
+	rc = rc ? rc : iap_mkdir_p(outpath(r, "cache"), r->err);
 	return rc ? rc : save_cached(r, c, outpath(r, name));
 }
 
@@ -642,16 +660,18 @@ static int run_attributions(struct run *r)
 static int prepare_policy(struct run *r)
 {
 	const struct iap_cfg_node *ignore = iap_cfg_get(r->root, "pruning.ignore");
-	long min_units;
+	long min_units, iterations;
 	int rc;
 
 	rc = resolve(r, "pruning.policy", IAP_PLUGIN_POLICY, &r->policy, &r->policy_opts);
 	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.caps.max_layer_rate", 0.9, &r->max_layer_rate, r->err);
 	rc = rc ? rc : iap_cfg_get_int(r->root, "pruning.caps.min_units", 1, &min_units, r->err);
 	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.tolerance", 0.05, &r->tolerance, r->err);
+	rc = rc ? rc : iap_cfg_get_int(r->root, "pruning.iterations", 1, &iterations, r->err);
 	if (rc)
 		return rc;
 	r->min_units = (int)min_units;
+	r->iterations = (int)iterations;
 	r->ignore = calloc((size_t)r->g->n_groups + 1, 1);
 	if (!r->ignore)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
@@ -663,7 +683,22 @@ static int prepare_policy(struct run *r)
 	return IAP_OK;
 }
 
-/* Masks for c at rate (NULL keep → clears the masks). */
+struct rescore_ctx {
+	struct run *r;
+	const struct config *c;
+};
+
+/* iap_rescore_fn: c's scores on the masked model, uncached (the cache key ignores masks). */
+static int rescore(void *user, struct iap_graph *g, float *const *scores, struct iap_error *err)
+{
+	struct rescore_ctx *x = user;
+
+	(void)g;
+	(void)err;
+	return score_units(x->r, x->c, scores);
+}
+
+/* Masks for c at rate, in pruning.iterations steps when c's scores come from samples. */
 static int apply_rate(struct run *r, const struct config *c, double rate)
 {
 	uint8_t **keep = calloc((size_t)r->g->n_groups + 1, sizeof(*keep));
@@ -680,8 +715,13 @@ static int apply_rate(struct run *r, const struct config *c, double rate)
 		if (!keep[gi])
 			rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	}
-	if (!rc)
-		rc = r->policy->desc->ops.policy->mask(r->policy_opts, &in, keep, r->err);
+	/* Data-free criteria do not see the masks: rescoring would change nothing. */
+	if (!rc) {
+		struct rescore_ctx ctx = { r, c };
+		int steps = c->smp ? r->iterations : 1;
+
+		rc = iap_prune_iterative(r->policy, r->policy_opts, &in, r->g, steps, rescore, &ctx, keep, r->err);
+	}
 	for (int gi = 0; gi < r->g->n_groups && !rc; gi++)
 		rc = iap_graph_set_mask(r->g, gi, keep[gi], r->err);
 	for (int gi = 0; gi < r->g->n_groups; gi++)
