@@ -79,9 +79,9 @@ static void test_all_files(void **state)
 	s = slurp(path);
 	assert_non_null(s);
 	assert_non_null(strstr(s, "sampler,attribution,policy,rate,units_removed,params_removed,macs_removed,"
-				  "accuracy,balanced_accuracy,macro_f1,auroc,ece,accuracy_drop\n"));
+				  "accuracy,balanced_accuracy,macro_f1,auroc,ece,accuracy_drop,finetuned\n"));
 	/* AUROC unavailable → empty field; drop = baseline − accuracy. */
-	assert_non_null(strstr(s, "\nclustering,lrp,global,0.3,0.3,0.4,0.45,0.83,0.78,0.7,,0.03,0.02\n"));
+	assert_non_null(strstr(s, "\nclustering,lrp,global,0.3,0.3,0.4,0.45,0.83,0.78,0.7,,0.03,0.02,0\n"));
 	free(s);
 
 	snprintf(path, sizeof(path), "%s/report.md", sub);
@@ -151,11 +151,62 @@ static void test_failed_write_keeps_old_report(void **state)
 	free(after);
 }
 
+/*
+ * The fine-tuned set: after the others in results.csv and results.json,
+ * marked in the finetuned column, and a report.md section with each pruned
+ * model's accuracy before and after and both changes from the baseline.
+ * Without fine-tuned rows there is no such section.
+ */
+static void test_finetuned_rows(void **state)
+{
+	static const struct iap_report_row ft[] = {
+		{ "clustering", "lrp", "global", 0.50, 0.50, 0.6, 0.65, M(0.84) },
+		{ "-", "random", "global", 0.50, 0.50, 0.50, 0.50, M(0.79) },
+	};
+	char dir[] = "/tmp/iap-report-XXXXXX", path[300];
+	struct iap_report r = sample();
+	struct iap_error err;
+	char *s;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(iap_report_write(&r, dir, &err), IAP_OK);
+	snprintf(path, sizeof(path), "%s/report.md", dir);
+	s = slurp(path);
+	assert_null(strstr(s, "After fine-tuning"));
+	free(s);
+
+	r.n_finetuned = 2;
+	r.finetuned = ft;
+	r.finetune = "Fine-tuned for 2 epochs.";
+	assert_int_equal(iap_report_write(&r, dir, &err), IAP_OK);
+	snprintf(path, sizeof(path), "%s/results.csv", dir);
+	s = slurp(path);
+	assert_non_null(strstr(s, "\n-,random,global,0.5,0.5,0.5,0.5,0.5,0.45,0.7,,0.03,0.35,0\n"
+				  "clustering,lrp,global,0.5,0.5,0.6,0.65,0.84,0.79,0.7,,0.03,0.01,1\n"
+				  "-,random,global,0.5,0.5,0.5,0.5,0.79,0.74,0.7,,0.03,0.06,1\n"));
+	free(s);
+	snprintf(path, sizeof(path), "%s/results.json", dir);
+	s = slurp(path);
+	assert_non_null(strstr(s, "\"macs_removed\": 0.65, \"metrics\": {\"accuracy\": 0.84, "));
+	assert_non_null(strstr(s, "\"ece\": 0.03}, \"finetuned\": true}"));
+	assert_non_null(strstr(s, "\"accuracy\": 0.7, \"balanced_accuracy\": 0.65, \"macro_f1\": 0.7, "
+				  "\"auroc\": null, \"ece\": 0.03}, \"finetuned\": false}"));
+	free(s);
+	snprintf(path, sizeof(path), "%s/report.md", dir);
+	s = slurp(path);
+	assert_non_null(strstr(s, "## After fine-tuning\n\nFine-tuned for 2 epochs.\n"));
+	assert_non_null(strstr(s, "| lrp | clustering | global | 0.50 | 0.7000 | 0.8400 | -15.0 | -1.0 |\n"));
+	assert_non_null(strstr(s, "| random | - | global | 0.50 | 0.5000 | 0.7900 | -35.0 | -6.0 |\n"));
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_all_files),
 		cmocka_unit_test(test_failed_write_keeps_old_report),
+		cmocka_unit_test(test_finetuned_rows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,8 @@
 #include <iaprune/atomic.h>
 #include <iaprune/report.h>
 
+#include "finetune_md.h"
+
 int iap_mkdir_p(const char *path, struct iap_error *err)
 {
 	char buf[4096];
@@ -121,9 +123,9 @@ int iap_report_write_csv(const struct iap_report *r, const char *path, struct ia
 	fputs("sampler,attribution,policy,rate,units_removed,params_removed,macs_removed", af.fp);
 	for (int k = 0; k < 5; k++)
 		fprintf(af.fp, ",%s", metric_names[k]);
-	fputs(",accuracy_drop\n", af.fp);
-	for (int i = 0; i < r->n_rows; i++) {
-		const struct iap_report_row *row = &r->rows[i];
+	fputs(",accuracy_drop,finetuned\n", af.fp);
+	for (int i = 0; i < r->n_rows + r->n_finetuned; i++) {
+		const struct iap_report_row *row = i < r->n_rows ? &r->rows[i] : &r->finetuned[i - r->n_rows];
 
 		csv_str(af.fp, row->sampler);
 		fputc(',', af.fp);
@@ -138,7 +140,7 @@ int iap_report_write_csv(const struct iap_report *r, const char *path, struct ia
 		}
 		fputc(',', af.fp);
 		csv_num(af.fp, r->baseline.accuracy - row->m.accuracy);
-		fputc('\n', af.fp);
+		fprintf(af.fp, ",%d\n", i >= r->n_rows);
 	}
 	return finish(&af, err);
 }
@@ -176,8 +178,8 @@ int iap_report_write_json(const struct iap_report *r, const char *path, struct i
 	fputs(",\n  \"baseline\": ", f);
 	json_metrics(f, &r->baseline);
 	fputs(",\n  \"rows\": [", f);
-	for (int i = 0; i < r->n_rows; i++) {
-		const struct iap_report_row *row = &r->rows[i];
+	for (int i = 0; i < r->n_rows + r->n_finetuned; i++) {
+		const struct iap_report_row *row = i < r->n_rows ? &r->rows[i] : &r->finetuned[i - r->n_rows];
 
 		fputs(i ? ",\n    {" : "\n    {", f);
 		fputs("\"sampler\": ", f);
@@ -196,9 +198,9 @@ int iap_report_write_json(const struct iap_report *r, const char *path, struct i
 		json_num(f, row->macs_removed);
 		fputs(", \"metrics\": ", f);
 		json_metrics(f, &row->m);
-		fputc('}', f);
+		fprintf(f, ", \"finetuned\": %s}", i >= r->n_rows ? "true" : "false");
 	}
-	fputs(r->n_rows ? "\n  ],\n  \"lossless\": [" : "],\n  \"lossless\": [", f);
+	fputs(r->n_rows + r->n_finetuned ? "\n  ],\n  \"lossless\": [" : "],\n  \"lossless\": [", f);
 	for (int i = 0; i < r->n_thresholds; i++) {
 		const struct iap_report_threshold *t = &r->thresholds[i];
 
@@ -365,6 +367,7 @@ int iap_report_write_markdown(const struct iap_report *r, const char *path, stru
 				l->units ? 100.0 * l->pruned / l->units : 0.0);
 		}
 	}
+	iap_report_md_finetuned(f, r);
 	fputs("\n## Files\n\n- `results.csv`, `results.json`: every row with all metrics and the fractions of\n"
 	      "  units, parameters and multiply-accumulates removed.\n"
 	      "- `curves.svg`: accuracy against pruning rate (baselines dashed).\n", f);

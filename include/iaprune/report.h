@@ -69,6 +69,15 @@ struct iap_report {
 	const struct iap_report_layer *layers;
 	const char *best;                   /* "lrp / clustering / global at 0.50" */
 	const char *notes;                  /* free text appended (options, timings); may be NULL */
+	/*
+	 * The second set of rows: pruned models fine-tuned with their masks held
+	 * fixed, each matching a row of rows by configuration and rate. In
+	 * results.csv/json after the others, marked 1 / true in their finetuned
+	 * column; report.md gives them a section of their own.
+	 */
+	int n_finetuned;
+	const struct iap_report_row *finetuned;
+	const char *finetune;               /* how they were fine-tuned, one sentence; may be NULL */
 };
 
 /* Write results.csv, results.json, report.md and curves.svg into dir (created if missing). */
