@@ -452,6 +452,7 @@ static void test_shipped_pipelines(void **state)
 {
 	static const char *const files[] = {
 		"etc/iaprune/default.yaml", "etc/iaprune/resnet-layerwise.yaml", "etc/iaprune/vit-heads.yaml",
+		"etc/iaprune/finetune.yaml",
 	};
 	struct iap_error err = { 0, "" };
 
@@ -487,7 +488,19 @@ static void test_shipped_pipelines(void **state)
 			assert_true(f == 1.0e-6);
 			assert_int_equal(iap_cfg_get_str(root, "attribution.1.plugin", NULL, &s, &err), IAP_OK);
 			assert_string_equal(s, "lrp");
+		} else if (i == 3) {
+			/* Fine-tuning on, its defaults written in; one-shot pruning by default. */
+			assert_int_equal(iap_cfg_get_int(root, "pruning.finetune.epochs", 0, &k, &err), IAP_OK);
+			assert_int_equal(k, 3);
+			assert_int_equal(iap_cfg_get_str(root, "pruning.finetune.configurations", NULL, &s, &err), IAP_OK);
+			assert_string_equal(s, "all");
+			assert_null(iap_cfg_get(root, "pruning.finetune.batch_size"));
+			assert_int_equal(iap_cfg_get_int(root, "pruning.iterations", 0, &k, &err), IAP_OK);
+			assert_int_equal(k, 1);
 		}
+		/* The default pipeline does not fine-tune (the main job stays fast). */
+		if (i == 0)
+			assert_null(iap_cfg_get(root, "pruning.finetune"));
 		iap_cfg_free(cfg);
 	}
 }

@@ -109,6 +109,21 @@ static const struct field caps_fields[] = {
 	{ .key = NULL },
 };
 
+static const char *const ft_configurations[] = { "all", "best", NULL };
+
+/* Absent: no fine-tuning. batch_size, weight_decay and augment default to model.train's. */
+static const struct field finetune_fields[] = {
+	{ .key = "epochs", .type = T_INT, .def = "1", NOKIND, .has_range = 1, .min = 1, .max = 100000 },
+	{ .key = "lr", .type = T_FLOAT, .def = "0.0001", NOKIND, .has_range = 1, .min = 0, .max = 10 },
+	{ .key = "batch_size", .type = T_INT, NOKIND, .has_range = 1, .min = 1, .max = 1 << 20 },
+	{ .key = "weight_decay", .type = T_FLOAT, NOKIND, .has_range = 1, .min = 0, .max = 1 },
+	{ .key = "augment", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "rates", .type = T_FLOAT_LIST, NOKIND, .has_range = 1, .min = 0, .max = 1, .max_exclusive = 1,
+	  .min_items = 1 },
+	{ .key = "configurations", .type = T_ENUM, .def = "all", NOKIND, .choices = ft_configurations },
+	{ .key = NULL },
+};
+
 static const struct field pruning_fields[] = {
 	{ .key = "policy", .type = T_MAP, .def = "{plugin: global}", .sub = plugin_ref,
 	  .kind = IAP_PLUGIN_POLICY },
@@ -120,6 +135,7 @@ static const struct field pruning_fields[] = {
 	{ .key = "curve", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = "curve_step", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0.01, .max = 0.5 },
 	{ .key = "iterations", .type = T_INT, .def = "1", NOKIND, .has_range = 1, .min = 1, .max = 100 },
+	{ .key = "finetune", .type = T_MAP, .sub = finetune_fields, NOKIND },
 	{ .key = NULL },
 };
 

@@ -36,6 +36,7 @@
 #include <iaprune/train.h>
 #include <iaprune/weights.h>
 
+#include "finetune.h"
 #include "iterative.h"
 
 #define MAX_CONFIGS 64
@@ -102,6 +103,9 @@ struct run {
 	int n_rows, cap_rows;
 
 	int iterations;             /* pruning.iterations: steps to each rate, rescoring between them */
+	struct iap_report_row *ft_rows;   /* pruning.finetune: the fine-tuned set */
+	int n_ft_rows;
+	char ft_note[512];
 };
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -262,19 +266,18 @@ static void dataset_stats(const struct run *r, int channels, float *mean, float 
 	}
 }
 
-static int train_model(struct run *r)
+/*
+ * model.train's recipe into cfg (no callbacks, no checkpoints); mean and std
+ * (3 floats each) hold the normalisation the augmentation points at.
+ */
+static int read_train_cfg(struct run *r, struct iap_train_cfg *out, float *mean, float *std)
 {
 	const struct iap_cfg_node *t = iap_cfg_get(r->root, "model.train");
 	struct iap_train_cfg cfg;
-	struct iap_train_result res;
-	struct train_ui ui = { r };
-	char ckpt[4096];
 	const char *cw;
 	long epochs, batch, step;
 	double lr, wd, gamma, crop, rotate, jitter;
 	int augment, resume, hflip, vflip, rc;
-	struct iap_rng rng;
-	float mean[3] = { 0 }, std[3] = { 1, 1, 1 };
 	int channels = (int)r->split[IAP_SPLIT_TRAIN].info.in_shape[0];
 
 	iap_train_cfg_defaults(&cfg);
@@ -317,12 +320,29 @@ static int train_model(struct run *r)
 	} else {
 		iap_augment_cfg_none(&cfg.augment);
 	}
+	cfg.resume = resume;
+	*out = cfg;
+	return IAP_OK;
+}
+
+static int train_model(struct run *r)
+{
+	struct iap_train_cfg cfg;
+	struct iap_train_result res;
+	struct train_ui ui = { r };
+	char ckpt[4096];
+	int rc;
+	struct iap_rng rng;
+	float mean[3] = { 0 }, std[3] = { 1, 1, 1 };
+
+	rc = read_train_cfg(r, &cfg, mean, std);
+	if (rc)
+		return rc;
 	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints", r->out);
 	rc = iap_mkdir_p(ckpt, r->err);
 	if (rc)
 		return rc;
 	cfg.checkpoint_dir = ckpt;
-	cfg.resume = resume;
 	cfg.on_epoch = on_epoch;
 	cfg.epoch_user = &ui;
 	cfg.progress = on_batch;
@@ -1139,6 +1159,9 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	rep.layers = layers;
 	rep.best = best ? best_text : NULL;
 	rep.notes = notes;
+	rep.n_finetuned = r->n_ft_rows;
+	rep.finetuned = r->ft_rows;
+	rep.finetune = r->ft_note[0] ? r->ft_note : NULL;
 	rc = iap_report_write(&rep, outpath(r, "report"), r->err);
 	if (!rc && per_class_maps > 0) {
 		say(r, IAP_LOG_STAGE, "heatmaps: %d per class", per_class_maps);
@@ -1154,6 +1177,93 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	}
 	free(th);
 	free(layers);
+	return rc;
+}
+
+/* ---- fine-tuning after pruning ---------------------------------------------------------------- */
+
+/* The configuration with the largest lossless threshold (the report's best), or NULL. */
+static const struct config *best_config(const struct run *r)
+{
+	const struct config *best = NULL;
+
+	for (int i = 0; i < r->n_cfg; i++)
+		if (!best || r->cfg[i].threshold > best->threshold + 1e-12)
+			best = &r->cfg[i];
+	return best;
+}
+
+/*
+ * pruning.finetune: every chosen configuration at every fine-tuning rate is
+ * masked, trained with its masks held fixed (core/run/finetune.c) and
+ * evaluated into the second set of rows; the trained weights are put back
+ * after each, so every fine-tuned model starts from the same model.
+ */
+static int finetune_rows(struct run *r)
+{
+	struct iap_finetune_cfg ft;
+	struct iap_train_cfg recipe;
+	struct iap_param_copy dense = { 0 };
+	float mean[3] = { 0 }, std[3] = { 1, 1, 1 };
+	const struct config *best = best_config(r);
+	int rc, jobs, done = 0;
+
+	rc = read_train_cfg(r, &recipe, mean, std);
+	rc = rc ? rc : iap_finetune_cfg_read(r->root, &recipe, &ft, r->err);
+	if (rc || !ft.enabled)
+		goto out;
+	/* One seed for all: the fine-tuned models see the same batches, so they compare pairwise. */
+	ft.train.seed = r->seed ^ 0xF17E7ULL;
+	jobs = (ft.best_only ? 1 : r->n_cfg) * ft.n_rates;
+	r->ft_rows = calloc((size_t)jobs + 1, sizeof(*r->ft_rows));
+	if (!r->ft_rows) {
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(r->ft_note, sizeof(r->ft_note),
+		 "Each pruned model was fine-tuned for %d epoch(s) on the train split (Adam, constant lr %g, batch %d, "
+		 "weight decay %g, augmentation %s) with its masks held fixed: the pruned units' weights stay exactly "
+		 "zero. Configurations: %s.",
+		 ft.train.epochs, ft.train.adam.lr, ft.train.batch_size, ft.train.adam.weight_decay,
+		 ft.train.augment.crop || ft.train.augment.hflip_p > 0 || ft.train.augment.rotate_deg > 0 ? "on" : "off",
+		 ft.best_only ? "the best one" : "all");
+	say(r, IAP_LOG_STAGE, "fine-tuning: %d pruned model(s), %d epoch(s) each", jobs, ft.train.epochs);
+	rc = iap_param_copy_take(&dense, r->g, r->err);
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		const struct config *c = &r->cfg[i];
+
+		if (ft.best_only && c != best)
+			continue;
+		for (int k = 0; !rc && k < ft.n_rates; k++) {
+			struct iap_report_row *plain = NULL, *row = &r->ft_rows[r->n_ft_rows];
+
+			for (int j = 0; j < r->n_rows && !plain; j++)
+				if (r->rows[j].attribution == c->attr->name &&
+				    r->rows[j].sampler == (c->smp ? c->smp->name : "-") &&
+				    fabs(r->rows[j].rate - ft.rates[k]) < 1e-9)
+					plain = &r->rows[j];
+			/* A rate only fine-tuning asks for gets its plain row too, for the comparison. */
+			if (!plain && (rc = add_row(r, c, ft.rates[k], &plain)))
+				break;
+			*row = *plain;
+			rc = apply_rate(r, c, ft.rates[k]);
+			rc = rc ? rc : iap_finetune_masked(r->g, &r->split[IAP_SPLIT_TRAIN], &ft, r->err);
+			rc = rc ? rc : evaluate(r, &row->m, NULL);
+			iap_param_copy_restore(&dense, r->g);
+			clear_masks(r);
+			if (rc) {
+				iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, row->rate);
+				break;
+			}
+			say(r, IAP_LOG_INFO, "%s / %s at %.2f: accuracy %.4f pruned, %.4f fine-tuned", row->attribution,
+			    row->sampler, row->rate, plain->m.accuracy, row->m.accuracy);
+			r->n_ft_rows++;
+			progress(r, "fine-tuned models", ++done, jobs);
+		}
+	}
+out:
+	iap_param_copy_free(&dense);
+	iap_finetune_cfg_free(&ft);
 	return rc;
 }
 
@@ -1173,6 +1283,9 @@ static int run_experiment(struct run *r)
 		goto out;
 	total = r->n_cfg * n_rates;
 	say(r, IAP_LOG_STAGE, "pruning: %d configurations × %d rates", r->n_cfg, n_rates);
+	if (r->iterations > 1)
+		say(r, IAP_LOG_INFO, "each rate in %d steps, rescoring the masked model between them "
+		    "(data-free criteria in one)", r->iterations);
 	for (int i = 0; i < r->n_cfg && !rc; i++) {
 		for (int k = 0; k < n_rates && !rc; k++) {
 			rc = add_row(r, &r->cfg[i], rates[k], NULL);
@@ -1183,6 +1296,7 @@ static int run_experiment(struct run *r)
 			say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f", r->cfg[i].attr->name,
 			    r->cfg[i].smp ? r->cfg[i].smp->name : "-", r->cfg[i].threshold);
 	}
+	rc = rc ? rc : finetune_rows(r);
 	rc = rc ? rc : iap_cfg_get_int(r->root, "report.heatmaps", 0, &maps, r->err);
 	rc = rc ? rc : write_report(r, table, n_table, (int)maps);
 	if (!rc)
@@ -1343,6 +1457,7 @@ out:
 	iap_graph_free(r->g);
 	free(r->ignore);
 	free(r->rows);
+	free(r->ft_rows);
 	free(r);
 	return rc;
 }

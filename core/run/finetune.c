@@ -1,0 +1,120 @@
+/*
+ * Fine-tuning after pruning (see finetune.h). Each pruned model is trained
+ * from the same trained weights, so the runner copies them once and puts
+ * them back after every fine-tuned model; the masks are held fixed by the
+ * training loop itself (iap_train_cfg.hold_masks).
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "finetune.h"
+
+int iap_finetune_cfg_read(const struct iap_cfg_node *root, const struct iap_train_cfg *recipe,
+			  struct iap_finetune_cfg *cfg, struct iap_error *err)
+{
+	const struct iap_cfg_node *ft = iap_cfg_get(root, "pruning.finetune");
+	const struct iap_cfg_node *rates;
+	const char *which = "all";
+	long epochs, batch;
+	double lr, wd;
+	int augment, rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!ft)
+		return IAP_OK;
+	cfg->enabled = 1;
+	cfg->train = *recipe;
+	rc = iap_cfg_get_int(ft, "epochs", 1, &epochs, err);
+	rc = rc ? rc : iap_cfg_get_float(ft, "lr", 1e-4, &lr, err);
+	rc = rc ? rc : iap_cfg_get_int(ft, "batch_size", recipe->batch_size, &batch, err);
+	rc = rc ? rc : iap_cfg_get_float(ft, "weight_decay", recipe->adam.weight_decay, &wd, err);
+	rc = rc ? rc : iap_cfg_get_bool(ft, "augment", 1, &augment, err);
+	rc = rc ? rc : iap_cfg_get_str(ft, "configurations", "all", &which, err);
+	if (rc)
+		return rc;
+	cfg->train.epochs = (int)epochs;
+	cfg->train.batch_size = (int)batch;
+	cfg->train.adam.lr = lr;
+	cfg->train.adam.weight_decay = wd;
+	/* A short schedule at a small rate: no StepLR. */
+	cfg->train.lr_step_size = 0;
+	cfg->train.checkpoint_dir = NULL;
+	cfg->train.resume = 0;
+	cfg->train.hold_masks = 1;
+	if (!augment)
+		iap_augment_cfg_none(&cfg->train.augment);
+	cfg->best_only = !strcmp(which, "best");
+	rates = iap_cfg_get(ft, "rates");
+	if (!rates)
+		rates = iap_cfg_get(root, "pruning.rates");
+	cfg->n_rates = rates ? rates->n_items : 0;
+	cfg->rates = calloc((size_t)cfg->n_rates + 1, sizeof(*cfg->rates));
+	if (!cfg->rates)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	for (int i = 0; i < cfg->n_rates; i++) {
+		rc = iap_cfg_float(rates->items[i], "pruning.finetune.rates", &cfg->rates[i], err);
+		if (rc)
+			return rc;
+	}
+	return IAP_OK;
+}
+
+void iap_finetune_cfg_free(struct iap_finetune_cfg *cfg)
+{
+	free(cfg->rates);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+int iap_param_copy_take(struct iap_param_copy *c, const struct iap_graph *g, struct iap_error *err)
+{
+	int64_t at = 0;
+
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++)
+			c->numel += iap_tensor_numel(&g->nodes[i].params[k].value);
+	c->data = malloc(((size_t)c->numel + 1) * sizeof(float));
+	if (!c->data)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory for a copy of %lld parameters",
+				     (long long)c->numel);
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++) {
+			const struct iap_tensor *v = &g->nodes[i].params[k].value;
+			int64_t n = iap_tensor_numel(v);
+
+			memcpy(c->data + at, v->data, (size_t)n * sizeof(float));
+			at += n;
+		}
+	return IAP_OK;
+}
+
+void iap_param_copy_restore(const struct iap_param_copy *c, struct iap_graph *g)
+{
+	int64_t at = 0;
+
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++) {
+			struct iap_tensor *v = &g->nodes[i].params[k].value;
+			int64_t n = iap_tensor_numel(v);
+
+			memcpy(v->data, c->data + at, (size_t)n * sizeof(float));
+			at += n;
+		}
+}
+
+void iap_param_copy_free(struct iap_param_copy *c)
+{
+	free(c->data);
+	memset(c, 0, sizeof(*c));
+}
+
+int iap_finetune_masked(struct iap_graph *g, const struct iap_dataset *train, const struct iap_finetune_cfg *cfg,
+			struct iap_error *err)
+{
+	int rc = iap_train(g, train, NULL, &cfg->train, NULL, err);
+
+	iap_graph_set_training(g, 0);
+	return rc ? iap_error_prefix(err, "fine-tuning") : IAP_OK;
+}
