@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <iaprune/compact.h>
+
 #include "finetune.h"
 
 int iap_finetune_cfg_read(const struct iap_cfg_node *root, const struct iap_train_cfg *recipe,
@@ -110,11 +112,42 @@ void iap_param_copy_free(struct iap_param_copy *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/*
+ * 1 when g's masks are baked into its weights already: baking them again
+ * changes nothing (every pruned unit's filter, bias and BatchNorm affine is
+ * zero). before holds g's parameters.
+ */
+static int masks_baked(struct iap_graph *g, const struct iap_param_copy *before, struct iap_error *err)
+{
+	int64_t at = 0;
+
+	if (iap_graph_bake_masks(g, err))
+		return 0;
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++) {
+			const struct iap_tensor *v = &g->nodes[i].params[k].value;
+			int64_t n = iap_tensor_numel(v);
+
+			if (memcmp(v->data, before->data + at, (size_t)n * sizeof(float)))
+				return 0;
+			at += n;
+		}
+	return 1;
+}
+
 int iap_finetune_masked(struct iap_graph *g, const struct iap_dataset *train, const struct iap_finetune_cfg *cfg,
 			struct iap_error *err)
 {
+	struct iap_param_copy after = { 0 };
 	int rc = iap_train(g, train, NULL, &cfg->train, NULL, err);
 
 	iap_graph_set_training(g, 0);
-	return rc ? iap_error_prefix(err, "fine-tuning") : IAP_OK;
+	if (rc)
+		return iap_error_prefix(err, "fine-tuning");
+	/* The promise the report makes, checked: no pruned unit came back. */
+	rc = iap_param_copy_take(&after, g, err);
+	if (!rc && !masks_baked(g, &after, err))
+		rc = iap_error_set(err, IAP_ENUMERIC, "fine-tuning: a pruned unit's weights are no longer zero");
+	iap_param_copy_free(&after);
+	return rc;
 }

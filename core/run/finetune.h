@@ -46,6 +46,8 @@ void iap_param_copy_free(struct iap_param_copy *c);
 /*
  * Train g, whose masks are set, on train with cfg's recipe and the masks
  * held fixed (iap_train_cfg.hold_masks), then leave it in evaluation mode.
+ * Checks afterwards that every pruned unit's weights are still exactly zero
+ * (IAP_ENUMERIC otherwise).
  */
 int iap_finetune_masked(struct iap_graph *g, const struct iap_dataset *train, const struct iap_finetune_cfg *cfg,
 			struct iap_error *err);
