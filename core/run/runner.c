@@ -1225,7 +1225,9 @@ static int finetune_rows(struct run *r)
 		 "weight decay %g, augmentation %s) with its masks held fixed: the pruned units' weights stay exactly "
 		 "zero. Configurations: %s.",
 		 ft.train.epochs, ft.train.adam.lr, ft.train.batch_size, ft.train.adam.weight_decay,
-		 ft.train.augment.crop || ft.train.augment.hflip_p > 0 || ft.train.augment.rotate_deg > 0 ? "on" : "off",
+		 ft.train.augment.crop || ft.train.augment.hflip_p > 0 || ft.train.augment.vflip_p > 0 ||
+				 ft.train.augment.rotate_deg > 0 || ft.train.augment.brightness > 0 ||
+				 ft.train.augment.contrast > 0 || ft.train.augment.saturation > 0 ? "on" : "off",
 		 ft.best_only ? "the best one" : "all");
 	say(r, IAP_LOG_STAGE, "fine-tuning: %d pruned model(s), %d epoch(s) each", jobs, ft.train.epochs);
 	rc = iap_param_copy_take(&dense, r->g, r->err);
