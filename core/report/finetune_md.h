@@ -8,8 +8,9 @@
 
 /*
  * "## After fine-tuning": one line per fine-tuned row with the accuracy of
- * the pruned model before and after, and both changes from the baseline in
- * points. Writes nothing when r has no fine-tuned rows.
+ * the pruned model before and after, both changes from the baseline in
+ * points, and the balanced accuracy before and after. Writes nothing when r
+ * has no fine-tuned rows.
  */
 void iap_report_md_finetuned(FILE *f, const struct iap_report *r);
 
