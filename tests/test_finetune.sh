@@ -3,7 +3,8 @@
 # BreastMNIST with a tiny VGG-11: a second set of rows marked fine-tuned in
 # results.csv/json (one per configuration and fine-tuning rate, measured after
 # training with the masks held fixed, which the runner checks), the report.md
-# section, `configurations: best`; pruning.iterations = 1 gives the one-shot
+# section, `configurations: best`, the plain rows untouched by it (the dense
+# weights are restored); pruning.iterations = 1 gives the one-shot
 # results byte for byte, 3 steps prune exactly as many units per row, and a
 # bad value is an input error naming the key. Prints TAP.
 set -u
@@ -21,7 +22,7 @@ not_ok() {
 }
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-echo "1..13"
+echo "1..14"
 
 # $1: output directory, $2: extra pruning keys (YAML lines, indented by two).
 pipeline() {
@@ -94,7 +95,8 @@ for it in none 1 3; do
 	keys=""
 	[ $it != none ] && keys="  iterations: $it"
 	pipeline "$tmp/it$it" "$keys" | sed "s|^  train: .*|  weights: $weights|" >"$tmp/it$it.yaml"
-	"$IAPRUNE" run -q "$tmp/it$it.yaml" >"$tmp/stdout" 2>"$tmp/err" || echo "# iterations $it failed"
+	"$IAPRUNE" run -q --set 'pruning.rates=[0.3, 0.45, 0.6]' "$tmp/it$it.yaml" >"$tmp/stdout" 2>"$tmp/err" ||
+		echo "# iterations $it failed"
 done
 check "iterations: 1 is one-shot pruning, byte for byte" \
 	"[ -s $tmp/itnone/report/results.csv ] && cmp -s $tmp/itnone/report/results.csv $tmp/it1/report/results.csv"
@@ -105,6 +107,12 @@ check "iterations: 3 prunes exactly as many units as one shot, row by row" \
 check "iterations: 3 leaves data-free criteria as they were" \
 	"grep '^-,magnitude' $tmp/itnone/report/results.csv >$tmp/a && grep '^-,magnitude' $tmp/it3/report/results.csv >$tmp/b &&
 	 [ -s $tmp/a ] && cmp -s $tmp/a $tmp/b"
+
+# The dense weights are put back after every fine-tuned model: the plain rows at 0.3, 0.45 and 0.6
+# (0.45 evaluated after the 0.3 fine-tunes) are those of a run without fine-tuning on the same weights.
+plain() { awk -F, 'NR > 1 && $14 == 0 && ($4 == 0.3 || $4 == 0.45 || $4 == 0.6)' "$1" | sort; }
+check "fine-tuning leaves the plain rows as they were" \
+	"plain $csv >$tmp/a && plain $tmp/itnone/report/results.csv >$tmp/b && [ \$(wc -l <$tmp/a) -eq 6 ] && cmp -s $tmp/a $tmp/b"
 
 "$IAPRUNE" run --set pruning.iterations=0 "$tmp/it1.yaml" >"$tmp/stdout" 2>"$tmp/err"
 check "iterations 0 is an input error naming the key" "[ $? -eq 2 ] && grep -q 'iterations' $tmp/err"
