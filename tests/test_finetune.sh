@@ -22,7 +22,7 @@ not_ok() {
 }
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-echo "1..14"
+echo "1..15"
 
 # $1: output directory, $2: extra pruning keys (YAML lines, indented by two).
 pipeline() {
@@ -104,6 +104,8 @@ check "iterations: 3 prunes exactly as many units as one shot, row by row" \
 	"[ -s $tmp/it3/report/results.csv ] &&
 	 cut -d, -f1-5 $tmp/itnone/report/results.csv >$tmp/a && cut -d, -f1-5 $tmp/it3/report/results.csv >$tmp/b &&
 	 cmp -s $tmp/a $tmp/b"
+check "report.md says the rates were reached in 3 steps" \
+	"grep -q 'each rate reached in 3 equal steps' $tmp/it3/report/report.md && ! grep -q 'equal steps' $tmp/it1/report/report.md"
 check "iterations: 3 leaves data-free criteria as they were" \
 	"grep '^-,magnitude' $tmp/itnone/report/results.csv >$tmp/a && grep '^-,magnitude' $tmp/it3/report/results.csv >$tmp/b &&
 	 [ -s $tmp/a ] && cmp -s $tmp/a $tmp/b"

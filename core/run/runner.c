@@ -1142,6 +1142,14 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 			 "unit(s) kept per layer. Unit scores are cached under cache/ keyed by the model's weights, "
 			 "the method, its options and the samples.",
 			 r->policy->desc->name, popts[0] ? popts : "no options", 100 * r->max_layer_rate, r->min_units);
+		if (r->iterations > 1) {
+			size_t used = strlen(notes);
+
+			snprintf(notes + used, sizeof(notes) - used,
+				 " Iterative pruning: each rate reached in %d equal steps, the scores recomputed on the "
+				 "masked model before each step after the first (data-free criteria in one step).",
+				 r->iterations);
+		}
 	}
 	rep.title = title;
 	rep.model = model_text;
