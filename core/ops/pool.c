@@ -14,7 +14,16 @@
  * ih·W + iw of each output's maximum within its input plane, as int32 stored in
  * the float buffer's bytes; its gradient (and any rule set that wants to
  * route relevance through the winner) reads it back as int32. Ties go to the
- * first maximum in scan order and NaN wins, as in PyTorch.
+ * first maximum in scan order and NaN wins, as in PyTorch, and so do ties up
+ * to rounding: a later cell takes the argmax only when it exceeds the
+ * current winner by more than POOL_TIE_REL of its magnitude. On a spatially
+ * constant input (a zero IG baseline, a flat background) PyTorch's
+ * convolutions give exactly equal values and its max-pool the first of them,
+ * while a Winograd or blocked-GEMM conv leaves a few ulps of noise that
+ * would otherwise pick an arbitrary winner and send the whole gradient
+ * there. Only the argmax follows this rule: the pooled value is always the
+ * exact maximum. aux[1] (shaped like the output) is the winners' values,
+ * scratch for the vector kernel.
  *
  * MACs: pools multiply nothing, so .macs is NULL (0), as fvcore counts them.
  */
@@ -33,6 +42,21 @@ _Static_assert(sizeof(int32_t) == sizeof(float), "maxpool argmax indices live in
 #include "parallel.h"
 #include "vmath.h" /* IAP_VEC_CLONES */
 #define POOL_PAR_MIN IAP_OMP_MIN
+
+/*
+ * How much a later cell must exceed the current winner to take the argmax:
+ * 2^-16 (1.5e-5) of its magnitude, about 128 float ulps. A VGG conv on a
+ * constant map through Winograd F(4,3) was measured to leave up to 4.5e-6
+ * (relative) between values PyTorch computes equal; real maxima that close
+ * to the runner-up are a coin toss in float32 anyway.
+ */
+#define POOL_TIE_REL (1.0f / 65536.0f)
+
+/* The value a cell must exceed to take the argmax from a winner worth a (−inf stays −inf). */
+static inline float pool_tie_bar(float a)
+{
+	return a >= 0.0f ? a * (1.0f + POOL_TIE_REL) : a * (1.0f - POOL_TIE_REL);
+}
 
 struct pool_geom {
 	int64_t planes;         /* N·C */
@@ -82,16 +106,18 @@ static int pool_check_input(const struct iap_graph *g, const struct iap_node *no
  */
 IAP_VEC_CLONES
 static void maxpool_cell_run(const float *restrict xrow, int32_t rowbase, int sw, int off, int ow0,
-			     int ow1, float *restrict y, int32_t *restrict arg)
+			     int ow1, float *restrict y, int32_t *restrict arg, float *restrict win)
 {
 #pragma omp simd
 	for (int ow = ow0; ow < ow1; ow++) {
 		int iw = ow * sw + off;
 		float v = xrow[iw];
 		int take = (v > y[ow]) | (v != v);
+		int wins = (v > pool_tie_bar(win[ow])) | (v != v);
 
 		y[ow] = take ? v : y[ow];
-		arg[ow] = take ? rowbase + iw : arg[ow];
+		arg[ow] = wins ? rowbase + iw : arg[ow];
+		win[ow] = wins ? v : win[ow];
 	}
 }
 
@@ -100,7 +126,7 @@ static void maxpool_one(const struct pool_geom *pg, const float *xp, int oh, int
 			int32_t *arg)
 {
 	int h0 = oh * pg->sh - pg->ph, h1 = h0 + pg->kh, w0 = ow * pg->sw - pg->pw, w1 = w0 + pg->kw;
-	float m = -INFINITY;
+	float m = -INFINITY, win = -INFINITY;
 	int32_t mi;
 
 	h1 = h1 > pg->in_h ? pg->in_h : h1;
@@ -117,9 +143,11 @@ static void maxpool_one(const struct pool_geom *pg, const float *xp, int oh, int
 		for (int iw = w0; iw < w1; iw++) {
 			float v = xp[ih * pg->in_w + iw];
 			int take = (v > m) | (v != v);
+			int wins = (v > pool_tie_bar(win)) | (v != v);
 
 			m = take ? v : m;
-			mi = take ? ih * pg->in_w + iw : mi;
+			mi = wins ? ih * pg->in_w + iw : mi;
+			win = wins ? v : win;
 		}
 	*y = m;
 	*arg = mi;
@@ -138,6 +166,8 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 	if (rc)
 		return rc;
 	rc = iap_tensor_ensure(&node->aux[0], out->ndim, out->shape, err);
+	if (!rc)
+		rc = iap_tensor_ensure(&node->aux[1], out->ndim, out->shape, err);
 	if (rc)
 		return rc;
 	pool_geom_of(&pg, node, x);
@@ -156,10 +186,11 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 		const float *xp = x->data + (size_t)p * pg.in_h * pg.in_w;
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
 		int32_t *ap = arg + (size_t)p * pg.out_h * pg.out_w;
+		float *wp = node->aux[1].data + (size_t)p * pg.out_h * pg.out_w;
 
 		for (int oh = 0; oh < pg.out_h; oh++) {
 			int h0 = oh * pg.sh - pg.ph;
-			float *yr = yp + (size_t)oh * pg.out_w;
+			float *yr = yp + (size_t)oh * pg.out_w, *wr = wp + (size_t)oh * pg.out_w;
 			int32_t *ar = ap + (size_t)oh * pg.out_w;
 			int inside = h0 >= 0 && h0 + pg.kh <= pg.in_h && ow_lo < ow_hi;
 
@@ -172,12 +203,13 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 				maxpool_one(&pg, xp, oh, ow, yr + ow, ar + ow);
 			for (int ow = ow_lo; ow < ow_hi; ow++) {
 				yr[ow] = -INFINITY;
+				wr[ow] = -INFINITY;
 				ar[ow] = h0 * pg.in_w + ow * pg.sw - pg.pw;
 			}
 			for (int i = 0; i < pg.kh; i++)
 				for (int j = 0; j < pg.kw; j++)
 					maxpool_cell_run(xp + (size_t)(h0 + i) * pg.in_w, (h0 + i) * pg.in_w, pg.sw,
-							 j - pg.pw, ow_lo, ow_hi, yr, ar);
+							 j - pg.pw, ow_lo, ow_hi, yr, ar, wr);
 			for (int ow = ow_hi; ow < pg.out_w; ow++)
 				maxpool_one(&pg, xp, oh, ow, yr + ow, ar + ow);
 		}
