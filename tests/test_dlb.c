@@ -751,6 +751,73 @@ static void test_plugin_scores(void **state)
 	iap_registry_free(reg);
 }
 
+/*
+ * maxpool_rule=repeat on ResNet's stem pool (3×3, stride 2, pad 1: 4×6 →
+ * 2×3): each input cell gets R of the output cell above it in the 2×2
+ * block grid, divided by 4, whatever the window or the values; the total is
+ * kept. uniform on the same pool differs (overlapping windows). A size that
+ * is not a multiple (5×6 → 3×3) is refused by name.
+ */
+static void test_vector_maxpool_repeat(void **state)
+{
+	(void)state;
+	const int64_t in[3] = { 1, 4, 6 }, odd[3] = { 1, 5, 6 };
+	float x[30], seed[9] = { 4, 8, 12, 16, 20, 24, 28, 32, 36 };
+	const float want[24] = { 1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3,
+				 4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6 };
+	struct dlb_cfg cfg = cfg_new;
+	struct iap_error err = { 0 };
+	struct iap_graph *g = tiny_graph(3, in);
+	struct dlb_rules rules;
+	const struct iap_tensor *r;
+	double sum = 0.0;
+	int same = 1;
+
+	for (int i = 0; i < 30; i++)
+		x[i] = (float)((i * 7) % 11) - 3.0f;
+	cfg.maxpool_rule = DLB_MAXPOOL_REPEAT;
+	assert_true(iap_maxpool2d(g, "maxpool", IAP_GRAPH_INPUT, 3, 2, 1, 0) >= 0);
+	assert_int_equal(iap_graph_finalize(g, &err), IAP_OK);
+	r = walk_tiny(g, &cfg, x, seed, &rules);
+	for (int i = 0; i < 24; i++) {
+		assert_true(r->data[i] == want[i]);
+		sum += r->data[i];
+	}
+	assert_true(sum == 4 + 8 + 12 + 16 + 20 + 24);
+	dlb_rules_release(&rules);
+	r = walk_tiny(g, &cfg_new, x, seed, &rules);
+	for (int i = 0; i < 24; i++)
+		same &= r->data[i] == want[i];
+	assert_false(same);
+	dlb_rules_release(&rules);
+	iap_graph_free(g);
+
+	/* 5×6 → 3×3: not a multiple. */
+	g = tiny_graph(3, odd);
+	assert_true(iap_maxpool2d(g, "maxpool", IAP_GRAPH_INPUT, 3, 2, 1, 0) >= 0);
+	assert_int_equal(iap_graph_finalize(g, &err), IAP_OK);
+	{
+		struct iap_tensor xt = { 0 }, st = { 0 };
+		int64_t xs[4] = { 1, 1, 5, 6 }, ss[4] = { 1, 1, 3, 3 };
+
+		assert_int_equal(iap_tensor_alloc(&xt, 4, xs, &err), IAP_OK);
+		assert_int_equal(iap_tensor_alloc(&st, 4, ss, &err), IAP_OK);
+		memcpy(xt.data, x, sizeof(float) * 30);
+		memcpy(st.data, seed, sizeof(seed));
+		memset(&rules, 0, sizeof(rules));
+		assert_int_equal(dlb_rules_init(&rules, &cfg, g, &err), IAP_OK);
+		assert_int_equal(iap_graph_forward(g, &xt, &err), IAP_OK);
+		assert_int_equal(iap_graph_backward(g, &rules.rs, &st, &(struct iap_walk_opts){ .want_input = 1 },
+						    &err), IAP_EINVAL);
+		assert_non_null(strstr(err.msg, "maxpool_rule=repeat"));
+		assert_non_null(strstr(err.msg, "5x6 -> 3x3"));
+		dlb_rules_release(&rules);
+		iap_tensor_free(&xt);
+		iap_tensor_free(&st);
+	}
+	iap_graph_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -758,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_vector_add),
 		cmocka_unit_test(test_vector_gap),
 		cmocka_unit_test(test_vector_maxpool),
+		cmocka_unit_test(test_vector_maxpool_repeat),
 		cmocka_unit_test(test_vector_contrast),
 		cmocka_unit_test(test_contrast_coef),
 		cmocka_unit_test(test_conservation_vgg),

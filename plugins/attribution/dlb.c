@@ -43,6 +43,12 @@
  *                    each cell over a 2×2 block; we keep the window.)
  *                    maxpool_rule=winner (OLD calculate_wt_maxpool): R to
  *                    the cells equal to the window maximum, ties sharing.
+ *                    maxpool_rule=repeat (NEW align_relevance exactly):
+ *                    nearest-neighbour upsampling of R by the integer size
+ *                    ratio r (per axis), divided by r_h·r_w; the window is
+ *                    ignored (ResNet's stem pool: R/4 to each cell of the
+ *                    2×2 block under its output cell). A size that is not
+ *                    a multiple of the output is an error.
  *   avgpool2d, adaptive_avgpool2d
  *                    gap_rule=uniform (NEW, align_relevance): R/(cells of
  *                    the window or bin). gap_rule=proportional (OLD
@@ -69,7 +75,7 @@
  *
  * OPTIONS
  *   mode default|contrast, add_rule equal|proportional, maxpool_rule
- *   uniform|winner, gap_rule uniform|proportional, start (100),
+ *   uniform|winner|repeat, gap_rule uniform|proportional, start (100),
  *   contrast_score net|positive|negative, and the common abs, reduce,
  *   target, seed. With seed=logit the start value multiplies the logit.
  *
@@ -89,7 +95,7 @@
 
 static const char *const mode_choices[] = { "default", "contrast", NULL };
 static const char *const add_choices[] = { "equal", "proportional", NULL };
-static const char *const maxpool_choices[] = { "uniform", "winner", NULL };
+static const char *const maxpool_choices[] = { "uniform", "winner", "repeat", NULL };
 static const char *const gap_choices[] = { "uniform", "proportional", NULL };
 static const char *const score_choices[] = { "net", "positive", "negative", NULL };
 
@@ -99,7 +105,8 @@ static const struct iap_option dlb_options[] = {
 	{ .name = "add_rule", .type = IAP_OPT_ENUM, .def = "equal", .choices = add_choices,
 	  .help = "residual add: equal halves (new engine) or proportional to |operand| (old)" },
 	{ .name = "maxpool_rule", .type = IAP_OPT_ENUM, .def = "uniform", .choices = maxpool_choices,
-	  .help = "max pool: uniform over the window (new engine) or to the maximum (old)" },
+	  .help = "max pool: uniform over the window (new engine), to the maximum (old), or "
+		  "nearest-neighbour repeat by the size ratio / ratio^2 (new engine's align_relevance)" },
 	{ .name = "gap_rule", .type = IAP_OPT_ENUM, .def = "uniform", .choices = gap_choices,
 	  .help = "average pools: uniform (new engine) or proportional to |x| (old)" },
 	{ .name = "start", .type = IAP_OPT_FLOAT, .def = "100", .has_range = 1, .min = 1e-6, .max = 1e9,

@@ -13,7 +13,7 @@
 
 enum dlb_mode { DLB_MODE_DEFAULT = 0, DLB_MODE_CONTRAST };
 enum dlb_add_rule { DLB_ADD_EQUAL = 0, DLB_ADD_PROPORTIONAL };
-enum dlb_maxpool_rule { DLB_MAXPOOL_UNIFORM = 0, DLB_MAXPOOL_WINNER };
+enum dlb_maxpool_rule { DLB_MAXPOOL_UNIFORM = 0, DLB_MAXPOOL_WINNER, DLB_MAXPOOL_REPEAT };
 enum dlb_gap_rule { DLB_GAP_UNIFORM = 0, DLB_GAP_PROPORTIONAL };
 /* What the walk's own tensor (and so every unit score) carries in contrast mode. */
 enum dlb_contrast_score { DLB_SCORE_NET = 0, DLB_SCORE_POSITIVE, DLB_SCORE_NEGATIVE };

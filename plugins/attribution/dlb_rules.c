@@ -250,6 +250,42 @@ static void adaptive_window(const struct pool_dims *pd, int oh, int ow, int *h0,
 }
 
 /*
+ * Max pool, repeat (NEW's align_relevance on an exact size ratio): the
+ * output map is upsampled by nearest neighbour, each cell repeated over an
+ * rh × rw block with rh = H_in / H_out, rw = W_in / W_out, and divided by
+ * rh·rw so the total is kept. The window (kernel, padding) plays no part,
+ * so ResNet's 3×3/2 stem pool gives each cell a quarter of the output
+ * cell above it, as the reference does. Sizes that are not an exact
+ * multiple are refused: the reference would silently tile or average.
+ */
+static int maxpool_repeat(struct iap_rule_ctx *ctx, const struct pool_dims *pd)
+{
+	const float *r = ctx->r_out->data;
+	float *d = ctx->r_in[0]->data;
+	int rh, rw;
+	float scale;
+
+	if (pd->out_h <= 0 || pd->out_w <= 0 || pd->in_h % pd->out_h || pd->in_w % pd->out_w)
+		return iap_error_set(ctx->err, IAP_EINVAL,
+				     "dlb: %s: maxpool_rule=repeat needs the input size to be a multiple of the "
+				     "output size (%dx%d -> %dx%d)", ctx->node->name, pd->in_h, pd->in_w,
+				     pd->out_h, pd->out_w);
+	rh = pd->in_h / pd->out_h;
+	rw = pd->in_w / pd->out_w;
+	scale = 1.0f / (float)(rh * rw);
+#pragma omp parallel for schedule(static) if (pd->planes * pd->in_h * pd->in_w > DLB_OMP_MIN)
+	for (int64_t p = 0; p < pd->planes; p++) {
+		const float *rp = r + p * pd->out_h * pd->out_w;
+		float *dp = d + p * pd->in_h * pd->in_w;
+
+		for (int ih = 0; ih < pd->in_h; ih++)
+			for (int iw = 0; iw < pd->in_w; iw++)
+				dp[ih * pd->in_w + iw] += rp[(ih / rh) * pd->out_w + iw / rw] * scale;
+	}
+	return IAP_OK;
+}
+
+/*
  * Max pool. winner (old engine): a cell's R goes to the window positions
  * equal to its maximum, ties sharing equally. uniform (new engine): R is
  * spread evenly over the window's real cells. Overlapping windows add.
@@ -269,6 +305,9 @@ static int rule_maxpool(struct iap_rule_ctx *ctx)
 	const int winner = st->cfg.maxpool_rule == DLB_MAXPOOL_WINNER;
 	const float *x = ctx->in[0]->data, *y = ctx->out->data, *r = ctx->r_out->data;
 	float *d = ctx->r_in[0]->data;
+
+	if (st->cfg.maxpool_rule == DLB_MAXPOOL_REPEAT)
+		return maxpool_repeat(ctx, &pd);
 
 #pragma omp parallel for schedule(static) if (pd.planes * pd.in_h * pd.in_w > DLB_OMP_MIN)
 	for (int64_t p = 0; p < pd.planes; p++) {
