@@ -32,6 +32,7 @@ struct iap_vit_cfg {
 	int mlp_dim;
 	int num_classes;
 	int shape_only;
+	int conv_proj_units;   /* declare conv_proj's output channels as a unit group */
 };
 
 /* Fill cfg from a torchvision name ("b_16", "b_32", "l_16", "l_32"); 0 when unknown. */

@@ -23,6 +23,9 @@ static const struct iap_option vit_options[] = {
 	  .help = "attention heads; must divide hidden_dim (custom; overrides the preset when set)" },
 	{ .name = "mlp_dim", .type = IAP_OPT_INT, .def = "3072", .has_range = 1, .min = 1, .max = 1048576,
 	  .help = "MLP hidden width (custom; overrides the preset when set)" },
+	{ .name = "conv_proj_units", .type = IAP_OPT_BOOL, .def = "false",
+	  .help = "also declare conv_proj's output channels a unit group (scored like any layer; "
+		  "residual-stream dimensions: put conv_proj in pruning.ignore to score without pruning)" },
 	IAP_MODEL_INPUT_OPTIONS,
 	{ .name = NULL },
 };
@@ -48,6 +51,7 @@ static int vit_build(const struct iap_opts *opts, const struct iap_dataset_info 
 		cfg.num_heads = (int)iap_opts_int(opts, "num_heads");
 	if (custom || iap_opts_is_set(opts, "mlp_dim"))
 		cfg.mlp_dim = (int)iap_opts_int(opts, "mlp_dim");
+	cfg.conv_proj_units = iap_opts_bool(opts, "conv_proj_units");
 	rc = iap_model_input("vit", opts, data, &cfg.num_classes, &cfg.in_channels, &cfg.image_size, err);
 	return rc ? rc : iap_vit_build(&cfg, out, err);
 }

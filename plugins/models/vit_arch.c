@@ -2,7 +2,8 @@
  * torchvision.models.VisionTransformer as an iaprune graph (pre-norm encoder,
  * class token, learned position embedding, LayerNorm eps 1e-6). The MLP
  * hidden neurons (mlp.0 outputs) and the attention heads (declared on the
- * attention weights) are the prunable units.
+ * attention weights) are the prunable units, and on request conv_proj's
+ * output channels.
  */
 #include "config.h"
 
@@ -58,6 +59,14 @@ int iap_vit_build(const struct iap_vit_cfg *cfg, struct iap_graph **out, struct 
 		return err ? err->code : IAP_ENOMEM;
 	iap_graph_set_shape_only(g, cfg->shape_only);
 	x = iap_patch_embed(g, "conv_proj", IAP_GRAPH_INPUT, cfg->hidden_dim, cfg->patch_size);
+	/*
+	 * On request, conv_proj's D channels are units too (read at the conv,
+	 * before the token reshape), so that their relevance or conductance is
+	 * scored like any layer's. Off by default: they are residual-stream
+	 * dimensions, not neurons a policy should prune.
+	 */
+	if (cfg->conv_proj_units && x >= 0)
+		iap_graph_add_units(g, g->nodes[x].inputs[0], cfg->hidden_dim, 1, -1);
 	x = iap_class_token(g, "", "class_token", x);
 	x = iap_pos_embed(g, "encoder", "pos_embedding", x);
 	for (int l = 0; l < cfg->num_layers; l++) {
