@@ -1,7 +1,8 @@
 /*
  * iaprune — NumPy .npz archives (as MedMNIST ships its datasets).
  *
- * An .npz file is a zip archive of .npy arrays. The reader takes the member
+ * An .npz file is a zip archive of .npy arrays (written by the writer at
+ * the end of this header). The reader takes the member
  * list from the central directory (zip64 end records and zip64 extra fields
  * included), accepts stored (method 0) and deflated (method 8) members,
  * inflates straight into the array buffer, and checks every member's CRC-32
@@ -106,6 +107,25 @@ int iap_npz_read(struct iap_npz *npz, const char *name, enum iap_npy_dtype want,
 		 struct iap_npy *arr, struct iap_error *err);
 
 void iap_npy_free(struct iap_npy *arr);
+
+/*
+ * Writing an archive, as numpy.savez does (stored members, little-endian
+ * C-order arrays, .npy format 1.0): open, add members in order, commit. The
+ * archive goes to a temporary file renamed over path at commit (see
+ * <iaprune/atomic.h>), so a failure or an abort leaves any old file intact.
+ * Archives must stay under 4 GiB (no zip64). After a failed add, only
+ * commit (which then fails) or abort is allowed; both free the writer.
+ */
+struct iap_npz_writer;
+
+int iap_npz_writer_open(struct iap_npz_writer **out, const char *path, struct iap_error *err);
+/* Member name + ".npy"; shape[ndim] (ndim 0: a scalar), numel elements of dtype at data. */
+int iap_npz_writer_add(struct iap_npz_writer *w, const char *name, enum iap_npy_dtype dtype, int ndim,
+		       const int64_t *shape, const void *data, struct iap_error *err);
+int iap_npz_writer_add_f32(struct iap_npz_writer *w, const char *name, int ndim, const int64_t *shape,
+			   const float *data, struct iap_error *err);
+int iap_npz_writer_commit(struct iap_npz_writer *w, struct iap_error *err);
+void iap_npz_writer_abort(struct iap_npz_writer *w);
 
 #ifdef __cplusplus
 }
