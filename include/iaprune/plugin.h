@@ -177,6 +177,23 @@ enum iap_attribution_flags {
 };
 
 /*
+ * What unit_relevance() hands the host: the per-element relevance of unit
+ * group `group`, batch first, shaped like that group's node output. Valid
+ * during the call only. Non-zero stops the plugin, which returns it.
+ */
+typedef int (*iap_unit_relevance_fn)(void *user, int group, const struct iap_tensor *relevance);
+
+/* Which completeness gaps completeness() returns (ABI 1.1). */
+enum iap_delta_kind {
+	/* [n] per sample of the last explain(): Σ input relevance − (F(x) − F(x')) */
+	IAP_DELTA_INPUT = 0,
+	/* [n_groups][n] of the last score()/unit_relevance(): Σ over a group − (F(x) − F(x')) */
+	IAP_DELTA_UNITS,
+	/* [n] F(x) − F(x') of the last call (F the target logit, x' the baseline) */
+	IAP_DELTA_GAP,
+};
+
+/*
  * attribution: per-unit importance scores, and input-level relevance for
  * heatmaps. Either ruleset() supplies a struct iap_ruleset that the host
  * drives through iap_graph_backward (seeded by seed(), or by the target
@@ -203,7 +220,32 @@ struct iap_attribution_ops {
 	/* Relevance of each input element, shaped like x (optional). */
 	int (*explain)(void *state, struct iap_graph *g, const struct iap_tensor *x, const int *targets,
 		       struct iap_tensor *relevance, struct iap_error *err);
+
+	/* ---- ABI 1.1 (read only when size covers them; both optional) ---- */
+
+	/*
+	 * What score() computes for the batch, before any reduction: instead
+	 * of adding reduced scores it calls fn once per unit group (in any
+	 * order) with that group's per-element relevance (IG: the
+	 * conductance; taylor: a ⊙ ∂F/∂a). A host can then reduce per sample
+	 * and in every way (Σ r, |Σ r|, Σ |r|) from one pass. It also
+	 * updates what completeness() reports, as score() does.
+	 */
+	int (*unit_relevance)(void *state, struct iap_graph *g, const struct iap_tensor *x,
+			      const int *targets, iap_unit_relevance_fn fn, void *user,
+			      struct iap_error *err);
+	/*
+	 * Completeness of the last call (enum iap_delta_kind): a pointer to
+	 * (*n_groups) × (*n) floats (n_groups is 1 except for IAP_DELTA_UNITS),
+	 * valid until the next call on state; NULL with *n = 0 when the method
+	 * has no such quantity or has not run yet.
+	 */
+	const float *(*completeness)(void *state, int what, int *n_groups, int *n);
 };
+
+/* 1 when an attribution plugin's ops (built with ops->size) have member m. */
+#define IAP_ATTR_OPS_HAS(ops, m) \
+	((ops)->size >= offsetof(struct iap_attribution_ops, m) + sizeof((ops)->m) && (ops)->m)
 
 /*
  * sampler: choose up to k samples of every class of ds (indices into ds,

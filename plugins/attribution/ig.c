@@ -35,7 +35,8 @@
  * once per call. F(x) and F(x') for the completeness gap δ come from the
  * path's end nodes when it has them (trapezoid) or from one extra row each
  * (x itself, x'); δ is kept per sample (and per group for the conductances)
- * and read with the functions in ig.h. The graph is left holding the last
+ * and read through the ops' completeness() (ABI 1.1), or the functions in
+ * ig.h. unit_relevance() hands the host the conductance tensors themselves. The graph is left holding the last
  * internal batch's forward.
  *
  * Targets are the host's (predicted or label). The common `seed` option is
@@ -747,10 +748,10 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 
 /* ---- the vtable ---------------------------------------------------------------------- */
 
-static int ig_score(void *state, struct iap_graph *g, const struct iap_tensor *x,
-		    const int *targets, float *const *scores, struct iap_error *err)
+/* The conductance sweep for the batch, and every group's completeness gap per sample. */
+static int conductances(struct ig_state *st, struct iap_graph *g, const struct iap_tensor *x,
+			const int *targets, struct iap_error *err)
 {
-	struct ig_state *st = state;
 	int B = (int)x->shape[0];
 	int rc;
 
@@ -764,7 +765,6 @@ static int ig_score(void *state, struct iap_graph *g, const struct iap_tensor *x
 		const struct iap_tensor *c = &st->cond[gi];
 		int64_t per = iap_tensor_numel(c) / B;
 
-		iap_unit_accumulate(&g->groups[gi], c, st->so.abs, scores[gi]);
 		for (int i = 0; i < B; i++) {
 			double s = 0.0;
 
@@ -775,6 +775,46 @@ static int ig_score(void *state, struct iap_graph *g, const struct iap_tensor *x
 	}
 	st->unit_delta_n = B;
 	return IAP_OK;
+}
+
+static int ig_score(void *state, struct iap_graph *g, const struct iap_tensor *x,
+		    const int *targets, float *const *scores, struct iap_error *err)
+{
+	struct ig_state *st = state;
+	int rc = conductances(st, g, x, targets, err);
+
+	for (int gi = 0; !rc && gi < st->n_groups; gi++)
+		iap_unit_accumulate(&g->groups[gi], &st->cond[gi], st->so.abs, scores[gi]);
+	return rc;
+}
+
+/* The conductance of every unit group, unreduced, to the host (ABI 1.1). */
+static int ig_unit_relevance(void *state, struct iap_graph *g, const struct iap_tensor *x,
+			     const int *targets, iap_unit_relevance_fn fn, void *user,
+			     struct iap_error *err)
+{
+	struct ig_state *st = state;
+	int rc = conductances(st, g, x, targets, err);
+
+	for (int gi = 0; !rc && gi < st->n_groups; gi++)
+		rc = fn(user, gi, &st->cond[gi]);
+	return rc;
+}
+
+static const float *ig_completeness(void *state, int what, int *n_groups, int *n)
+{
+	*n_groups = 1;
+	switch (what) {
+	case IAP_DELTA_INPUT:
+		return iap_plugin_ig_input_delta(state, n);
+	case IAP_DELTA_UNITS:
+		return iap_plugin_ig_unit_delta(state, n_groups, n);
+	case IAP_DELTA_GAP:
+		return iap_plugin_ig_output_gap(state, n);
+	default:
+		*n = 0;
+		return NULL;
+	}
 }
 
 static int ig_explain(void *state, struct iap_graph *g, const struct iap_tensor *x,
@@ -837,6 +877,8 @@ static const struct iap_attribution_ops ig_ops = {
 	.destroy = ig_destroy,
 	.score = ig_score,
 	.explain = ig_explain,
+	.unit_relevance = ig_unit_relevance,
+	.completeness = ig_completeness,
 };
 
 static const struct iap_plugin_desc ig_desc = {

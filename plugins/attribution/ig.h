@@ -1,9 +1,10 @@
 /*
  * The `ig` attribution plugin's extra entry points: the completeness gaps of
- * its last runs. They are exported from ig.so (their names match the
- * '^iap_plugin_' export filter), so a host may dlsym them; the tests compile
- * ig.c in and call them directly. `state` is what the plugin's create()
- * returned. Not installed.
+ * its last runs. Hosts reach the same numbers through the public plugin
+ * interface, struct iap_attribution_ops's completeness() (ABI 1.1, see
+ * <iaprune/plugin.h>); these functions stay for the white-box tests, which
+ * compile ig.c in. `state` is what the plugin's create() returned. Not
+ * installed.
  */
 #ifndef IAP_PLUGIN_IG_H
 #define IAP_PLUGIN_IG_H

@@ -27,6 +27,8 @@ struct taylor_state {
 	float *prod;            /* a ⊙ g of one group (grown to the largest) */
 	int64_t cap;
 	float *const *scores;   /* of the current call */
+	iap_unit_relevance_fn fn; /* unit_relevance(): hand a ⊙ g over instead */
+	void *fn_user;
 	struct iap_error *err;
 };
 
@@ -77,6 +79,8 @@ static int taylor_hook(void *user, struct iap_graph *g, const struct iap_node *n
 	view = *r_out;
 	view.data = st->prod;
 	view.owns = 0;
+	if (st->fn)
+		return st->fn(st->fn_user, node->unit_group, &view);
 	iap_unit_accumulate(&g->groups[node->unit_group], &view, st->so.abs,
 			    st->scores[node->unit_group]);
 	return 0;
@@ -103,12 +107,29 @@ static int taylor_score(void *state, struct iap_graph *g, const struct iap_tenso
 	return rc;
 }
 
+/* a ⊙ ∂F/∂a of every group, unreduced, to the host (ABI 1.1), in walk order. */
+static int taylor_unit_relevance(void *state, struct iap_graph *g, const struct iap_tensor *x,
+				 const int *targets, iap_unit_relevance_fn fn, void *user,
+				 struct iap_error *err)
+{
+	struct taylor_state *st = state;
+	int rc;
+
+	st->fn = fn;
+	st->fn_user = user;
+	rc = taylor_score(state, g, x, targets, NULL, err);
+	st->fn = NULL;
+	st->fn_user = NULL;
+	return rc;
+}
+
 static const struct iap_attribution_ops taylor_ops = {
 	.size = sizeof(struct iap_attribution_ops),
 	.flags = 0,
 	.create = taylor_create,
 	.destroy = taylor_destroy,
 	.score = taylor_score,
+	.unit_relevance = taylor_unit_relevance,
 };
 
 static const struct iap_plugin_desc taylor_desc = {
