@@ -31,6 +31,8 @@
 #include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
 
+#include "cmd_attribute.h"
+
 #ifndef IAP_SYSCONFDIR
 #define IAP_SYSCONFDIR "/usr/local/etc"
 #endif
@@ -61,6 +63,7 @@ static void usage_main(FILE *f)
 		"  eval      evaluate the pipeline's model on its evaluation split\n"
 		"  explain   heatmap of one image's relevance\n"
 		"  prune     prune the pipeline's model at one rate and save it\n"
+		"  attribute per-unit scores, input relevance and IG deltas as a NumPy .npz\n"
 		"\n"
 		"'iaprune COMMAND --help' describes a command; man iaprune for details.\n"
 		"Exit status: 0 ok, 1 the run failed, 2 usage or input error.\n");
@@ -662,6 +665,26 @@ out:
 	return rc;
 }
 
+/* ---- attribute: the command lives in cmd_attribute.c ---------------------------------------- */
+
+static struct iap_registry *env_load_plugins(void *user)
+{
+	return load_plugins(user);
+}
+
+static int env_add_plugin_path(void *user, const char *dir)
+{
+	return add_plugin_path(user, dir);
+}
+
+static int cmd_attribute(const struct command *cmd, struct common *c, int argc, char **argv)
+{
+	const struct cli_env env = { env_load_plugins, env_add_plugin_path, load_pipeline, c };
+
+	(void)cmd;
+	return cli_attribute(&env, argc, argv);
+}
+
 static void describe_option(const struct iap_option *opt)
 {
 	printf("  %s (%s", opt->name, iap_opt_type_name(opt->type));
@@ -909,6 +932,7 @@ static const struct command commands[] = {
 	  "and write the masked model (zeros baked in; default OUTPUT/pruned.safetensors) and\n"
 	  "with --compact also the physically smaller model (...-compact.safetensors).",
 	  NULL, cmd_prune },
+	{ "attribute", cli_attribute_args, cli_attribute_summary, NULL, cmd_attribute },
 };
 
 int main(int argc, char **argv)
