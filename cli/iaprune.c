@@ -9,12 +9,14 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -32,6 +34,7 @@
 #include <iaprune/safetensors.h>
 
 #include "cmd_attribute.h"
+#include "model_load.h"
 
 #ifndef IAP_SYSCONFDIR
 #define IAP_SYSCONFDIR "/usr/local/etc"
@@ -61,7 +64,7 @@ static void usage_main(FILE *f)
 		"  info      version and search path; with WEIGHTS, the model's layer table\n"
 		"  train     train the pipeline's model and save it\n"
 		"  eval      evaluate the pipeline's model on its evaluation split\n"
-		"  explain   heatmap of one image's relevance\n"
+		"  explain   heatmaps of images' relevance\n"
 		"  prune     prune the pipeline's model at one rate and save it\n"
 		"  attribute per-unit scores, input relevance and IG deltas as a NumPy .npz\n"
 		"\n"
@@ -220,7 +223,7 @@ static void usage_cmd(const struct command *cmd, FILE *f)
 
 enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE,
        OPT_QUIET, OPT_JOBS, OPT_RATE, OPT_ATTRIBUTION, OPT_SAMPLER, OPT_COMPACT, OPT_OUTPUT, OPT_WEIGHTS,
-       OPT_TARGET, OPT_OPTION, OPT_RAW };
+       OPT_TARGET, OPT_OPTION, OPT_RAW, OPT_MODEL, OPT_MODEL_OPTION };
 
 static const struct option long_opts[] = {
 	{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
@@ -241,6 +244,8 @@ static const struct option long_opts[] = {
 	{ "target", required_argument, NULL, OPT_TARGET },
 	{ "option", required_argument, NULL, OPT_OPTION },
 	{ "raw", required_argument, NULL, OPT_RAW },
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "model-option", required_argument, NULL, OPT_MODEL_OPTION },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -265,6 +270,9 @@ struct cmd_opts {
 	const char *options[64];
 	int n_options;
 	const char *raw;
+	const char *model;
+	const char *model_options[64];
+	int n_model_options;
 };
 
 /*
@@ -383,6 +391,14 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 			if (o->n_options == (int)(sizeof(o->options) / sizeof(o->options[0])))
 				return error_exit(EXIT_USAGE, "too many --option options");
 			o->options[o->n_options++] = optarg;
+			break;
+		case OPT_MODEL:
+			o->model = optarg;
+			break;
+		case OPT_MODEL_OPTION:
+			if (o->n_model_options == (int)(sizeof(o->model_options) / sizeof(o->model_options[0])))
+				return error_exit(EXIT_USAGE, "too many --model-option options");
+			o->model_options[o->n_model_options++] = optarg;
 			break;
 		}
 	}
@@ -531,34 +547,151 @@ static int cmd_prune(const struct command *cmd, struct common *c, int argc, char
 	return run_mode(cmd, c, argc, argv, IAP_RUN_PRUNE);
 }
 
-/* ---- explain: one image, one heatmap ------------------------------------------------------------ */
+/* ---- explain: heatmaps of images, the model loaded once -------------------------------------- */
+
+/* What every image of one explain call shares. */
+struct explain_ctx {
+	const struct cmd_opts *o;
+	const struct iap_plugin *attr;
+	struct iap_graph *g;
+	void *state;
+	struct iap_score_opts so;
+	const char *out_dir;        /* several images: -o and --raw name directories */
+	const char *raw_dir;
+};
+
+/* "DIR/<base name of image>.<name>.<ext>" into buf. */
+static void explain_path_in(char *buf, size_t len, const char *dir, const char *image, const char *name,
+			    const char *ext)
+{
+	const char *base = strrchr(image, '/');
+
+	snprintf(buf, len, "%s/%s.%s.%s", dir, base ? base + 1 : image, name, ext);
+}
+
+/* One image: load, explain, write the heatmap (and the raw relevance). Returns the exit status. */
+static int explain_image(const struct explain_ctx *e, const char *image)
+{
+	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
+	const struct cmd_opts *o = e->o;
+	const struct iap_plugin *attr = e->attr;
+	struct iap_graph *g = e->g;
+	struct iap_error err = { 0, "" };
+	struct iap_tensor img = { 0 }, x = { 0 }, rel = { 0 };
+	struct iap_heatmap_opts ho;
+	struct iap_score_opts so = e->so;
+	const float *mean, *std;
+	float *map = NULL;
+	char out[4096], raw[4096];
+	int rc, ch, h, w, target;
+	int64_t shape[4];
+
+	ch = (int)g->in_shape[0];
+	h = (int)g->in_shape[1];
+	w = (int)g->in_shape[2];
+	/* The datasets' default normalisation: ImageNet for colour, 0.5/0.5 for grayscale. */
+	mean = ch == 3 ? iap_imagenet_mean : gray_mean;
+	std = ch == 3 ? iap_imagenet_std : gray_std;
+	shape[0] = 1;
+	shape[1] = ch;
+	shape[2] = h;
+	shape[3] = w;
+	rc = EXIT_USAGE;
+	if (iap_image_load(image, ch, &img, &err) || iap_tensor_alloc(&x, 4, shape, &err) ||
+	    iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], x.data, h, w, &err) ||
+	    iap_image_normalize(x.data, ch, (int64_t)h * w, mean, std, &err))
+		goto fail;
+	rc = EXIT_RUN;
+	if (iap_graph_forward(g, &x, &err))
+		goto fail;
+	if (o->target >= 0) {
+		if (o->target >= iap_graph_output(g)->shape[1]) {
+			error_exit(EXIT_USAGE, "explain: --target %d: the model has %lld classes", o->target,
+				   (long long)iap_graph_output(g)->shape[1]);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		target = o->target;
+	} else {
+		so.target = IAP_TARGET_PREDICTED;
+		if (iap_targets(iap_graph_output(g), NULL, &so, &target, &err))
+			goto fail;
+	}
+	if (attr->desc->ops.attribution->explain(e->state, g, &x, &target, &rel, &err))
+		goto fail;
+	map = malloc((size_t)h * (size_t)w * sizeof(float));
+	if (!map) {
+		error_exit(EXIT_RUN, "out of memory");
+		goto out;
+	}
+	iap_heatmap_reduce(rel.data, ch, h, w, map);
+	iap_heatmap_opts_init(&ho);
+	ho.mean = mean;
+	ho.std = std;
+	if (e->out_dir)
+		explain_path_in(out, sizeof(out), e->out_dir, image, attr->desc->name, "png");
+	else if (o->output)
+		snprintf(out, sizeof(out), "%s", o->output);
+	else
+		snprintf(out, sizeof(out), "%s.%s.png", image, attr->desc->name);
+	if (iap_heatmap_write_png(out, x.data, ch, h, w, map, &ho, &err))
+		goto fail;
+	/* The raw relevance, [channels, H, W] float32, for analysis elsewhere. */
+	if (e->raw_dir)
+		explain_path_in(raw, sizeof(raw), e->raw_dir, image, attr->desc->name, "npy");
+	else if (o->raw)
+		snprintf(raw, sizeof(raw), "%s", o->raw);
+	if ((e->raw_dir || o->raw) && iap_heatmap_write_npy(raw, rel.data, 3, rel.shape + 1, &err))
+		goto fail;
+	printf("%s: class %d (logit %.4f), heatmap %s\n", image, target,
+	       iap_graph_output(g)->data[target], out);
+	rc = EXIT_OK;
+	goto out;
+fail:
+	error_exit(rc, "%s", err.msg);
+out:
+	free(map);
+	iap_tensor_free(&img);
+	iap_tensor_free(&x);
+	iap_tensor_free(&rel);
+	return rc;
+}
+
+/* 1 when path is a directory. */
+static int is_dir(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
 
 static int cmd_explain(const struct command *cmd, struct common *c, int argc, char **argv)
 {
 	static const int allowed[] = { OPT_WEIGHTS, OPT_ATTRIBUTION, OPT_OPTION, OPT_TARGET, OPT_OUTPUT, OPT_JOBS,
-				       OPT_RAW, 0 };
-	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
+				       OPT_RAW, OPT_MODEL, OPT_MODEL_OPTION, 0 };
 	struct iap_error err = { 0, "" };
 	struct iap_registry *reg = NULL;
-	const struct iap_plugin *attr;
+	const struct iap_plugin *attr = NULL;
 	struct iap_graph *g = NULL;
 	struct iap_opts *opts = NULL;
-	struct iap_tensor img = { 0 }, x = { 0 }, rel = { 0 };
-	struct iap_heatmap_opts ho;
-	struct iap_score_opts so;
-	const float *mean, *std;
+	struct explain_ctx e = { 0 };
 	void *state = NULL;
-	float *map = NULL;
-	char out[4096];
+	char what[128];
 	struct cmd_opts o;
-	int rc, ch, h, w, target;
-	int64_t shape[4];
+	int rc, n_images;
+	char **images;
 
-	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
+	rc = parse_cmd(cmd, c, argc, argv, allowed, INT_MAX, &o);
 	if (rc >= 0)
 		return rc;
-	if (!o.pipeline || !o.weights)
+	images = argv + optind;
+	n_images = argc - optind;
+	if (n_images < 1 || !o.weights)
 		return error_exit(EXIT_USAGE, "explain: needs --weights MODEL.safetensors and an IMAGE (try 'iaprune explain --help')");
+	/* Several images: -o and --raw are directories, one file per image in them. */
+	if (n_images > 1 && ((o.output && !is_dir(o.output)) || (o.raw && !is_dir(o.raw))))
+		return error_exit(EXIT_USAGE, "explain: with %d images, -o and --raw name existing directories (%s is not one)",
+				  n_images, o.output && !is_dir(o.output) ? o.output : o.raw);
 	set_threads(o.jobs);
 	reg = load_plugins(c);
 	if (!reg)
@@ -585,80 +718,31 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 			goto out;
 		}
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - o.options[i]), o.options[i]);
-		snprintf(out, sizeof(out), "attribution '%s'", attr->desc->name);
-		if (iap_opts_set(opts, out, key, eq + 1, &err))
+		snprintf(what, sizeof(what), "attribution '%s'", attr->desc->name);
+		if (iap_opts_set(opts, what, key, eq + 1, &err))
 			goto fail;
 	}
-	if (iap_model_from_weights(reg, o.weights, &g, NULL, &err))
+	/* An iaprune file describes its model; a plain torchvision one is built by --model. */
+	if (cli_model_load(reg, o.weights, o.model, o.model_options, o.n_model_options, &g, &err))
 		goto fail;
-	ch = (int)g->in_shape[0];
-	h = (int)g->in_shape[1];
-	w = (int)g->in_shape[2];
-	/* The datasets' default normalisation: ImageNet for colour, 0.5/0.5 for grayscale. */
-	mean = ch == 3 ? iap_imagenet_mean : gray_mean;
-	std = ch == 3 ? iap_imagenet_std : gray_std;
-	shape[0] = 1;
-	shape[1] = ch;
-	shape[2] = h;
-	shape[3] = w;
-	if (iap_image_load(o.pipeline, ch, &img, &err) || iap_tensor_alloc(&x, 4, shape, &err) ||
-	    iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], x.data, h, w, &err) ||
-	    iap_image_normalize(x.data, ch, (int64_t)h * w, mean, std, &err))
-		goto fail;
-	rc = EXIT_RUN;
-	if (attr->desc->ops.attribution->create(opts, g, &state, &err) || iap_graph_forward(g, &x, &err))
-		goto fail_run;
-	iap_score_opts_from(opts, &so);
-	if (o.target >= 0) {
-		if (o.target >= iap_graph_output(g)->shape[1]) {
-			error_exit(EXIT_USAGE, "explain: --target %d: the model has %lld classes", o.target,
-				   (long long)iap_graph_output(g)->shape[1]);
-			rc = EXIT_USAGE;
-			goto out;
-		}
-		target = o.target;
-	} else {
-		so.target = IAP_TARGET_PREDICTED;
-		if (iap_targets(iap_graph_output(g), NULL, &so, &target, &err))
-			goto fail_run;
-	}
-	if (attr->desc->ops.attribution->explain(state, g, &x, &target, &rel, &err))
-		goto fail_run;
-	map = malloc((size_t)h * (size_t)w * sizeof(float));
-	if (!map) {
-		error_exit(EXIT_RUN, "out of memory");
+	if (attr->desc->ops.attribution->create(opts, g, &state, &err)) {
+		rc = error_exit(EXIT_RUN, "%s", err.msg);
 		goto out;
 	}
-	iap_heatmap_reduce(rel.data, ch, h, w, map);
-	iap_heatmap_opts_init(&ho);
-	ho.mean = mean;
-	ho.std = std;
-	if (o.output)
-		snprintf(out, sizeof(out), "%s", o.output);
-	else
-		snprintf(out, sizeof(out), "%s.%s.png", o.pipeline, attr->desc->name);
-	if (iap_heatmap_write_png(out, x.data, ch, h, w, map, &ho, &err))
-		goto fail_run;
-	/* The raw relevance, [channels, H, W] float32, for analysis elsewhere. */
-	if (o.raw && iap_heatmap_write_npy(o.raw, rel.data, 3, rel.shape + 1, &err))
-		goto fail_run;
-	printf("%s: class %d (logit %.4f), heatmap %s\n", o.pipeline, target,
-	       iap_graph_output(g)->data[target], out);
+	e = (struct explain_ctx){ .o = &o, .attr = attr, .g = g, .state = state,
+				  .out_dir = n_images > 1 ? o.output : NULL, .raw_dir = n_images > 1 ? o.raw : NULL };
+	iap_score_opts_from(opts, &e.so);
+	/* Every image, the model and the method's state built once; the first failure stops. */
 	rc = EXIT_OK;
+	for (int i = 0; i < n_images && rc == EXIT_OK; i++)
+		rc = explain_image(&e, images[i]);
 	goto out;
 fail:
 	error_exit(EXIT_USAGE, "%s", err.msg);
 	rc = EXIT_USAGE;
-	goto out;
-fail_run:
-	error_exit(EXIT_RUN, "%s", err.msg);
 out:
 	if (state)
 		attr->desc->ops.attribution->destroy(state);
-	free(map);
-	iap_tensor_free(&img);
-	iap_tensor_free(&x);
-	iap_tensor_free(&rel);
 	iap_opts_free(opts);
 	iap_graph_free(g);
 	iap_registry_free(reg);
@@ -920,11 +1004,13 @@ static const struct command commands[] = {
 	  "per-class sensitivity/specificity/precision, macro F1, AUROC, ECE, confusion matrix\n"
 	  "(printed, and written to OUTPUT/metrics.json).",
 	  NULL, cmd_eval },
-	{ "explain", "--weights MODEL.safetensors [--attribution NAME] [--option KEY=VALUE]... [--target N] [-o OUT.png] [--raw OUT.npy] IMAGE",
-	  "Write IMAGE with its relevance for the predicted class (or --target) blended over it\n"
-	  "as a PNG (default IMAGE.NAME.png). The model is rebuilt from the weights file's\n"
-	  "description; the attribution defaults to lrp. --raw also writes the relevance itself\n"
-	  "([channels, H, W] float32) as a .npy file.",
+	{ "explain", "--weights MODEL.safetensors [--model NAME [--model-option KEY=VALUE]...] [--attribution NAME] [--option KEY=VALUE]... [--target N] [-o OUT.png|DIR] [--raw OUT.npy|DIR] IMAGE...",
+	  "Write each IMAGE with its relevance for the predicted class (or --target) blended\n"
+	  "over it as a PNG (default IMAGE.NAME.png). The model is rebuilt from the weights\n"
+	  "file's description, or, for a plain torchvision file, built by --model NAME with\n"
+	  "--model-option sizes; it is loaded once for all images. The attribution defaults to\n"
+	  "lrp. --raw also writes the relevance itself ([channels, H, W] float32) as .npy.\n"
+	  "With several images, -o and --raw name directories (DIR/IMAGE.NAME.png, .npy).",
 	  NULL, cmd_explain },
 	{ "prune", "--rate R [--attribution NAME] [--sampler NAME] [--compact] [-o OUT] [--set KEY=VALUE]... [PIPELINE]",
 	  "Score units with one attribution x sampler of the pipeline (the first by default;\n"

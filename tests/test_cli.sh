@@ -68,7 +68,7 @@ if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
 else
 	ok "an AVX2 CPU does not run pre-AVX2 OpenBLAS kernels # SKIP no AVX2 here"
 fi
-run 0 "--help" -- --help && has "--help lists the commands" "$tmp/out" "explain   heatmap of one image's relevance"
+run 0 "--help" -- --help && has "--help lists the commands" "$tmp/out" "explain   heatmaps of images' relevance"
 run 2 "no command is a usage error" -- && has "no command prints usage on stderr" "$tmp/err" "usage: iaprune"
 run 2 "unknown command" -- frobnicate &&
 	same "unknown command message" "$tmp/err" "iaprune: unknown command 'frobnicate' (try 'iaprune --help')"
