@@ -28,7 +28,7 @@ same() {
 		if (m < 1) m = 1; if (d > t * m) bad = 1; k++ } END { exit !(k > 0 && !bad) }'
 }
 
-echo "1..16"
+echo "1..18"
 
 M="--model vgg --model-option depth=11 --model-option width=0.025 --model-option image_size=32"
 "$IAPRUNE" attribute -q "$FX/vgg11.safetensors" $M --samples "$FX/vgg11.io.safetensors" \
@@ -68,6 +68,24 @@ check "IG: the gap shrinks from 8 to 64 steps" \
 	"paste $tmp/d8 $tmp/d64 | awk '{ a = \$1 < 0 ? -\$1 : \$1; b = \$2 < 0 ? -\$2 : \$2; if (!(b < a)) bad = 1 } END { exit bad }'"
 check "IG: input completeness and input maps are written" \
 	"\"$DUMP\" $tmp/ig64.npz | grep -qx 'delta/input float32 2' && \"$DUMP\" $tmp/ig64.npz | grep -qx 'input_relevance float32 2x3x32x32'"
+
+# The ViT fixture with its conv_proj channels as a unit group: their conductance is scored.
+V="--model vit --model-option variant=custom --model-option patch_size=8 --model-option hidden_dim=16
+   --model-option depth=2 --model-option num_heads=2 --model-option mlp_dim=32 --model-option conv_proj_units=true"
+for s in 8 64; do
+	"$IAPRUNE" attribute -q "$FX/vit.safetensors" $V --samples "$FX/vit.io.safetensors" --attribution ig \
+		--option steps=$s -o "$tmp/vit$s.npz" >"$tmp/out" 2>>"$tmp/err"
+done
+"$DUMP" "$tmp/vit64.npz" logits >"$tmp/a"
+"$DUMP" "$FX/vit.io.safetensors" logits >"$tmp/b"
+check "ViT with conv_proj_units: PyTorch's logits, conv_proj scored per channel" \
+	"same $tmp/a $tmp/b 1e-4 && \"$DUMP\" $tmp/vit64.npz | grep -qx 'units/conv_proj/sum float32 2x16'"
+"$DUMP" "$tmp/vit8.npz" delta/units/conv_proj >"$tmp/d8"
+"$DUMP" "$tmp/vit64.npz" delta/units/conv_proj >"$tmp/d64"
+"$DUMP" "$tmp/vit64.npz" delta/gap >"$tmp/gap"
+check "ViT conv_proj conductance: complete within 10% at 64 steps, closer than at 8" \
+	"paste $tmp/d8 $tmp/d64 $tmp/gap | awk '{ a = \$1 < 0 ? -\$1 : \$1; b = \$2 < 0 ? -\$2 : \$2; g = \$3 < 0 ? -\$3 : \$3;
+		if (!(b < a) || !(b < 0.1 * g)) bad = 1 } END { exit bad }'"
 
 # A pipeline: a tiny model trained for one epoch, then its first sampler's samples.
 cat >"$tmp/p.yaml" <<YAML
