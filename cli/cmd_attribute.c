@@ -641,6 +641,8 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 {
 	const struct iap_attribution_ops *ops = j->attr->desc->ops.attribution;
 	const int data_free = (ops->flags & IAP_ATTR_DATA_FREE) != 0;
+	/* Rule sets and unit_relevance() give the relevance itself: the score follows from its sums. */
+	const int own_reduce = ops->ruleset || IAP_ATTR_OPS_HAS(ops, unit_relevance);
 	struct iap_score_opts so;
 	struct iap_tensor rin = { 0 };
 	float **bsum = NULL, **babs = NULL;
@@ -747,8 +749,8 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 
 			memcpy(r->sum[gi] + b0 * U, bsum[gi], (size_t)n * U * sizeof(float));
 			memcpy(r->sum_abs[gi] + b0 * U, babs[gi], (size_t)n * U * sizeof(float));
-			/* The plugin's own score: its abs option over the same sums. */
-			for (int i = 0; i < n; i++)
+			/* The plugin's own score: its abs option over the same sums (scorers: below). */
+			for (int i = 0; own_reduce && i < n; i++)
 				for (int u = 0; u < U; u++) {
 					float s = bsum[gi][i * U + u];
 
@@ -756,6 +758,12 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 							   : so.abs == IAP_ABS_BEFORE ? babs[gi][i * U + u] : s;
 				}
 		}
+		/*
+		 * A plugin that only scores may reduce in its own way: its score is
+		 * what it adds for the batch, as in `run`.
+		 */
+		if (!own_reduce && (rc = iap_attribute_batch(ops, state, j->opts, j->g, x, labels, r->score, NULL, err)))
+			break;
 		/* Completeness gaps, when the method reports them (ABI 1.1). */
 		if (IAP_ATTR_OPS_HAS(ops, completeness)) {
 			d = ops->completeness(state, IAP_DELTA_UNITS, &ng, &nd);
