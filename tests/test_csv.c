@@ -234,7 +234,7 @@ static void test_limits(void **state)
 	memcpy(text, "a\n", 2);
 	memset(text + 2, 'x', n);
 	text[n + 2] = '\0';
-	assert_int_equal(first_error(text, &err), IAP_ENOMEM);
+	assert_int_equal(first_error(text, &err), IAP_ELIMIT);
 	assert_string_equal(err.msg, "l.csv:2: field 1 longer than 1048576 bytes");
 	/* A header with more columns than allowed. */
 	for (size_t i = 0; i < cols; i++) {

@@ -3,11 +3,38 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <iaprune/atomic.h>
+
+/*
+ * Test-only crash injection: with IAP_TEST_KILL_AT_RENAME=N in the
+ * environment the process kills itself (SIGKILL, no clean-up at all) just
+ * before its Nth publishing rename, so the kill test can interrupt a run at
+ * every point where an output becomes visible. Unset (always, outside the
+ * test suite) this costs one getenv per process.
+ */
+void iap_atomic_kill_point(void)
+{
+	static long at = -1, count;
+
+	if (at < 0) {
+		const char *s = getenv("IAP_TEST_KILL_AT_RENAME");
+		char *end;
+
+		at = 0;
+		if (s && *s) {
+			long v = strtol(s, &end, 10);
+
+			at = *end == '\0' && v > 0 ? v : 0;
+		}
+	}
+	if (at > 0 && ++count == at)
+		raise(SIGKILL);
+}
 
 int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_error *err)
 {
@@ -31,7 +58,7 @@ int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_err
 		free(af->path);
 		free(af->tmp);
 		memset(af, 0, sizeof(*af));
-		return iap_error_set(err, IAP_EIO, "%s: cannot create a temporary file: %s", path,
+		return iap_error_set(err, IAP_EWRITE, "%s: cannot create a temporary file: %s", path,
 				     strerror(e));
 	}
 	af->fp = fdopen(fd, "wb");
@@ -43,7 +70,7 @@ int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_err
 		free(af->path);
 		free(af->tmp);
 		memset(af, 0, sizeof(*af));
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(e));
+		return iap_error_set(err, IAP_EWRITE, "%s: %s", path, strerror(e));
 	}
 	return IAP_OK;
 }
@@ -77,16 +104,23 @@ int iap_atomic_commit(struct iap_atomic_file *af, struct iap_error *err)
 	int rc = IAP_OK;
 	int e = 0;
 
-	if (fflush(af->fp) != 0 || ferror(af->fp) || fsync(fileno(af->fp)) != 0)
+	/* errno of the write that failed earlier survives: the stream's later calls fail the same way. */
+	if (ferror(af->fp))
+		e = errno ? errno : EIO;
+	errno = 0;
+	if (!e && (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0))
 		e = errno ? errno : EIO;
 	if (fclose(af->fp) != 0 && !e)
 		e = errno;
 	af->fp = NULL;
-	if (!e && rename(af->tmp, af->path) != 0)
-		e = errno;
+	if (!e) {
+		iap_atomic_kill_point();
+		if (rename(af->tmp, af->path) != 0)
+			e = errno;
+	}
 	if (e) {
 		unlink(af->tmp);
-		rc = iap_error_set(err, IAP_EIO, "%s: cannot write: %s", af->path, strerror(e));
+		rc = iap_error_set(err, IAP_EWRITE, "%s: cannot write: %s", af->path, strerror(e));
 	} else {
 		fsync_parent(af->path);
 	}
@@ -94,6 +128,17 @@ int iap_atomic_commit(struct iap_atomic_file *af, struct iap_error *err)
 	free(af->tmp);
 	memset(af, 0, sizeof(*af));
 	return rc;
+}
+
+int iap_atomic_fail(struct iap_atomic_file *af, struct iap_error *err)
+{
+	int e = errno ? errno : EIO;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s", af->path ? af->path : "?");
+	iap_atomic_abort(af);
+	return iap_error_set(err, e == ENOMEM ? IAP_ENOMEM : IAP_EWRITE, "%s: cannot write: %s", path,
+			     strerror(e));
 }
 
 void iap_atomic_abort(struct iap_atomic_file *af)

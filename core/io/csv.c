@@ -245,7 +245,7 @@ int iap_csv_open_mem(const char *buf, size_t len, const char *name, struct iap_c
 	if (!name)
 		name = "<memory>";
 	if (len > IAP_CSV_MAX_FILE)
-		return iap_error_set(err, IAP_ENOMEM, "%s: CSV too large (%zu bytes; limit %zu)", name,
+		return iap_error_set(err, IAP_ELIMIT, "%s: CSV too large (%zu bytes; limit %zu)", name,
 				     len, IAP_CSV_MAX_FILE);
 	copy = malloc(len ? len : 1);
 	if (!copy)

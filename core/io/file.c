@@ -42,7 +42,7 @@ int iap_file_read(const char *path, size_t limit, const char *what, unsigned cha
 	if (rc)
 		return rc;
 	if ((uint64_t)st.st_size > limit) {
-		rc = iap_error_set(err, IAP_ENOMEM, "%s: %s too large (%lld bytes; limit %zu)", path, what,
+		rc = iap_error_set(err, IAP_ELIMIT, "%s: %s too large (%lld bytes; limit %zu)", path, what,
 				   (long long)st.st_size, limit);
 		goto out_close;
 	}

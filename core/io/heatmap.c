@@ -294,6 +294,5 @@ int iap_heatmap_write_npy(const char *path, const float *data, int ndim, const i
 	}
 	return iap_atomic_commit(&af, err);
 io_fail:
-	iap_atomic_abort(&af);
-	return iap_error_set(err, IAP_EIO, "%s: write failed", path);
+	return iap_atomic_fail(&af, err);
 }

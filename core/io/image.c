@@ -65,7 +65,7 @@ static int check_size(const char *name, const char *fmt, uint64_t w, uint64_t h,
 				     name, fmt, (unsigned long long)w, (unsigned long long)h);
 	if (w > IAP_IMAGE_MAX_SIDE || h > IAP_IMAGE_MAX_SIDE ||
 	    w * h > (uint64_t)IAP_IMAGE_MAX_PIXELS)
-		return iap_error_set(err, IAP_ENOMEM,
+		return iap_error_set(err, IAP_ELIMIT,
 				     "%s: %s image too large (%llux%llu; limit %d per side, %lld pixels)",
 				     name, fmt, (unsigned long long)w, (unsigned long long)h,
 				     IAP_IMAGE_MAX_SIDE, (long long)IAP_IMAGE_MAX_PIXELS);

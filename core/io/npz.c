@@ -172,7 +172,7 @@ static int zip_parse(struct iap_npz *z, struct iap_error *err)
 	if (cd_offset > cd_limit || cd_size > cd_limit - cd_offset)
 		return zip_fail(z, err, "central directory outside the file");
 	if (entries > IAP_NPZ_MAX_MEMBERS)
-		return iap_error_set(err, IAP_ENOMEM, "%s: too many members (%" PRIu64 "; limit %d)",
+		return iap_error_set(err, IAP_ELIMIT, "%s: too many members (%" PRIu64 "; limit %d)",
 				     z->path, entries, IAP_NPZ_MAX_MEMBERS);
 	if (entries * CENTRAL_LEN > cd_size)
 		return zip_fail(z, err, "central directory too small for its entries");

@@ -843,9 +843,7 @@ int iap_safetensors_write(const char *path, const struct iap_st_entry *entries, 
 			fwrite(buf, 4, (size_t)m, af.fp);
 		}
 	}
-	if (ferror(af.fp)) {
-		iap_atomic_abort(&af);
-		return iap_error_set(err, IAP_EIO, "%s: write failed", path);
-	}
+	if (ferror(af.fp))
+		return iap_atomic_fail(&af, err);
 	return iap_atomic_commit(&af, err);
 }

@@ -88,13 +88,8 @@ static void csv_str(FILE *f, const char *s)
 
 static int finish(struct iap_atomic_file *af, struct iap_error *err)
 {
-	if (ferror(af->fp)) {
-		char path[4096];
-
-		snprintf(path, sizeof(path), "%s", af->path);
-		iap_atomic_abort(af);
-		return iap_error_set(err, IAP_EIO, "%s: write failed", path);
-	}
+	if (ferror(af->fp))
+		return iap_atomic_fail(af, err);
 	return iap_atomic_commit(af, err);
 }
 

@@ -17,6 +17,9 @@ static const char *const status_names[IAP_ESTATUS_COUNT] = {
 	[IAP_EUNSUPPORTED] = "unsupported",
 	[IAP_EABI] = "ABI mismatch",
 	[IAP_ENUMERIC] = "non-finite value",
+	[IAP_EWRITE] = "cannot write output",
+	[IAP_EBUSY] = "in use by another process",
+	[IAP_ELIMIT] = "over a limit",
 };
 
 const char *iap_status_name(int code)

@@ -27,6 +27,20 @@ int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_err
 /* Flush, fsync, close and rename into place (then fsync the directory). Frees af. */
 int iap_atomic_commit(struct iap_atomic_file *af, struct iap_error *err);
 
+/*
+ * After a write to af->fp failed: abort (as iap_atomic_abort) and return
+ * IAP_EWRITE with "<path>: cannot write: <strerror(errno)>", so a full disk
+ * says "No space left on device". Call it before anything else touches errno.
+ */
+int iap_atomic_fail(struct iap_atomic_file *af, struct iap_error *err);
+
+/*
+ * Called just before every rename that publishes an output (atomic files,
+ * generation directories). Test-only: with IAP_TEST_KILL_AT_RENAME=N set it
+ * sends the process SIGKILL at the Nth call; otherwise it does nothing.
+ */
+void iap_atomic_kill_point(void);
+
 /* Close and remove the temporary file; the destination is untouched. Frees af. */
 void iap_atomic_abort(struct iap_atomic_file *af);
 

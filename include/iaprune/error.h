@@ -23,6 +23,9 @@ enum iap_status {
 	IAP_EUNSUPPORTED,/* valid request we do not implement (e.g. a rule set lacks an op) */
 	IAP_EABI,        /* plugin ABI mismatch */
 	IAP_ENUMERIC,    /* NaN or Inf where finite numbers are required */
+	IAP_EWRITE,      /* an output could not be written (disk full, permissions) */
+	IAP_EBUSY,       /* the output folder is in use by another process */
+	IAP_ELIMIT,      /* the input asks for more than a configured limit (memory, classes) */
 	IAP_ESTATUS_COUNT
 };
 
