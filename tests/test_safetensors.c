@@ -212,7 +212,7 @@ static void test_write_failure_leaves_nothing(void **state)
 
 	(void)state;
 	iap_tensor_alloc(&a, 1, s, NULL);
-	assert_int_equal(iap_safetensors_write("/nonexistent-dir/m.safetensors", &e, 1, NULL, 0, &err), IAP_EIO);
+	assert_int_equal(iap_safetensors_write("/nonexistent-dir/m.safetensors", &e, 1, NULL, 0, &err), IAP_EWRITE);
 	assert_string_equal(err.msg,
 			    "/nonexistent-dir/m.safetensors: cannot create a temporary file: No such file or directory");
 	iap_tensor_free(&a);

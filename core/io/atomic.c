@@ -1,6 +1,7 @@
 /* Atomic output files: temp file in the same directory, fsync, rename. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -150,4 +151,31 @@ void iap_atomic_abort(struct iap_atomic_file *af)
 	free(af->path);
 	free(af->tmp);
 	memset(af, 0, sizeof(*af));
+}
+
+int iap_atomic_clean(const char *dir, int *removed, struct iap_error *err)
+{
+	static const char tag[] = ".tmp.";
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (removed)
+		*removed = 0;
+	if (!d)
+		return errno == ENOENT ? IAP_OK : iap_error_set(err, IAP_EIO, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		char path[4096];
+
+		/* Exactly what iap_atomic_open makes: NAME.tmp.XXXXXX, and only regular files. */
+		if (n < sizeof(tag) + 6 || memcmp(de->d_name + n - 6 - (sizeof(tag) - 1), tag, sizeof(tag) - 1) ||
+		    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path))
+			continue;
+		if (unlink(path) == 0 && removed)
+			(*removed)++;
+	}
+	closedir(d);
+	return IAP_OK;
 }

@@ -57,7 +57,7 @@ static int text_put(struct iap_csv *c, char ch, struct iap_error *err)
 static int field_begin(struct iap_csv *c, int nf, struct iap_error *err)
 {
 	if (nf >= IAP_CSV_MAX_COLUMNS)
-		return iap_error_set(err, IAP_ENOMEM, "%s:%ld: more than %d fields", c->name,
+		return iap_error_set(err, IAP_ELIMIT, "%s:%ld: more than %d fields", c->name,
 				     c->row.line, IAP_CSV_MAX_COLUMNS);
 	if (nf == c->fields_cap) {
 		int cap = c->fields_cap ? c->fields_cap * 2 : 16;
@@ -158,7 +158,7 @@ static int parse_record(struct iap_csv *c, int *got, struct iap_error *err)
 		}
 		c->lens[nf] = c->text_len - c->offs[nf];
 		if (c->lens[nf] > IAP_CSV_MAX_FIELD)
-			return iap_error_set(err, IAP_ENOMEM, "%s:%ld: field %d longer than %zu bytes",
+			return iap_error_set(err, IAP_ELIMIT, "%s:%ld: field %d longer than %zu bytes",
 					     c->name, c->row.line, nf + 1, IAP_CSV_MAX_FIELD);
 		rc = text_put(c, '\0', err);
 		if (rc)

@@ -182,7 +182,7 @@ static int encode_png(FILE *fp, const uint8_t *px, int h, int w, const char *pat
 	}
 	if (setjmp(pe.jb)) {
 		png_destroy_write_struct(&png, &info);
-		return iap_error_set(err, IAP_EIO, "%s: PNG encoding failed: %s", path, pe.msg);
+		return iap_error_set(err, IAP_EWRITE, "%s: PNG encoding failed: %s", path, pe.msg);
 	}
 	png_init_io(png, fp);
 	png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB,

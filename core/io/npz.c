@@ -864,14 +864,14 @@ static int read_npy_header(struct mreader *r, struct npy_hdr *h, uint64_t *data_
 	}
 	for (int i = 0; i < h->ndim; i++) {
 		if (h->shape[i] && numel > IAP_NPZ_MAX_BYTES / (uint64_t)h->shape[i]) {
-			rc = member_fail(r, IAP_ENOMEM, "array larger than the limit", "");
+			rc = member_fail(r, IAP_ELIMIT, "array larger than the limit", "");
 			goto out;
 		}
 		numel *= (uint64_t)h->shape[i];
 	}
 	*data_bytes = numel * dtypes[h->dtype].size;
 	if (*data_bytes > IAP_NPZ_MAX_BYTES) {
-		rc = member_fail(r, IAP_ENOMEM, "array larger than the limit", "");
+		rc = member_fail(r, IAP_ELIMIT, "array larger than the limit", "");
 		goto out;
 	}
 	if (*data_bytes != r->m->size - r->produced) {

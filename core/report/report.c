@@ -32,7 +32,7 @@ int iap_mkdir_p(const char *path, struct iap_error *err)
 
 		buf[i] = '\0';
 		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-			return iap_error_set(err, IAP_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+			return iap_error_set(err, IAP_EWRITE, "%s: cannot create directory: %s", buf, strerror(errno));
 		buf[i] = c;
 	}
 	return IAP_OK;

@@ -26,8 +26,10 @@
 #include <iaprune/atomic.h>
 #include <iaprune/attribute.h>
 #include <iaprune/compact.h>
+#include <iaprune/generation.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
+#include <iaprune/lock.h>
 #include <iaprune/metrics.h>
 #include <iaprune/model.h>
 #include <iaprune/report.h>
@@ -38,6 +40,7 @@
 
 #include "finetune.h"
 #include "iterative.h"
+#include "outdir.h"
 
 #define MAX_CONFIGS 64
 #define SCORE_BATCH 8
@@ -75,6 +78,8 @@ struct run {
 	uint64_t seed;
 	const char *out;
 	char path[4096];
+	int lock_fd;                /* the output folder's lock (outdir.h) */
+	const char *report_dir;     /* where report files go: the report generation being staged */
 
 	const struct iap_plugin *ds_plugin;
 	struct iap_opts *ds_opts;
@@ -325,12 +330,58 @@ static int read_train_cfg(struct run *r, struct iap_train_cfg *out, float *mean,
 	return IAP_OK;
 }
 
+/* One plugin's name, version and options as "prefix.key=value" lines (newlines in values flattened). */
+static void identity_plugin(FILE *f, const char *prefix, const struct iap_plugin *p, const struct iap_opts *o)
+{
+	char v[512];
+
+	fprintf(f, "%s=%s %s\n", prefix, p->desc->name, p->desc->version ? p->desc->version : "");
+	for (int i = 0; i < iap_opts_count(o); i++) {
+		iap_opts_format(o, i, v, sizeof(v));
+		for (char *c = v; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+		fprintf(f, "%s.%s=%s\n", prefix, iap_opts_name(o, i), v);
+	}
+}
+
+/*
+ * What a checkpoint was trained on, beyond the training recipe: the dataset
+ * (plugin, options, the data file's size and time, split sizes, shape and
+ * classes) and the model (plugin and options). NULL when out of memory.
+ */
+static char *train_identity(const struct run *r)
+{
+	const struct iap_dataset_info *info = &r->split[IAP_SPLIT_TRAIN].info;
+	const char *path = iap_opts_str(r->ds_opts, "path");
+	char *text = NULL;
+	size_t len = 0;
+	struct stat st;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return NULL;
+	identity_plugin(f, "dataset", r->ds_plugin, r->ds_opts);
+	if (path && stat(path, &st) == 0)
+		fprintf(f, "dataset.file=%lld bytes, modified %lld\n", (long long)st.st_size, (long long)st.st_mtime);
+	fprintf(f, "dataset.splits=%" PRId64 ",%" PRId64 ",%" PRId64 "\n", r->split[0].count, r->split[1].count,
+		r->split[2].count);
+	fprintf(f, "dataset.classes=%d\n", info->n_classes);
+	identity_plugin(f, "model", r->model_plugin, r->model_opts);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 static int train_model(struct run *r)
 {
 	struct iap_train_cfg cfg;
 	struct iap_train_result res;
 	struct train_ui ui = { r };
 	char ckpt[4096];
+	char *identity;
 	int rc;
 	struct iap_rng rng;
 	float mean[3] = { 0 }, std[3] = { 1, 1, 1 };
@@ -343,6 +394,25 @@ static int train_model(struct run *r)
 	if (rc)
 		return rc;
 	cfg.checkpoint_dir = ckpt;
+	identity = train_identity(r);
+	if (!identity)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	cfg.identity = identity;
+	if (cfg.resume) {
+		char what[600];
+		int d = iap_train_checkpoint_differs(ckpt, &cfg, what, sizeof(what));
+
+		if (d < 0) {
+			free(identity);
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		}
+		if (d) {
+			/* Resuming would continue another training; the next epoch replaces the old checkpoint. */
+			say(r, IAP_LOG_WARN, "%s holds a checkpoint made with other settings (%s): training starts fresh",
+			    ckpt, what);
+			cfg.resume = 0;
+		}
+	}
 	cfg.on_epoch = on_epoch;
 	cfg.epoch_user = &ui;
 	cfg.progress = on_batch;
@@ -350,13 +420,16 @@ static int train_model(struct run *r)
 	iap_rng_seed(&rng, r->seed ^ 0x1417ULL);
 	if (r->model_plugin->desc->ops.model->init_params) {
 		rc = r->model_plugin->desc->ops.model->init_params(r->model_opts, r->g, &rng, r->err);
-		if (rc)
+		if (rc) {
+			free(identity);
 			return rc;
+		}
 	}
 	say(r, IAP_LOG_STAGE, "training %s for %d epochs on %" PRId64 " images", r->model_plugin->desc->name,
 	    cfg.epochs, r->split[IAP_SPLIT_TRAIN].count);
 	rc = iap_train(r->g, &r->split[IAP_SPLIT_TRAIN],
 		       r->split[IAP_SPLIT_VAL].count > 0 ? &r->split[IAP_SPLIT_VAL] : NULL, &cfg, &res, r->err);
+	free(identity);
 	if (rc)
 		return iap_error_prefix(r->err, "training");
 	/* The best epoch's weights (by validation accuracy) are the model. */
@@ -962,7 +1035,7 @@ static int write_heatmaps(struct run *r, int per_class)
 			pick[n++] = i;
 		}
 	}
-	snprintf(dir, sizeof(dir), "%s/report/heatmaps", r->out);
+	snprintf(dir, sizeof(dir), "%s/heatmaps", r->report_dir);
 	rc = iap_mkdir_p(dir, r->err);
 	for (int a = 0; !rc && a < r->n_attr; a++) {
 		const struct iap_attribution_ops *ops = r->attr[a].plugin->desc->ops.attribution;
@@ -1076,6 +1149,7 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	const struct config *best = NULL;
 	char best_text[256] = "", model_text[512], data_text[512], notes[1024];
 	const char *title = "pipeline", *dsname = r->ds_plugin->desc->name;
+	struct iap_generation gen;
 	int save = 1, rc;
 
 	if (!th)
@@ -1170,7 +1244,15 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	rep.n_finetuned = r->n_ft_rows;
 	rep.finetuned = r->ft_rows;
 	rep.finetune = r->ft_note[0] ? r->ft_note : NULL;
-	rc = iap_report_write(&rep, outpath(r, "report"), r->err);
+	/* Every report file is staged and the whole set published with one rename (generation.h). */
+	rc = iap_generation_begin(&gen, outpath(r, "report"), r->err);
+	if (rc) {
+		free(th);
+		free(layers);
+		return rc;
+	}
+	r->report_dir = gen.stage;
+	rc = iap_report_write(&rep, r->report_dir, r->err);
 	if (!rc && per_class_maps > 0) {
 		say(r, IAP_LOG_STAGE, "heatmaps: %d per class", per_class_maps);
 		rc = write_heatmaps(r, per_class_maps);
@@ -1179,10 +1261,15 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	if (!rc && save && best && best->threshold > 0) {
 		char masked[4096], compact[4096];
 
-		snprintf(masked, sizeof(masked), "%s/report/pruned-masked.safetensors", r->out);
-		snprintf(compact, sizeof(compact), "%s/report/pruned-compact.safetensors", r->out);
+		snprintf(masked, sizeof(masked), "%s/pruned-masked.safetensors", r->report_dir);
+		snprintf(compact, sizeof(compact), "%s/pruned-compact.safetensors", r->report_dir);
 		rc = save_pruned(r, best, best->threshold, masked, compact);
 	}
+	r->report_dir = NULL;
+	if (rc)
+		iap_generation_abort(&gen);
+	else
+		rc = iap_generation_commit(&gen, r->err);
 	free(th);
 	free(layers);
 	return rc;
@@ -1371,6 +1458,7 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 	if (!r)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");
 	r->root = iap_cfg_root(cfg);
+	r->lock_fd = -1;
 	r->reg = reg;
 	r->o = o;
 	r->err = err;
@@ -1383,7 +1471,13 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 	r->seed = (uint64_t)seed;
 	r->eval_split = !strcmp(split, "train") ? IAP_SPLIT_TRAIN : !strcmp(split, "val") ? IAP_SPLIT_VAL : IAP_SPLIT_TEST;
 	r->eval_batch = (int)batch;
-	rc = iap_mkdir_p(r->out, err);
+	{
+		int leftovers = 0;
+
+		rc = iap_outdir_prepare(r->out, &r->lock_fd, &leftovers, err);
+		if (!rc && leftovers)
+			say(r, IAP_LOG_INFO, "%s: removed %d unfinished file(s) of an interrupted run", r->out, leftovers);
+	}
 	rc = rc ? rc : resolve(r, "dataset", IAP_PLUGIN_DATASET, &r->ds_plugin, &r->ds_opts);
 	for (int s = 0; !rc && s < IAP_SPLIT_COUNT; s++)
 		rc = open_split(r, (enum iap_split)s);
@@ -1468,6 +1562,7 @@ out:
 	free(r->ignore);
 	free(r->rows);
 	free(r->ft_rows);
+	iap_dir_unlock(r->lock_fd);
 	free(r);
 	return rc;
 }

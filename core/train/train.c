@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <iaprune/atomic.h>
 #include <iaprune/compact.h>
+#include <iaprune/generation.h>
 #include <iaprune/ops.h>
 #include <iaprune/safetensors.h>
 #include <iaprune/train.h>
@@ -250,14 +253,23 @@ out_free:
 
 /* ---- checkpoints ----------------------------------------------------------------- */
 
+#define CKPT_LAST "last.safetensors"
+#define CKPT_OPTIM "last.optim.safetensors"
+#define CKPT_BEST "best.safetensors"
+#define CKPT_SETTINGS "settings.txt"
+
 struct ckpt {
-	char *last, *optim, *best;          /* file paths */
+	char *dir;
+	char *settings;                     /* settings.txt's text */
+	char *last, *optim, *best;          /* file paths in the visible generation */
 	char **names;                       /* "m.<key>", "v.<key>" per trainable parameter */
 	struct iap_st_entry *entries;       /* 2n, pointing into the optimizer */
 };
 
 static void ckpt_free(struct ckpt *ck)
 {
+	free(ck->dir);
+	free(ck->settings);
 	free(ck->last);
 	free(ck->optim);
 	free(ck->best);
@@ -278,19 +290,151 @@ static char *join(const char *a, const char *b)
 	return s;
 }
 
-static int ckpt_init(struct ckpt *ck, const char *dir, const struct iap_adam *opt,
-		     struct iap_error *err)
+/* One "key=value" line into a growing buffer. */
+__attribute__((format(printf, 3, 4)))
+static void line(FILE *f, const char *key, const char *fmt, ...)
 {
+	va_list ap;
+
+	fprintf(f, "%s=", key);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+}
+
+char *iap_train_settings(const struct iap_train_cfg *cfg)
+{
+	const struct iap_augment_cfg *a = &cfg->augment;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (!f)
+		return NULL;
+	/* %.17g: a value that changes in its last bit still counts as changed. */
+	line(f, "seed", "%llu", (unsigned long long)cfg->seed);
+	line(f, "batch_size", "%d", cfg->batch_size);
+	line(f, "lr", "%.17g", cfg->adam.lr);
+	line(f, "betas", "%.17g,%.17g", cfg->adam.beta1, cfg->adam.beta2);
+	line(f, "eps", "%.17g", cfg->adam.eps);
+	line(f, "weight_decay", "%.17g", cfg->adam.weight_decay);
+	line(f, "step_size", "%d", cfg->lr_step_size);
+	line(f, "gamma", "%.17g", cfg->lr_gamma);
+	line(f, "class_weights", "%d", cfg->class_weights);
+	line(f, "shuffle", "%d", cfg->shuffle);
+	line(f, "augment.crop", "%d,%.17g,%.17g,%.17g,%.17g", a->crop, a->crop_scale[0], a->crop_scale[1],
+	     a->crop_ratio[0], a->crop_ratio[1]);
+	line(f, "augment.flip", "%.17g,%.17g", a->hflip_p, a->vflip_p);
+	line(f, "augment.rotate", "%.17g", a->rotate_deg);
+	line(f, "augment.jitter", "%.17g,%.17g,%.17g", a->brightness, a->contrast, a->saturation);
+	if (cfg->identity) {
+		fputs(cfg->identity, f);
+		if (*cfg->identity && cfg->identity[strlen(cfg->identity) - 1] != '\n')
+			fputc('\n', f);
+	}
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+/* The value of key in a settings text ("" when absent), into out. */
+static void settings_value(const char *text, const char *key, size_t klen, char *out, size_t len)
+{
+	out[0] = '\0';
+	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (!strncmp(p, key, klen) && p[klen] == '=') {
+			const char *v = p + klen + 1, *e = strchr(v, '\n');
+			size_t n = e ? (size_t)(e - v) : strlen(v);
+
+			snprintf(out, len, "%.*s", (int)n, v);
+			return;
+		}
+}
+
+/* First line of a that b lacks or has with another value; 1 when found. */
+static int settings_diff(const char *a, const char *b, int a_is_new, char *what, size_t len)
+{
+	for (const char *p = a; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
+		const char *eq = strchr(p, '='), *nl = strchr(p, '\n');
+		char va[256], vb[256];
+
+		if (!eq || (nl && eq > nl))
+			continue;
+		settings_value(a, p, (size_t)(eq - p), va, sizeof(va));
+		settings_value(b, p, (size_t)(eq - p), vb, sizeof(vb));
+		if (strcmp(va, vb)) {
+			snprintf(what, len, "%.*s=%s (now %s)", (int)(eq - p), p, a_is_new ? vb : va,
+				 a_is_new ? va : vb);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int iap_train_checkpoint_differs(const char *dir, const struct iap_train_cfg *cfg, char *what, size_t len)
+{
+	char *last = join(dir, CKPT_LAST), *optim = join(dir, CKPT_OPTIM), *path = join(dir, CKPT_SETTINGS);
+	char *now = iap_train_settings(cfg), *old = NULL;
+	size_t n = 0;
+	int rc = 0;
+	FILE *f;
+
+	snprintf(what, len, "%s", "");
+	if (!last || !optim || !path || !now) {
+		rc = -1;
+		goto out;
+	}
+	if (access(last, F_OK) != 0 && access(optim, F_OK) != 0)
+		goto out;
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(what, len, "no record of the settings it was made with");
+		rc = 1;
+		goto out;
+	}
+	if (getdelim(&old, &n, '\0', f) < 0) {
+		free(old);
+		old = strdup("");
+	}
+	fclose(f);
+	if (!old) {
+		rc = -1;
+		goto out;
+	}
+	rc = settings_diff(now, old, 1, what, len) || settings_diff(old, now, 0, what, len);
+out:
+	free(old);
+	free(now);
+	free(path);
+	free(optim);
+	free(last);
+	return rc;
+}
+
+static int ckpt_init(struct ckpt *ck, const char *dir, const struct iap_train_cfg *cfg,
+		     const struct iap_adam *opt, struct iap_error *err)
+{
+	int rc;
+
 	memset(ck, 0, sizeof(*ck));
 	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-		return iap_error_set(err, IAP_EIO, "%s: cannot create checkpoint directory: %s", dir,
+		return iap_error_set(err, IAP_EWRITE, "%s: cannot create checkpoint directory: %s", dir,
 				     strerror(errno));
-	ck->last = join(dir, "last.safetensors");
-	ck->optim = join(dir, "last.optim.safetensors");
-	ck->best = join(dir, "best.safetensors");
+	/* A run killed while saving left a staging directory: never used, removed now. */
+	rc = iap_generation_clean(dir, NULL, err);
+	if (rc)
+		return rc;
+	ck->dir = strdup(dir);
+	ck->settings = iap_train_settings(cfg);
+	ck->last = join(dir, CKPT_LAST);
+	ck->optim = join(dir, CKPT_OPTIM);
+	ck->best = join(dir, CKPT_BEST);
 	ck->names = calloc(2 * (size_t)opt->n + 1, sizeof(*ck->names));
 	ck->entries = calloc(2 * (size_t)opt->n + 1, sizeof(*ck->entries));
-	if (!ck->last || !ck->optim || !ck->best || !ck->names || !ck->entries)
+	if (!ck->dir || !ck->settings || !ck->last || !ck->optim || !ck->best || !ck->names || !ck->entries)
 		goto out_nomem;
 	for (int i = 0; i < opt->n; i++) {
 		const char *key = opt->params[i]->key;
@@ -324,7 +468,9 @@ struct ckpt_state {
 static int ckpt_save(struct ckpt *ck, struct iap_graph *g, const struct iap_adam *opt,
 		     const struct ckpt_state *cs, int is_best, struct iap_error *err)
 {
-	char epoch[32], step[32], best[40], best_epoch[32];
+	char epoch[32], step[32], best[40], best_epoch[32], path[4096];
+	struct iap_generation gen;
+	struct iap_atomic_file af;
 	struct iap_st_meta wmeta[] = { { "format", "pt" }, { "iaprune.epoch", epoch } };
 	struct iap_st_meta ometa[] = {
 		{ "format", OPTIM_FORMAT }, { "epoch", epoch }, { "step", step },
@@ -337,20 +483,42 @@ static int ckpt_save(struct ckpt *ck, struct iap_graph *g, const struct iap_adam
 	snprintf(best, sizeof(best), "%.17g", cs->best_score);
 	snprintf(best_epoch, sizeof(best_epoch), "%d", cs->best_epoch);
 	/*
-	 * Optimizer first, weights second: both carry the epoch, and resume
-	 * refuses a pair that disagrees (a run killed between the two writes).
+	 * The optimizer state, the weights, the best weights and the settings
+	 * become visible together: a run killed at any point resumes from one
+	 * complete epoch (both files still carry the epoch, checked on load).
 	 */
-	rc = iap_safetensors_write(ck->optim, ck->entries, 2 * opt->n, ometa,
-				   (int)(sizeof(ometa) / sizeof(ometa[0])), err);
+	rc = iap_generation_begin(&gen, ck->dir, err);
 	if (rc)
 		return rc;
-	rc = iap_graph_save_weights(g, ck->last, wmeta, (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
-	if (rc)
+	if (iap_generation_path(&gen, CKPT_OPTIM, path, sizeof(path)))
+		rc = iap_safetensors_write(path, ck->entries, 2 * opt->n, ometa,
+					   (int)(sizeof(ometa) / sizeof(ometa[0])), err);
+	else
+		rc = iap_error_set(err, IAP_EINVAL, "%s: path too long", ck->dir);
+	if (!rc && iap_generation_path(&gen, CKPT_LAST, path, sizeof(path)))
+		rc = iap_graph_save_weights(g, path, wmeta, (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
+	if (!rc && is_best && iap_generation_path(&gen, CKPT_BEST, path, sizeof(path)))
+		rc = iap_graph_save_weights(g, path, wmeta, (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
+	if (!rc && !is_best) {
+		int carried;
+
+		rc = iap_generation_carry(&gen, CKPT_BEST, &carried, err);
+		if (!rc && !carried && cs->best_epoch > 0)
+			rc = iap_error_set(err, IAP_EFORMAT, "%s: missing (the best epoch %d's weights)", ck->best,
+					   cs->best_epoch);
+	}
+	if (!rc && iap_generation_path(&gen, CKPT_SETTINGS, path, sizeof(path))) {
+		rc = iap_atomic_open(&af, path, err);
+		if (!rc) {
+			fputs(ck->settings, af.fp);
+			rc = ferror(af.fp) ? iap_atomic_fail(&af, err) : iap_atomic_commit(&af, err);
+		}
+	}
+	if (rc) {
+		iap_generation_abort(&gen);
 		return rc;
-	if (is_best)
-		rc = iap_graph_save_weights(g, ck->best, wmeta,
-					    (int)(sizeof(wmeta) / sizeof(wmeta[0])), err);
-	return rc;
+	}
+	return iap_generation_commit(&gen, err);
 }
 
 static int meta_long(const struct iap_safetensors *st, const char *key, long long *v,
@@ -587,7 +755,7 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 		goto out_free;
 
 	if (cfg->checkpoint_dir) {
-		if ((rc = ckpt_init(&ck, cfg->checkpoint_dir, &opt, err)))
+		if ((rc = ckpt_init(&ck, cfg->checkpoint_dir, cfg, &opt, err)))
 			goto out_free;
 		if (cfg->resume) {
 			int found;

@@ -44,6 +44,13 @@ void iap_atomic_kill_point(void);
 /* Close and remove the temporary file; the destination is untouched. Frees af. */
 void iap_atomic_abort(struct iap_atomic_file *af);
 
+/*
+ * Remove the temporary files killed writers left in dir (NAME.tmp.XXXXXX).
+ * Only while no other process writes there (hold the folder's lock).
+ * *removed (may be NULL) counts them.
+ */
+int iap_atomic_clean(const char *dir, int *removed, struct iap_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -171,10 +171,13 @@ struct iap_train_cfg {
 	uint64_t seed;               /* shuffling, augmentation and dropout; 0 is a valid seed */
 	struct iap_augment_cfg augment;  /* the paper's; iap_augment_cfg_none() to switch all off */
 	/*
-	 * Directory for checkpoints (NULL: none): last.safetensors (weights) and
-	 * last.optim.safetensors (Adam moments, step, epoch, best score) after
-	 * every epoch, best.safetensors whenever the best score improves (val
-	 * accuracy; train accuracy without a val set). All written atomically.
+	 * Directory for checkpoints (NULL: none): last.safetensors (weights),
+	 * last.optim.safetensors (Adam moments, step, epoch, best score),
+	 * best.safetensors (the epoch with the best score: val accuracy; train
+	 * accuracy without a val set) and settings.txt (what the training was
+	 * made with, see identity). After every epoch the four are written as one
+	 * generation (include/iaprune/generation.h): a crash leaves the previous
+	 * epoch's complete set, never a mix of two epochs.
 	 */
 	const char *checkpoint_dir;
 	/*
@@ -197,6 +200,14 @@ struct iap_train_cfg {
 	 * backward. Needs a graph with parameter storage.
 	 */
 	int hold_masks;
+	/*
+	 * What the training data and model are (dataset, its options and size,
+	 * model and its options), one "key=value" per line, or NULL. Recorded in
+	 * settings.txt with this configuration's own values (seed, lr, batch
+	 * size, schedule, augmentation; not the epoch count, so a run can be
+	 * extended), for iap_train_checkpoint_differs.
+	 */
+	const char *identity;
 };
 
 void iap_train_cfg_defaults(struct iap_train_cfg *cfg);
@@ -219,6 +230,20 @@ struct iap_train_result {
 int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct iap_dataset *val,
 	      const struct iap_train_cfg *cfg, struct iap_train_result *res,
 	      struct iap_error *err);
+
+/*
+ * The settings text cfg's checkpoints record (cfg's values and its identity);
+ * free() it. NULL when out of memory.
+ */
+char *iap_train_settings(const struct iap_train_cfg *cfg);
+
+/*
+ * 1 when dir holds a checkpoint made with other settings than cfg's (or one
+ * that records none), with the first difference in what ("lr=0.001 (now
+ * lr=0.01)"); 0 when there is no checkpoint or it matches; -1 when out of memory.
+ * A caller starts fresh (resume = 0) on 1.
+ */
+int iap_train_checkpoint_differs(const char *dir, const struct iap_train_cfg *cfg, char *what, size_t len);
 
 /*
  * Evaluation-mode forward over all of ds in batches of `batch`, softmax, and
