@@ -25,6 +25,7 @@
 
 #include <iaprune/attribute.h>
 #include <iaprune/blas.h>
+#include <iaprune/escape.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
 #include <iaprune/model.h>
@@ -76,14 +77,37 @@ static int error_exit(int code, const char *fmt, ...) __attribute__((format(prin
 
 static int error_exit(int code, const char *fmt, ...)
 {
+	char msg[4096];
 	va_list ap;
 
-	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "%s: ", prog);
+	iap_fputs_escaped(msg, stderr);
 	fputc('\n', stderr);
 	return code;
+}
+
+/*
+ * The exit status for a library failure (iaprune(1), EXIT STATUS): 2 when
+ * the input is at fault (bad option or file, unreadable input, shapes, ABI,
+ * over a limit), 1 when valid input could not be run (memory, a write, a
+ * busy output folder, numerics, an unsupported combination).
+ */
+static int exit_for(int code)
+{
+	switch (code) {
+	case IAP_EINVAL:
+	case IAP_EIO:
+	case IAP_EFORMAT:
+	case IAP_ESHAPE:
+	case IAP_EABI:
+	case IAP_ELIMIT:
+		return EXIT_USAGE;
+	default:
+		return EXIT_RUN;
+	}
 }
 
 static int add_plugin_path(struct common *c, const char *dir)
@@ -156,7 +180,7 @@ static struct iap_registry *load_plugins(const struct common *c)
 		fprintf(stderr, "%s: warning: %s\n", prog, iap_registry_diag(reg, i)->msg);
 	return reg;
 fail:
-	error_exit(EXIT_RUN, "%s", err.msg);
+	error_exit(exit_for(err.code), "%s", err.msg);
 	iap_registry_free(reg);
 	return NULL;
 }
@@ -192,15 +216,15 @@ static int load_pipeline(const char *path, const char *const *sets, int n_sets,
 
 	*out = NULL;
 	if (iap_cfg_load_file(path, &cfg, &err))
-		return error_exit(EXIT_USAGE, "%s", err.msg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
 	for (int i = 0; i < n_sets; i++)
 		if (iap_cfg_set(cfg, sets[i], i + 1, &err)) {
 			iap_cfg_free(cfg);
-			return error_exit(EXIT_USAGE, "%s", err.msg);
+			return error_exit(exit_for(err.code), "%s", err.msg);
 		}
 	if (iap_pipeline_validate(cfg, reg, &err)) {
 		iap_cfg_free(cfg);
-		return error_exit(EXIT_USAGE, "%s", err.msg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
 	}
 	*out = cfg;
 	return EXIT_OK;
@@ -433,9 +457,20 @@ static void ui_log(void *user, enum iap_log_level level, const char *fmt, va_lis
 
 	if (u->quiet && level != IAP_LOG_WARN)
 		return;
+	char msg[4096];
+
 	ui_clear(u);
 	fputs(level == IAP_LOG_WARN ? "iaprune: warning: " : level == IAP_LOG_STAGE ? "==> " : "    ", stderr);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Messages quote names from files; only eval's metrics table has line breaks of its own. */
+	for (char *line = msg, *nl; line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		iap_fputs_escaped(line, stderr);
+		if (nl)
+			fputc('\n', stderr);
+	}
 	fputc('\n', stderr);
 }
 
@@ -517,8 +552,7 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 	if (iap_run(cfg, reg, &ro, &err)) {
 		ui_clear(&u);
 		/* Bad input (files, shapes, options, unreadable paths) is status 2; anything else a failed run. */
-		rc = error_exit(err.code == IAP_EINVAL || err.code == IAP_EFORMAT || err.code == IAP_ESHAPE ||
-				err.code == IAP_EABI || err.code == IAP_EIO ? EXIT_USAGE : EXIT_RUN, "%s", err.msg);
+		rc = error_exit(exit_for(err.code), "%s", err.msg);
 	}
 out_cfg:
 	iap_cfg_free(cfg);
@@ -738,8 +772,7 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 		rc = explain_image(&e, images[i]);
 	goto out;
 fail:
-	error_exit(EXIT_USAGE, "%s", err.msg);
-	rc = EXIT_USAGE;
+	rc = error_exit(exit_for(err.code), "%s", err.msg);
 out:
 	if (state)
 		attr->desc->ops.attribution->destroy(state);
@@ -884,10 +917,10 @@ static int list_tensors(const char *path)
 	struct iap_safetensors *st;
 	struct iap_error err;
 	int64_t total = 0, zeros = 0;
-	char shape[96];
+	char shape[96], name[1024];
 
 	if (iap_safetensors_open(path, &st, &err))
-		return error_exit(EXIT_USAGE, "%s", err.msg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
 	printf("%-60s %-5s %-20s %12s %7s\n", "tensor", "dtype", "shape", "elements", "zeros");
 	for (int i = 0; i < st->n_tensors; i++) {
 		const struct iap_st_tensor *t = &st->tensors[i];
@@ -899,7 +932,7 @@ static int list_tensors(const char *path)
 			if (!buf || iap_safetensors_read_f32(st, t, buf, &err)) {
 				free(buf);
 				iap_safetensors_close(st);
-				return error_exit(EXIT_RUN, "%s", buf ? err.msg : "out of memory");
+				return error_exit(buf ? exit_for(err.code) : EXIT_RUN, "%s", buf ? err.msg : "out of memory");
 			}
 			for (int64_t k = 0; k < t->numel; k++)
 				z += buf[k] == 0.0f;
@@ -908,13 +941,20 @@ static int list_tensors(const char *path)
 			zeros += z;
 		}
 		iap_shape_str(t->ndim, t->shape, shape, sizeof(shape));
-		printf("%-60s %-5s %-20s %12lld %6.1f%%\n", t->name, iap_st_dtype_name(t->dtype), shape,
+		iap_escape(t->name, name, sizeof(name));
+		printf("%-60s %-5s %-20s %12lld %6.1f%%\n", name, iap_st_dtype_name(t->dtype), shape,
 		       (long long)t->numel, t->numel ? 100.0 * (double)z / (double)t->numel : 0.0);
 	}
 	printf("\ntotal: %d tensors, %lld float elements, %.2f%% zero\n", st->n_tensors, (long long)total,
 	       total ? 100.0 * (double)zeros / (double)total : 0.0);
-	for (int i = 0; i < st->n_meta; i++)
-		printf("metadata %s: %s\n", st->meta[i].key, st->meta[i].value);
+	for (int i = 0; i < st->n_meta; i++) {
+		/* Names and metadata come from the file: escaped, so they cannot forge lines or drive the terminal. */
+		fputs("metadata ", stdout);
+		iap_fputs_escaped(st->meta[i].key, stdout);
+		fputs(": ", stdout);
+		iap_fputs_escaped(st->meta[i].value, stdout);
+		fputc('\n', stdout);
+	}
 	iap_safetensors_close(st);
 	return EXIT_OK;
 }
@@ -929,7 +969,7 @@ static int info_weights(struct common *c, const char *path)
 	int has_model, rc;
 
 	if (iap_safetensors_open(path, &st, &err))
-		return error_exit(EXIT_USAGE, "%s", err.msg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
 	has_model = iap_safetensors_meta(st, IAP_META_MODEL) != NULL;
 	iap_safetensors_close(st);
 	if (!has_model)
@@ -940,7 +980,7 @@ static int info_weights(struct common *c, const char *path)
 	rc = iap_model_from_weights(reg, path, &g, NULL, &err);
 	if (rc) {
 		iap_registry_free(reg);
-		return error_exit(EXIT_USAGE, "%s", err.msg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
 	}
 	iap_graph_print_summary(g, stdout);
 	iap_graph_free(g);

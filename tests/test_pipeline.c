@@ -184,7 +184,7 @@ static void test_refusals(void **state)
 		len += (size_t)snprintf(bomb + len, sizeof(bomb) - len,
 					"a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n",
 					i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
-	assert_int_equal(iap_cfg_load_string(bomb, len, "p.yaml", &cfg, &err), IAP_ENOMEM);
+	assert_int_equal(iap_cfg_load_string(bomb, len, "p.yaml", &cfg, &err), IAP_ELIMIT);
 	assert_non_null(strstr(err.msg, "document too large or too deeply nested"));
 	assert_int_equal(iap_cfg_load_file("/nonexistent/p.yaml", &cfg, &err), IAP_EIO);
 	assert_string_equal(err.msg, "/nonexistent/p.yaml: No such file or directory");

@@ -108,10 +108,14 @@ static void test_error_slot(void **state)
 	struct iap_error err;
 
 	(void)state;
+	/* Still one line, and the break is visible (names from files are escaped, issue #20). */
 	assert_int_equal(iap_error_set(&err, IAP_EFORMAT, "bad %s\nline", "header"), IAP_EFORMAT);
-	assert_string_equal(err.msg, "bad header line");
+	assert_string_equal(err.msg, "bad header\\nline");
 	assert_int_equal(iap_error_prefix(&err, "%s", "model.safetensors"), IAP_EFORMAT);
-	assert_string_equal(err.msg, "model.safetensors: bad header line");
+	assert_string_equal(err.msg, "model.safetensors: bad header\\nline");
+	/* A terminal escape (clear screen), a C1 CSI and DEL in a tensor name print as text; UTF-8 stays. */
+	iap_error_set(&err, IAP_EFORMAT, "tensor '%s'", "a\033[2J\xc2\x9b\x7f\xc3\xa9");
+	assert_string_equal(err.msg, "tensor 'a\\e[2J\\u009b\\x7f\xc3\xa9'");
 	assert_int_equal(iap_error_set(NULL, IAP_EIO, "ignored"), IAP_EIO);
 	assert_string_equal(iap_status_name(IAP_ESHAPE), "shape mismatch");
 	assert_string_equal(iap_status_name(99), "unknown error");

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <iaprune/atomic.h>
@@ -61,6 +62,13 @@ int iap_atomic_open(struct iap_atomic_file *af, const char *path, struct iap_err
 		memset(af, 0, sizeof(*af));
 		return iap_error_set(err, IAP_EWRITE, "%s: cannot create a temporary file: %s", path,
 				     strerror(e));
+	}
+	/* mkstemp makes the file private (0600); outputs get the mode open(2) would give them. */
+	{
+		mode_t m = umask(022);
+
+		umask(m);
+		(void)fchmod(fd, 0666 & ~m);
 	}
 	af->fp = fdopen(fd, "wb");
 	if (!af->fp) {

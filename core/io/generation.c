@@ -72,6 +72,15 @@ static void fsync_dir(const char *dir)
 	}
 }
 
+/* The process's umask (read by setting it back at once; the runner is single-threaded here). */
+static mode_t current_umask(void)
+{
+	mode_t m = umask(022);
+
+	umask(m);
+	return m;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -118,6 +127,8 @@ int iap_generation_begin(struct iap_generation *gen, const char *dir, struct iap
 		return iap_error_set(err, IAP_EWRITE, "%s: cannot create a staging directory next to it: %s", dir,
 				     strerror(e));
 	}
+	/* mkdtemp makes it private (0700); the published directory gets the usual mode. */
+	(void)chmod(gen->stage, 0777 & ~current_umask());
 	return IAP_OK;
 }
 

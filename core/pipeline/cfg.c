@@ -294,7 +294,7 @@ static struct iap_cfg_node *convert(struct loader *L, int id, int depth)
 	line = (int)y->start_mark.line + 1;
 	col = (int)y->start_mark.column + 1;
 	if (depth > MAX_DEPTH || ++L->cfg->n_nodes > MAX_NODES) {
-		iap_error_set(L->err, IAP_ENOMEM,
+		iap_error_set(L->err, IAP_ELIMIT,
 			      "%s:%d:%d: document too large or too deeply nested (recursive alias?)",
 			      L->file, line, col);
 		return NULL;

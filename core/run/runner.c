@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <iaprune/atomic.h>
 #include <iaprune/attribute.h>
@@ -41,6 +43,7 @@
 #include "finetune.h"
 #include "iterative.h"
 #include "outdir.h"
+#include "score_cache.h"
 
 #define MAX_CONFIGS 64
 #define SCORE_BATCH 8
@@ -589,47 +592,28 @@ static int alloc_scores(struct run *r, struct config *c)
 	return IAP_OK;
 }
 
-/* Read cached scores; 1 when found and complete. */
-static int load_cached(struct run *r, struct config *c, const char *path)
+/*
+ * Cached scores for key (score_cache.h); 1 when found and verified. A file
+ * that fails verification is named, removed and recomputed.
+ */
+static int load_cached(struct run *r, struct config *c, const char *path, uint64_t key)
 {
-	struct iap_safetensors *st;
-	struct iap_error ignore;
-	int ok = 1;
+	struct iap_error why;
+	int got;
 
-	if (iap_safetensors_open(path, &st, &ignore))
-		return 0;
-	for (int gi = 0; ok && gi < r->g->n_groups; gi++) {
-		const struct iap_st_tensor *t = iap_safetensors_find(st, r->g->groups[gi].name);
-
-		ok = t && t->numel == r->g->groups[gi].n_units &&
-		     !iap_safetensors_read_f32(st, t, c->scores[gi], &ignore);
+	iap_error_clear(&why);
+	got = iap_score_cache_load(path, key, r->g, c->scores, &why);
+	if (got < 0) {
+		say(r, IAP_LOG_WARN, "%s; discarded, the scores are computed again", why.msg);
+		if (unlink(path) != 0)
+			say(r, IAP_LOG_WARN, "%s: cannot remove: %s", path, strerror(errno));
 	}
-	iap_safetensors_close(st);
-	return ok;
+	return got == 1;
 }
 
-static int save_cached(struct run *r, struct config *c, const char *path)
+static int save_cached(struct run *r, struct config *c, const char *path, uint64_t key)
 {
-	struct iap_st_entry *e = calloc((size_t)r->g->n_groups + 1, sizeof(*e));
-	struct iap_tensor *t = calloc((size_t)r->g->n_groups + 1, sizeof(*t));
-	int rc;
-
-	if (!e || !t) {
-		free(e);
-		free(t);
-		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-	}
-	for (int gi = 0; gi < r->g->n_groups; gi++) {
-		t[gi].ndim = 1;
-		t[gi].shape[0] = r->g->groups[gi].n_units;
-		t[gi].data = c->scores[gi];
-		e[gi].name = r->g->groups[gi].name;
-		e[gi].tensor = &t[gi];
-	}
-	rc = iap_safetensors_write(path, e, r->g->n_groups, NULL, 0, r->err);
-	free(e);
-	free(t);
-	return rc;
+	return iap_score_cache_save(path, key, r->g, c->scores, r->err);
 }
 
 /*
@@ -687,13 +671,15 @@ static int score_units(struct run *r, const struct config *c, float *const *scor
 static int compute_scores(struct run *r, struct config *c)
 {
 	char name[128];
+	uint64_t key;
 	int rc;
 
 	rc = alloc_scores(r, c);
 	if (rc)
 		return rc;
-	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", score_key(r, c));
-	if (load_cached(r, c, outpath(r, name))) {
+	key = score_key(r, c);
+	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", key);
+	if (load_cached(r, c, outpath(r, name), key)) {
 		say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
 		return IAP_OK;
 	}
@@ -701,7 +687,7 @@ static int compute_scores(struct run *r, struct config *c)
 	    c->smp ? c->smp->name : "the weights alone");
 	rc = score_units(r, c, c->scores);
 	rc = rc ? rc : iap_mkdir_p(outpath(r, "cache"), r->err);
-	return rc ? rc : save_cached(r, c, outpath(r, name));
+	return rc ? rc : save_cached(r, c, outpath(r, name), key);
 }
 
 static int run_attributions(struct run *r)

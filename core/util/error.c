@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <iaprune/error.h>
+#include <iaprune/escape.h>
 
 static const char *const status_names[IAP_ESTATUS_COUNT] = {
 	[IAP_OK] = "ok",
@@ -31,24 +32,26 @@ const char *iap_status_name(int code)
 
 int iap_error_set(struct iap_error *err, int code, const char *fmt, ...)
 {
+	char raw[IAP_ERROR_MSG_MAX];
 	va_list ap;
 
 	if (!err)
 		return code;
 	err->code = code;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	/* One line: a message is printed as "iaprune: <msg>" by the CLI. */
-	for (char *p = err->msg; *p; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
+	/*
+	 * One line, and nothing a terminal obeys: messages quote names from
+	 * files (tensor names, YAML keys), which may hold newlines or escapes.
+	 */
+	iap_escape(raw, err->msg, sizeof(err->msg));
 	return code;
 }
 
 int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 {
-	char prefix[256];
+	char raw[256], prefix[256];
 	size_t plen, mlen;
 	va_list ap;
 	int n;
@@ -56,10 +59,11 @@ int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 	if (!err)
 		return IAP_OK;
 	va_start(ap, fmt);
-	n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return err->code;
+	iap_escape(raw, prefix, sizeof(prefix));
 	plen = strlen(prefix);
 	if (plen + 2 >= sizeof(err->msg))
 		return err->code;

@@ -240,7 +240,7 @@ char *iap_train_settings(const struct iap_train_cfg *cfg);
 /*
  * 1 when dir holds a checkpoint made with other settings than cfg's (or one
  * that records none), with the first difference in what ("lr=0.001 (now
- * lr=0.01)"); 0 when there is no checkpoint or it matches; -1 when out of memory.
+ * 0.01)"); 0 when there is no checkpoint or it matches; -1 when out of memory.
  * A caller starts fresh (resume = 0) on 1.
  */
 int iap_train_checkpoint_differs(const char *dir, const struct iap_train_cfg *cfg, char *what, size_t len);
