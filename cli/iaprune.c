@@ -28,6 +28,7 @@
 #include <iaprune/escape.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
+#include <iaprune/memory.h>
 #include <iaprune/model.h>
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
@@ -54,7 +55,7 @@ static const char *prog = "iaprune";
 static void usage_main(FILE *f)
 {
 	fprintf(f,
-		"usage: iaprune [--plugin-path DIR]... COMMAND [ARGS]\n"
+		"usage: iaprune [--plugin-path DIR]... [--max-memory SIZE] COMMAND [ARGS]\n"
 		"       iaprune --help | --version\n"
 		"\n"
 		"Interpretability-aware pruning of image classifiers.\n"
@@ -69,6 +70,8 @@ static void usage_main(FILE *f)
 		"  prune     prune the pipeline's model at one rate and save it\n"
 		"  attribute per-unit scores, input relevance and IG deltas as a NumPy .npz\n"
 		"\n"
+		"--max-memory SIZE (like 8G or 50%%; default 3/4 of physical memory) refuses runs\n"
+		"estimated to need more.\n"
 		"'iaprune COMMAND --help' describes a command; man iaprune for details.\n"
 		"Exit status: 0 ok, 1 the run failed, 2 usage or input error.\n");
 }
@@ -108,6 +111,18 @@ static int exit_for(int code)
 	default:
 		return EXIT_RUN;
 	}
+}
+
+/* --max-memory SIZE (any command, before or after its name): the limit memory.h checks against. */
+static int set_max_memory(const char *text)
+{
+	struct iap_error err = { 0, "" };
+	uint64_t bytes;
+
+	if (iap_memory_parse(text, &bytes, &err))
+		return error_exit(EXIT_USAGE, "--max-memory: %s", err.msg);
+	iap_memory_limit_set(bytes);
+	return EXIT_OK;
 }
 
 static int add_plugin_path(struct common *c, const char *dir)
@@ -247,7 +262,7 @@ static void usage_cmd(const struct command *cmd, FILE *f)
 
 enum { OPT_PLUGIN_PATH = 1000, OPT_SET, OPT_DRY_RUN, OPT_KIND, OPT_DESCRIBE, OPT_HELP, OPT_VERBOSE,
        OPT_QUIET, OPT_JOBS, OPT_RATE, OPT_ATTRIBUTION, OPT_SAMPLER, OPT_COMPACT, OPT_OUTPUT, OPT_WEIGHTS,
-       OPT_TARGET, OPT_OPTION, OPT_RAW, OPT_MODEL, OPT_MODEL_OPTION };
+       OPT_TARGET, OPT_OPTION, OPT_RAW, OPT_MODEL, OPT_MODEL_OPTION, OPT_MAX_MEMORY };
 
 static const struct option long_opts[] = {
 	{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
@@ -270,6 +285,7 @@ static const struct option long_opts[] = {
 	{ "raw", required_argument, NULL, OPT_RAW },
 	{ "model", required_argument, NULL, OPT_MODEL },
 	{ "model-option", required_argument, NULL, OPT_MODEL_OPTION },
+	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -314,7 +330,7 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 	opterr = 0;
 	o->target = -1;
 	while ((ch = getopt_long(argc, argv, "+hvqj:o:", long_opts, NULL)) != -1) {
-		int ok = ch == 'h' || ch == OPT_HELP || ch == OPT_PLUGIN_PATH;
+		int ok = ch == 'h' || ch == OPT_HELP || ch == OPT_PLUGIN_PATH || ch == OPT_MAX_MEMORY;
 
 		for (int i = 0; allowed[i] && !ok; i++)
 			ok = allowed[i] == ch || (ch == 'v' && allowed[i] == OPT_VERBOSE) ||
@@ -332,6 +348,10 @@ static int parse_cmd(const struct command *cmd, struct common *c, int argc, char
 			return EXIT_OK;
 		case OPT_PLUGIN_PATH:
 			if (add_plugin_path(c, optarg))
+				return EXIT_USAGE;
+			break;
+		case OPT_MAX_MEMORY:
+			if (set_max_memory(optarg))
 				return EXIT_USAGE;
 			break;
 		case OPT_SET:
@@ -1065,6 +1085,7 @@ int main(int argc, char **argv)
 {
 	static const struct option main_opts[] = {
 		{ "plugin-path", required_argument, NULL, OPT_PLUGIN_PATH },
+		{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1088,6 +1109,10 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		case OPT_PLUGIN_PATH:
 			if (add_plugin_path(&c, optarg))
+				return EXIT_USAGE;
+			break;
+		case OPT_MAX_MEMORY:
+			if (set_max_memory(optarg))
 				return EXIT_USAGE;
 			break;
 		default:

@@ -11,6 +11,15 @@
 #include <string.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/memory.h>
+
+/* iap_graph_planning (memory.h): graphs built meanwhile have no parameter storage. */
+static int planning;
+
+void iap_graph_planning(int on)
+{
+	planning = on != 0;
+}
 
 struct iap_graph *iap_graph_new(int in_ndim, const int64_t *in_shape, struct iap_error *err)
 {
@@ -36,6 +45,7 @@ struct iap_graph *iap_graph_new(int in_ndim, const int64_t *in_shape, struct iap
 	g->in_ndim = in_ndim;
 	memcpy(g->in_shape, in_shape, (size_t)in_ndim * sizeof(*in_shape));
 	g->output = -1;
+	g->shape_only = planning;
 	iap_rng_seed(&g->rng, 0);
 	return g;
 }
@@ -196,7 +206,7 @@ int iap_graph_add_param(struct iap_graph *g, int id, const char *suffix, int ndi
 
 void iap_graph_set_shape_only(struct iap_graph *g, int on)
 {
-	g->shape_only = on ? 1 : 0;
+	g->shape_only = on || planning ? 1 : 0;
 }
 
 int iap_graph_set_output(struct iap_graph *g, int node)

@@ -1,11 +1,14 @@
 /* Model provenance in weights files, and rebuilding a model from one (see <iaprune/model.h>). */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <iaprune/compact.h>
+#include <iaprune/image.h>
+#include <iaprune/memory.h>
 #include <iaprune/model.h>
 #include <iaprune/weights.h>
 
@@ -120,9 +123,12 @@ static int parse_input(const char *s, struct iap_dataset_info *info)
 
 	info->in_ndim = 0;
 	while (*s && info->in_ndim < IAP_MAX_DIMS - 1) {
-		long v = strtol(s, &end, 10);
+		long v;
 
-		if (end == s || v <= 0)
+		errno = 0;
+		v = strtol(s, &end, 10);
+		/* Each side within what an image may have: a 32768-pixel side, not 2^62. */
+		if (end == s || v <= 0 || errno || v > IAP_IMAGE_MAX_SIDE)
 			return -1;
 		info->in_shape[info->in_ndim++] = v;
 		s = end;
@@ -165,12 +171,19 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 				   path, name);
 		goto out;
 	}
-	if (parse_input(input, &info) || atoi(classes) <= 0) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: bad %s '%s' or %s '%s'", path, IAP_META_INPUT,
-				   input, IAP_META_CLASSES, classes);
-		goto out;
+	{
+		char *end;
+		long n;
+
+		errno = 0;
+		n = strtol(classes, &end, 10);
+		if (parse_input(input, &info) || errno || end == classes || *end || n <= 0 || n > IAP_MAX_CLASSES) {
+			rc = iap_error_set(err, IAP_EFORMAT, "%s: bad %s '%s' or %s '%s' (at most %d classes)", path,
+					   IAP_META_INPUT, input, IAP_META_CLASSES, classes, IAP_MAX_CLASSES);
+			goto out;
+		}
+		info.n_classes = (int)n;
 	}
-	info.n_classes = atoi(classes);
 	rc = iap_opts_defaults(plugin->desc->options, &opts, err);
 	if (rc)
 		goto out;
@@ -191,7 +204,19 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 		if (rc)
 			goto out;
 	}
+	/* What the metadata asks to build must fit before it is built (memory.h). */
+	iap_graph_planning(1);
 	rc = plugin->desc->ops.model->build(opts, &info, out, err);
+	iap_graph_planning(0);
+	if (!rc) {
+		char what[4200];
+
+		snprintf(what, sizeof(what), "%s: model '%s'", path, name);
+		rc = iap_memory_check(what, iap_graph_memory(*out, 1, 0, 1), err);
+	}
+	iap_graph_free(*out);
+	*out = NULL;
+	rc = rc ? rc : plugin->desc->ops.model->build(opts, &info, out, err);
 	if (rc)
 		goto out;
 	/* A compacted model: the full architecture, its keep masks applied, compacted. */

@@ -43,6 +43,7 @@
 #include "finetune.h"
 #include "iterative.h"
 #include "outdir.h"
+#include "plan.h"
 #include "score_cache.h"
 
 #define MAX_CONFIGS 64
@@ -447,12 +448,30 @@ static int train_model(struct run *r)
 	return IAP_OK;
 }
 
+/* Refuse a pipeline that would not fit in memory (plan.h), before anything large is allocated. */
+static int plan_memory(struct run *r)
+{
+	struct iap_run_plan p = { .model = r->model_plugin, .model_opts = r->model_opts, .splits = r->split,
+				  .eval_batch = r->eval_batch, .score_batch = SCORE_BATCH };
+	const char *weights = NULL;
+	uint64_t need;
+	long batch = 32;
+	int rc = iap_cfg_get_str(r->root, "model.weights", NULL, &weights, r->err);
+
+	rc = rc ? rc : iap_cfg_get_int(r->root, "model.train.batch_size", 32, &batch, r->err);
+	if (rc)
+		return rc;
+	p.train_batch = weights ? 0 : (int)batch;
+	return iap_run_plan_memory(&p, &need, r->err);
+}
+
 static int prepare_model(struct run *r)
 {
 	const char *weights = NULL;
 	int rc;
 
 	rc = resolve(r, "model", IAP_PLUGIN_MODEL, &r->model_plugin, &r->model_opts);
+	rc = rc ? rc : plan_memory(r);
 	if (rc)
 		return rc;
 	rc = r->model_plugin->desc->ops.model->build(r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &r->g,

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <iaprune/image.h>
+#include <iaprune/memory.h>
 #include <iaprune/npz.h>
 #include <iaprune/plugin.h>
 
@@ -84,10 +86,15 @@ static int read_labels(struct iap_npz *npz, const char *path, const char *prefix
 				     "%s: %s has %d dimensions (%lld values per sample); expected (N,) or (N, 1) "
 				     "(multi-label sets are not supported)",
 				     path, name, lab->ndim, (long long)(lab->ndim == 2 ? lab->shape[1] : 0));
-	for (int64_t k = 0; k < lab->numel; k++)
+	for (int64_t k = 0; k < lab->numel; k++) {
 		if (((const int32_t *)lab->data)[k] < 0)
 			return iap_error_set(err, IAP_EFORMAT, "%s: %s[%lld] is negative (%d)", path, name,
 					     (long long)k, ((const int32_t *)lab->data)[k]);
+		/* The class count comes from the largest label: one stray value must not mean 10^8 classes. */
+		if (((const int32_t *)lab->data)[k] >= IAP_MAX_CLASSES)
+			return iap_error_set(err, IAP_ELIMIT, "%s: %s[%lld] is %d, beyond the limit of %d classes", path,
+					     name, (long long)k, ((const int32_t *)lab->data)[k], IAP_MAX_CLASSES);
+	}
 	return IAP_OK;
 }
 
@@ -139,6 +146,12 @@ static int medmnist_open(const struct iap_opts *opts, enum iap_split split, void
 		rc = iap_error_set(err, IAP_EFORMAT,
 				   "%s: %s must be (N, H, W) or (N, H, W, 3) with N = %lld labels",
 				   path, name, (long long)lab.shape[0]);
+		goto out;
+	}
+	/* Sides beyond an image's limit would not fit the int the decoder uses. */
+	if (src->images.shape[1] > IAP_IMAGE_MAX_SIDE || src->images.shape[2] > IAP_IMAGE_MAX_SIDE) {
+		rc = iap_error_set(err, IAP_ELIMIT, "%s: %s are %lldx%lld pixels (limit %d per side)", path, name,
+				   (long long)src->images.shape[2], (long long)src->images.shape[1], IAP_IMAGE_MAX_SIDE);
 		goto out;
 	}
 	src->h = (int)src->images.shape[1];

@@ -23,7 +23,7 @@ static int resnet_build(const struct iap_opts *opts, const struct iap_dataset_in
 			struct iap_graph **out, struct iap_error *err)
 {
 	struct iap_cnn_cfg cfg = {
-		.depth = atoi(iap_opts_str(opts, "depth")),
+		.depth = (int)strtol(iap_opts_str(opts, "depth"), NULL, 10),
 		.width = iap_opts_float(opts, "width"),
 	};
 	int rc = iap_model_input("resnet", opts, data, &cfg.num_classes, &cfg.in_channels,

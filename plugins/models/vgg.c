@@ -27,7 +27,7 @@ static int vgg_build(const struct iap_opts *opts, const struct iap_dataset_info 
 		     struct iap_graph **out, struct iap_error *err)
 {
 	struct iap_cnn_cfg cfg = {
-		.depth = atoi(iap_opts_str(opts, "depth")),
+		.depth = (int)strtol(iap_opts_str(opts, "depth"), NULL, 10),
 		.batch_norm = iap_opts_bool(opts, "batch_norm"),
 		.width = iap_opts_float(opts, "width"),
 		.dropout = (float)iap_opts_float(opts, "dropout"),

@@ -125,3 +125,40 @@ put("empty.csv", "")
 put("nul.csv", b"path,label\na\x00.png,0\n")
 # Regression from fuzzing: metadata-only header.
 put("no_tensors.safetensors", struct.pack("<Q", 8) + b"{}      ")
+
+# ---- issue #20: sizes checked before allocating, names from files escaped ----
+def medmnist(label_values, side=(28, 28)):
+    """A MedMNIST-layout archive: 2 images per split (uint8), the train labels given."""
+    h, w = side
+    members = []
+    for s in ("train", "val", "test"):
+        labs = label_values if s == "train" else [0, 1]
+        members.append((s + "_images.npy", npy("|u1", [len(labs), h, w], b"\x00" * (len(labs) * h * w))))
+        members.append((s + "_labels.npy", npy("<i4", [len(labs), 1], struct.pack("<%di" % len(labs), *labs))))
+    return npz(members)
+
+
+put("small.npz", medmnist([0, 1]))
+put("huge_label.npz", medmnist([0, 100000000]))
+put("wide_images.npz", medmnist([0, 1], side=(1, 40000)))
+ds = "dataset:\n  plugin: medmnist\n  options: { path: %s, image_size: %d }\n"
+model = "model:\n  plugin: vgg\n  options: { depth: 11, width: 0.0625%s }\nattribution: [{ plugin: magnitude }]\n"
+put("huge_label.yaml", "version: 1\n" + ds % ("huge_label.npz", 32) + model % "")
+put("wide_images.yaml", "version: 1\n" + ds % ("wide_images.npz", 32) + model % "")
+put("memory_bomb.yaml", "version: 1\n" + ds % ("small.npz", 4096) + model % "")
+put("num_classes.yaml", "version: 1\n" + ds % ("small.npz", 32) + model % ", num_classes: 99999999999")
+put("escape_key.yaml", 'version: 1\n"se\\e[2Jed\\nx": 1\n')
+
+
+def model_meta(classes, options="depth=11\nwidth=1\n", inp="3x32x32"):
+    return {"iaprune.model": "vgg", "iaprune.model_options": options, "iaprune.input": inp,
+            "iaprune.num_classes": classes}
+
+
+put("classes_overflow.safetensors", st({"__metadata__": model_meta("99999999999")}))
+put("huge_input.safetensors", st({"__metadata__": model_meta("2", inp="3x4000000000x4000000000")}))
+put("huge_classifier.safetensors", st({"__metadata__": model_meta("1000000")}))
+put("escape_name.safetensors", st({"x\x1b[2J\ny": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                   "__metadata__": {"note\x1b]0;pwned\x07": "a\nb"}}, f32(1)))
+put("escape_dup.safetensors", st(b'{"a\\u001b[31m":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+                                 b'"a\\u001b[31m":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', f32(1, 2)))

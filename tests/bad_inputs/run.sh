@@ -51,7 +51,7 @@ pipeline() { refused "$2" "$IAPRUNE" run --dry-run "$1"; }
 weights() { refused "$2" "$IAPRUNE" info "$1"; }
 image() { refused "$2" "$BADREAD" image "$1"; }
 
-echo "1..60"
+echo "1..71"
 
 # ---- YAML pipelines (14) ----
 pipeline syntax.yaml "syntax.yaml:3:5: did not find expected ',' or '}' while parsing a flow mapping"
@@ -122,6 +122,27 @@ refused "no_such_column.csv: no column 'target' (columns: 'path', 'label')" "$BA
 refused "empty.csv: empty file (no header row)" "$BADREAD" csv empty.csv
 refused "nul.csv:2: NUL byte" "$BADREAD" csv nul.csv
 
+# ---- issue #20 (11): sizes checked before allocating, names from files escaped ----
+# Runs that reach the data use the real plugins and write only to $tmp.
+P=$B/plugins/models/.libs:$B/plugins/datasets/.libs:$B/plugins/attribution/.libs:$B/plugins/policies/.libs
+run() { refused "$2" env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" --max-memory 1G run -q --set output="$tmp/o" "$1"; }
+run huge_label.yaml "dataset 'medmnist', train split: huge_label.npz: train_labels[1] is 100000000, beyond the limit of 1000000 classes"
+run wide_images.yaml "dataset 'medmnist', train split: wide_images.npz: train_images are 40000x1 pixels (limit 32768 per side)"
+run memory_bomb.yaml "model 'vgg' (504178 parameters, batch size 128) with 6 images needs about 172 GiB of memory, more than the limit of 1.0 GiB (--max-memory; the default is 3/4 of physical memory)"
+refused "num_classes.yaml:7:53: model 'vgg': option 'num_classes': 99999999999 is out of range [0, 1e+06]" \
+	env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" run --dry-run num_classes.yaml
+pipeline escape_key.yaml "escape_key.yaml:2:1: unknown key 'se\\e[2Jed\\nx' (known: version, name, seed, output, dataset, model, sampling, attribution, pruning, evaluation, report)"
+info() { refused "$2" env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" --max-memory 1G info "$1"; }
+info classes_overflow.safetensors "classes_overflow.safetensors: bad iaprune.input '3x32x32' or iaprune.num_classes '99999999999' (at most 1000000 classes)"
+info huge_input.safetensors "huge_input.safetensors: bad iaprune.input '3x4000000000x4000000000' or iaprune.num_classes '2' (at most 1000000 classes)"
+info huge_classifier.safetensors "huge_classifier.safetensors: model 'vgg' needs about 16 GiB of memory, more than the limit of 1.0 GiB (--max-memory; the default is 3/4 of physical memory)"
+weights escape_dup.safetensors "escape_dup.safetensors: tensor 'a\\e[31m' appears twice"
+# A listing shows names and metadata from the file with their control characters escaped.
+expect 0 "" "$(printf '%-60s %-5s %-20s %12s %7s\n%-60s %-5s %-20s %12s %6.1f%%\n\ntotal: 1 tensors, 1 float elements, 0.00%% zero\nmetadata %s: %s' \
+	tensor dtype shape elements zeros 'x\e[2J\ny' F32 '[1]' 1 0 'note\e]0;pwned\x07' 'a\nb')" "$IAPRUNE" info escape_name.safetensors
+refused "--max-memory: memory size '0': expected bytes or a number with K, M, G or T (like 8G), or a percentage of physical memory (like 50%)" \
+	"$IAPRUNE" --max-memory 0 info
+
 # ---- plugins (5): one at a time in a scratch directory; a warning, and the run goes on ----
 plugin() {
 	rm -rf "$tmp/p"; mkdir "$tmp/p"
@@ -142,5 +163,5 @@ plugin bad_nosym "not an iaprune plugin: no 'iap_plugin_descriptor' symbol ($tmp
 plugin bad_entry "sampler plugin 'test-variant' lacks required entry point 'select'"
 plugin junk "cannot load: $tmp/p/junk.so: file too short"
 
-[ "$n" -eq 60 ] || { echo "not ok - ran $n entries, the plan says 60"; exit 1; }
+[ "$n" -eq 71 ] || { echo "not ok - ran $n entries, the plan says 71"; exit 1; }
 exit 0
