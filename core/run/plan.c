@@ -13,11 +13,18 @@
 
 #include "plan.h"
 
+#define RUNTIME_BYTES ((uint64_t)256 << 20)
+
 static uint64_t max3(uint64_t a, uint64_t b, uint64_t c)
 {
 	uint64_t m = a > b ? a : b;
 
 	return m > c ? m : c;
+}
+
+static int clamp(int batch, int64_t count)
+{
+	return count > 0 && count < batch ? (int)count : batch;
 }
 
 int iap_run_plan_memory(const struct iap_run_plan *p, uint64_t *need, struct iap_error *err)
@@ -26,6 +33,7 @@ int iap_run_plan_memory(const struct iap_run_plan *p, uint64_t *need, struct iap
 	struct iap_graph *g = NULL;
 	uint64_t sample = sizeof(float), images = 0, data, peak;
 	char what[256];
+	int64_t largest = 1;
 	int rc, batch;
 
 	*need = 0;
@@ -37,14 +45,22 @@ int iap_run_plan_memory(const struct iap_run_plan *p, uint64_t *need, struct iap
 	for (int d = 0; d < info->in_ndim; d++)
 		sample = info->in_shape[d] > 0 && sample <= UINT64_MAX / (uint64_t)info->in_shape[d]
 				 ? sample * (uint64_t)info->in_shape[d] : UINT64_MAX;
-	for (int s = 0; s < IAP_SPLIT_COUNT; s++)
+	for (int s = 0; s < IAP_SPLIT_COUNT; s++) {
 		images += (uint64_t)(p->splits[s].count > 0 ? p->splits[s].count : 0);
+		largest = p->splits[s].count > largest ? p->splits[s].count : largest;
+	}
 	/* Datasets keep decoded samples once loaded (medmnist's cache, the folder readers' cache). */
 	data = images && sample > UINT64_MAX / images ? UINT64_MAX : images * sample;
-	peak = max3(p->train_batch ? iap_graph_memory(g, p->train_batch, 1, 1) : 0,
-		    iap_graph_memory(g, p->eval_batch, 0, 0), iap_graph_memory(g, p->score_batch, 0, 1));
+	/* A batch never holds more samples than the largest split (the train split for training). */
+	peak = max3(p->train_batch ? iap_graph_memory(g, clamp(p->train_batch, p->splits[IAP_SPLIT_TRAIN].count), 1, 1) : 0,
+		    iap_graph_memory(g, clamp(p->eval_batch, largest), 0, 0),
+		    iap_graph_memory(g, clamp(p->score_batch, largest), 0, 1));
+	/* The program itself: libraries, OpenBLAS's per-thread buffers, im2col workspaces (measured ~200 MB). */
+	peak = peak > UINT64_MAX - RUNTIME_BYTES ? UINT64_MAX : peak + RUNTIME_BYTES;
 	*need = data > UINT64_MAX - peak ? UINT64_MAX : data + peak;
-	batch = p->train_batch > p->eval_batch ? p->train_batch : p->eval_batch;
+	batch = clamp(p->eval_batch, largest);
+	if (p->train_batch && clamp(p->train_batch, p->splits[IAP_SPLIT_TRAIN].count) > batch)
+		batch = clamp(p->train_batch, p->splits[IAP_SPLIT_TRAIN].count);
 	snprintf(what, sizeof(what), "model '%s' (%" PRId64 " parameters, batch size %d) with %" PRIu64 " images",
 		 p->model->desc->name, iap_graph_param_count(g, NULL), batch, images);
 	iap_graph_free(g);

@@ -128,7 +128,7 @@ P=$B/plugins/models/.libs:$B/plugins/datasets/.libs:$B/plugins/attribution/.libs
 run() { refused "$2" env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" --max-memory 1G run -q --set output="$tmp/o" "$1"; }
 run huge_label.yaml "dataset 'medmnist', train split: huge_label.npz: train_labels[1] is 100000000, beyond the limit of 1000000 classes"
 run wide_images.yaml "dataset 'medmnist', train split: wide_images.npz: train_images are 40000x1 pixels (limit 32768 per side)"
-run memory_bomb.yaml "model 'vgg' (504178 parameters, batch size 128) with 6 images needs about 172 GiB of memory, more than the limit of 1.0 GiB (--max-memory; the default is 3/4 of physical memory)"
+run memory_bomb.yaml "model 'vgg' (504178 parameters, batch size 2) with 6 images needs about 8.7 GiB of memory, more than the limit of 1.0 GiB (--max-memory; the default is 3/4 of physical memory)"
 refused "num_classes.yaml:7:53: model 'vgg': option 'num_classes': 99999999999 is out of range [0, 1e+06]" \
 	env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" run --dry-run num_classes.yaml
 pipeline escape_key.yaml "escape_key.yaml:2:1: unknown key 'se\\e[2Jed\\nx' (known: version, name, seed, output, dataset, model, sampling, attribution, pruning, evaluation, report)"
