@@ -45,8 +45,12 @@ int iap_memory_parse(const char *text, uint64_t *bytes, struct iap_error *err)
 
 	errno = 0;
 	v = strtod(text, &end);
-	if (end == text || errno || !isfinite(v) || v <= 0 || strpbrk(text, "xXnNiI"))
+	if (end == text || errno || !isfinite(v) || v <= 0)
 		goto bad;
+	/* strtod also reads hex, "inf" and "nan": only plain decimals are sizes. */
+	for (const char *c = text; c < end; c++)
+		if (strchr("xXnNiI", *c))
+			goto bad;
 	if (*end == '%') {
 		uint64_t phys = iap_memory_physical();
 
