@@ -918,8 +918,13 @@ static int cmd_plugins(const struct command *cmd, struct common *c, int argc, ch
 
 			if ((int)p->desc->kind != k)
 				continue;
-			printf("  %-16s %-8s %s\n", p->desc->name, p->desc->version ? p->desc->version : "?",
-			       p->desc->summary ? p->desc->summary : "");
+			char name[64], version[64], summary[512];
+
+			/* A plugin's strings come from a file on the search path: escaped like other names. */
+			iap_escape(p->desc->name, name, sizeof(name));
+			iap_escape(p->desc->version ? p->desc->version : "?", version, sizeof(version));
+			iap_escape(p->desc->summary ? p->desc->summary : "", summary, sizeof(summary));
+			printf("  %-16s %-8s %s\n", name, version, summary);
 			if (o.verbose)
 				printf("  %-16s %-8s %s\n", "", "", p->path);
 			n++;
