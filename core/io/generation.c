@@ -228,9 +228,13 @@ int iap_generation_commit(struct iap_generation *gen, struct iap_error *err)
 #ifdef RENAME_EXCHANGE
 	iap_atomic_kill_point();
 	if (renameat2(AT_FDCWD, gen->stage, AT_FDCWD, gen->dir, RENAME_EXCHANGE) == 0) {
-		/* The stage's name now holds the previous generation. */
+		/*
+		 * The stage's name now holds the previous generation. The new one is
+		 * published whatever happens next; what cannot be removed now is
+		 * removed by the next start's clean-up.
+		 */
 		fsync_dir(parent);
-		rc = iap_remove_tree(gen->stage, err);
+		(void)iap_remove_tree(gen->stage, NULL);
 		goto out;
 	}
 	e = errno;
@@ -265,7 +269,7 @@ int iap_generation_commit(struct iap_generation *gen, struct iap_error *err)
 		goto out;
 	}
 	fsync_dir(parent);
-	rc = iap_remove_tree(old, err);
+	(void)iap_remove_tree(old, NULL);
 	goto out;
 out_sync:
 	fsync_dir(parent);
