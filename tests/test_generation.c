@@ -103,6 +103,31 @@ static void test_commit_replaces_the_whole_set(void **state)
 	assert_int_equal(access(top, F_OK), -1);
 }
 
+/* File systems without an atomic exchange: the old set is moved aside, then the new one renamed in. */
+static void test_commit_without_exchange(void **state)
+{
+	char top[] = "/tmp/iap-gen-XXXXXX", dir[256], path[512];
+	struct iap_generation gen;
+	struct iap_error err;
+
+	(void)state;
+	assert_non_null(mkdtemp(top));
+	snprintf(dir, sizeof(dir), "%s/report", top);
+	setenv("IAP_TEST_NO_EXCHANGE", "1", 1);
+	for (int i = 0; i < 3; i++) {
+		char text[8];
+
+		snprintf(text, sizeof(text), "%d", i);
+		assert_int_equal(iap_generation_begin(&gen, dir, &err), IAP_OK);
+		put(iap_generation_path(&gen, "a.txt", path, sizeof(path)), text);
+		assert_int_equal(iap_generation_commit(&gen, &err), IAP_OK);
+		assert_true(has(dir, "a.txt", text));
+		assert_int_equal(count_entries(top), 1);
+	}
+	unsetenv("IAP_TEST_NO_EXCHANGE");
+	assert_int_equal(iap_remove_tree(top, &err), IAP_OK);
+}
+
 static void test_clean_after_a_crash(void **state)
 {
 	char top[] = "/tmp/iap-gen-XXXXXX", dir[256], path[512];
@@ -207,6 +232,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_commit_replaces_the_whole_set),
+		cmocka_unit_test(test_commit_without_exchange),
 		cmocka_unit_test(test_clean_after_a_crash),
 		cmocka_unit_test(test_lock_names_the_holder),
 		cmocka_unit_test(test_write_failure_names_errno),
