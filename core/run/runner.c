@@ -462,6 +462,15 @@ static int plan_memory(struct run *r)
 	if (rc)
 		return rc;
 	p.train_batch = weights ? 0 : (int)batch;
+	/* Fine-tuning after pruning trains too, at its own batch size (the recipe's by default). */
+	if (iap_cfg_get(r->root, "pruning.finetune")) {
+		long ft = batch;
+
+		rc = iap_cfg_get_int(iap_cfg_get(r->root, "pruning.finetune"), "batch_size", batch, &ft, r->err);
+		if (rc)
+			return rc;
+		p.train_batch = (int)(ft > p.train_batch ? ft : p.train_batch);
+	}
 	return iap_run_plan_memory(&p, &need, r->err);
 }
 
