@@ -26,6 +26,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/blas.h>
 #include <iaprune/escape.h>
+#include <iaprune/guard.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
 #include <iaprune/memory.h>
@@ -184,7 +185,7 @@ static struct iap_registry *load_plugins(const struct common *c)
 			char dir[4200];
 
 			snprintf(dir, sizeof(dir), "%s/plugins/%s/.libs", IAP_ABS_BUILDDIR, kinds[k]);
-			if (access(dir, R_OK | X_OK) == 0 && iap_registry_add_dir(reg, dir, &err))
+			if (access(dir, R_OK | X_OK) == 0 && iap_registry_add_system_dir(reg, dir, &err))
 				goto fail;
 		}
 	}
@@ -193,6 +194,9 @@ static struct iap_registry *load_plugins(const struct common *c)
 		goto fail;
 	for (int i = 0; i < iap_registry_diag_count(reg); i++)
 		fprintf(stderr, "%s: warning: %s\n", prog, iap_registry_diag(reg, i)->msg);
+	/* From here plugin code may run: a crash or exit() in it is reported by name. */
+	if (iap_plugin_guard_install(prog, &err))
+		goto fail;
 	return reg;
 fail:
 	error_exit(exit_for(err.code), "%s", err.msg);
@@ -932,6 +936,12 @@ static int cmd_plugins(const struct command *cmd, struct common *c, int argc, ch
 		if (!n)
 			printf("  (none)\n");
 	}
+	/* Files the scan refused (a crash while its descriptor was read, a bad ABI, ...): also on stderr. */
+	if (o.kind < 0 && iap_registry_diag_count(reg) > 0) {
+		printf("skipped:\n");
+		for (int i = 0; i < iap_registry_diag_count(reg); i++)
+			printf("  %s\n", iap_registry_diag(reg, i)->msg);
+	}
 	iap_registry_free(reg);
 	return EXIT_OK;
 }
@@ -1130,7 +1140,11 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(argv[optind], commands[i].name))
-			return commands[i].fn(&commands[i], &c, argc - optind, argv + optind);
+		if (!strcmp(argv[optind], commands[i].name)) {
+			int rc = commands[i].fn(&commands[i], &c, argc - optind, argv + optind);
+
+			iap_plugin_guard_finish();
+			return rc;
+		}
 	return error_exit(EXIT_USAGE, "unknown command '%s' (try 'iaprune --help')", argv[optind]);
 }

@@ -103,7 +103,7 @@ run 0 "plugins --describe" -- plugins --describe attribution/test-grad &&
 mkdir "$tmp/bad"
 printf 'not an ELF file\n' >"$tmp/bad/broken.so"
 run 0 "plugins with a broken plugin on --plugin-path still succeeds" -- --plugin-path "$tmp/bad" plugins --kind sampler &&
-	has "the broken plugin is reported with its path" "$tmp/err" "iaprune: warning: $tmp/bad/broken.so: cannot load: "
+	has "the broken plugin is reported with its path" "$tmp/err" "iaprune: warning: $tmp/bad/broken.so: not an ELF shared object (no ELF header)"
 
 cat >"$tmp/p.yaml" <<'YAML'
 version: 1

@@ -486,6 +486,7 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	const char *kn = iap_plugin_kind_name(kind), *name;
 	const struct iap_cfg_node *pn, *on;
 	const struct iap_plugin *p;
+	struct iap_error why = { 0, "" };
 	char what[160], list[512];
 	struct iap_opts *o;
 	int rc;
@@ -500,14 +501,16 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	rc = iap_cfg_str(pn, "plugin", &name, err);
 	if (rc)
 		return rc;
-	p = iap_registry_find(reg, kind, name);
-	if (!p) {
+	/* Loaded on first use: a plugin that is there but fails to load says why. */
+	if (iap_registry_open(reg, kind, name, &p, &why) != IAP_OK) {
 		const char *names[64] = { NULL };
 		int n = 0;
 
 		for (int i = 0; i < iap_registry_count(reg) && n < 64; i++) {
 			const struct iap_plugin *q = iap_registry_get(reg, i);
 
+			if ((int)q->desc->kind == kind && !strcmp(q->desc->name, name))
+				return cfgi_at(err, why.code, pn, "%s plugin '%s' cannot be used: %s", kn, name, why.msg);
 			if ((int)q->desc->kind == kind)
 				names[n++] = q->desc->name;
 		}

@@ -3,7 +3,9 @@
  *
  * Every way a file can be unusable ends in a diagnostic naming the file and
  * the reason, and the file is skipped: a broken third-party plugin must
- * never take the host down or hide the other plugins.
+ * never take the host down or hide the other plugins. Discovery reads
+ * descriptors in a scanner child (scan.c) and caches the answers
+ * (scan_cache.c); this process dlopens a plugin only when it is first used.
  */
 #include "config.h"
 
@@ -17,25 +19,39 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <iaprune/guard.h>
 #include <iaprune/plugin.h>
+
+#include "scan.h"
 
 #ifndef IAP_PLUGINDIR
 #define IAP_PLUGINDIR "/usr/local/lib/iaprune/plugins"
 #endif
 
 struct loaded {
-	struct iap_plugin pub;
-	void *handle;
-	int initialised;      /* init succeeded: fini is owed */
+	struct iap_plugin pub;   /* pub.desc: &rec->desc until loaded, then the plugin's own */
+	struct iap_scan_rec *rec;
+	void *handle;            /* NULL until loaded */
+	int initialised;         /* init succeeded: fini is owed */
+	int failed;              /* loading was tried and failed; fail_code/fail_msg say why */
+	int fail_code;
+	char *fail_msg;
+	int builtin;             /* found in a system (built-in) directory */
+	dev_t dev;
+	ino_t ino;
 };
 
 struct iap_registry {
 	int n_dirs, cap_dirs;
-	char **dirs;          /* --plugin-path, in order */
+	char **dirs;             /* --plugin-path, in order */
+	int n_sys, cap_sys;
+	char **sys;              /* stand-ins for the installed directory */
 	int n, cap;
 	struct loaded *plugins;
 	int n_diags, cap_diags;
 	struct iap_plugin_diag *diags;
+	struct iap_scan_cache cache;
+	int cache_loaded;
 };
 
 static const char *const kind_names[IAP_PLUGIN_KIND_COUNT] = {
@@ -100,9 +116,18 @@ void iap_registry_free(struct iap_registry *reg)
 	for (int i = reg->n - 1; i >= 0; i--) {
 		struct loaded *l = &reg->plugins[i];
 
-		if (l->initialised && l->pub.desc->fini)
-			l->pub.desc->fini();
-		dlclose(l->handle);
+		if (l->handle) {
+			struct iap_plugin_call call;
+
+			iap_plugin_call_enter(&call, &l->pub, "fini");
+			if (l->initialised && l->pub.desc->fini)
+				l->pub.desc->fini();
+			dlclose(l->handle);
+			iap_plugin_call_leave(&call);
+		}
+		iap_scan_rec_clear(l->rec);
+		free(l->rec);
+		free(l->fail_msg);
 		free(l->pub.path);
 	}
 	for (int i = 0; i < reg->n_diags; i++) {
@@ -111,25 +136,39 @@ void iap_registry_free(struct iap_registry *reg)
 	}
 	for (int i = 0; i < reg->n_dirs; i++)
 		free(reg->dirs[i]);
+	for (int i = 0; i < reg->n_sys; i++)
+		free(reg->sys[i]);
+	iap_scan_cache_free(&reg->cache);
 	free(reg->plugins);
 	free(reg->diags);
 	free(reg->dirs);
+	free(reg->sys);
 	free(reg);
 }
 
-int iap_registry_add_dir(struct iap_registry *reg, const char *dir, struct iap_error *err)
+static int add_to(char ***list, int *n, int *cap, const char *dir, struct iap_error *err)
 {
 	char *copy;
 
 	if (!dir || !*dir)
 		return iap_error_set(err, IAP_EINVAL, "empty plugin directory");
 	copy = strdup(dir);
-	if (!copy || grow((void **)&reg->dirs, &reg->cap_dirs, reg->n_dirs, sizeof(char *))) {
+	if (!copy || grow((void **)list, cap, *n, sizeof(char *))) {
 		free(copy);
 		return iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
 	}
-	reg->dirs[reg->n_dirs++] = copy;
+	(*list)[(*n)++] = copy;
 	return IAP_OK;
+}
+
+int iap_registry_add_dir(struct iap_registry *reg, const char *dir, struct iap_error *err)
+{
+	return add_to(&reg->dirs, &reg->n_dirs, &reg->cap_dirs, dir, err);
+}
+
+int iap_registry_add_system_dir(struct iap_registry *reg, const char *dir, struct iap_error *err)
+{
+	return add_to(&reg->sys, &reg->n_sys, &reg->cap_sys, dir, err);
 }
 
 int iap_registry_count(const struct iap_registry *reg)
@@ -144,18 +183,6 @@ const struct iap_plugin *iap_registry_get(const struct iap_registry *reg, int i)
 	return &reg->plugins[i].pub;
 }
 
-const struct iap_plugin *iap_registry_find(const struct iap_registry *reg, int kind,
-					   const char *name)
-{
-	for (int i = 0; i < reg->n; i++) {
-		const struct iap_plugin_desc *d = reg->plugins[i].pub.desc;
-
-		if ((int)d->kind == kind && strcmp(d->name, name) == 0)
-			return &reg->plugins[i].pub;
-	}
-	return NULL;
-}
-
 int iap_registry_diag_count(const struct iap_registry *reg)
 {
 	return reg->n_diags;
@@ -168,8 +195,8 @@ const struct iap_plugin_diag *iap_registry_diag(const struct iap_registry *reg, 
 	return &reg->diags[i];
 }
 
-/* Keep a copy of the failure in err as the registry's diagnostic for path. */
-static int record_diag(struct iap_registry *reg, const char *path, const struct iap_error *e)
+/* Keep a diagnostic for path; -1 when out of memory. */
+static int record_diag(struct iap_registry *reg, const char *path, int code, const char *msg, int sig)
 {
 	struct iap_plugin_diag *d;
 
@@ -177,8 +204,9 @@ static int record_diag(struct iap_registry *reg, const char *path, const struct 
 		return -1;
 	d = &reg->diags[reg->n_diags];
 	d->path = strdup(path);
-	d->msg = strdup(e->msg);
-	d->code = e->code;
+	d->msg = strdup(msg);
+	d->code = code;
+	d->signal = sig;
 	if (!d->path || !d->msg) {
 		free(d->path);
 		free(d->msg);
@@ -188,242 +216,244 @@ static int record_diag(struct iap_registry *reg, const char *path, const struct 
 	return 0;
 }
 
-static int valid_name(const char *s)
-{
-	if (!s || !((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
-			return 0;
-	return 1;
-}
-
 /*
- * The first required vtable member a descriptor lacks, or NULL when it is
- * complete. Sizes are checked first: a vtable smaller than the members we
- * need would make us read past the plugin's struct.
+ * dlopen a scanned plugin in this process, check that it is still what the
+ * scanner saw, and run its init. The first failure is kept: a second use
+ * gets the same answer without trying again.
  */
-static const char *missing_entry(const struct iap_plugin_desc *d)
+static int load_now(struct iap_registry *reg, struct loaded *l, struct iap_error *err)
 {
-#define NEED(ops, member) \
-	do { \
-		if ((ops)->size < offsetof(__typeof__(*(ops)), member) + sizeof((ops)->member) || \
-		    !(ops)->member) \
-			return #member; \
-	} while (0)
-	if (!d->ops.any)
-		return "ops";
-	switch (d->kind) {
-	case IAP_PLUGIN_MODEL:
-		NEED(d->ops.model, build);
-		break;
-	case IAP_PLUGIN_ATTRIBUTION: {
-		const struct iap_attribution_ops *a = d->ops.attribution;
-
-		NEED(a, create);
-		NEED(a, destroy);
-		if (a->size < offsetof(struct iap_attribution_ops, score) + sizeof(a->score) ||
-		    (!a->ruleset && !a->score))
-			return "ruleset or score";
-		break;
-	}
-	case IAP_PLUGIN_SAMPLER:
-		NEED(d->ops.sampler, select);
-		break;
-	case IAP_PLUGIN_POLICY:
-		NEED(d->ops.policy, mask);
-		break;
-	case IAP_PLUGIN_DATASET:
-		NEED(d->ops.dataset, open);
-		NEED(d->ops.dataset, close);
-		NEED(d->ops.dataset, count);
-		NEED(d->ops.dataset, info);
-		NEED(d->ops.dataset, load);
-		break;
-	default:
-		return "kind";
-	}
-#undef NEED
-	return NULL;
-}
-
-/* Check the schema once at load so later validation can trust it. */
-static int check_schema(const struct iap_plugin_desc *d, const char *path, struct iap_error *err)
-{
-	const char *kn = kind_names[d->kind];
-
-	for (const struct iap_option *o = d->options; o && o->name; o++) {
-		if (!valid_name(o->name))
-			return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': invalid option name '%s'",
-					     path, kn, d->name, o->name);
-		if ((unsigned)o->type >= IAP_OPT_TYPE_COUNT)
-			return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': option '%s' has unknown type %d",
-					     path, kn, d->name, o->name, (int)o->type);
-		for (const struct iap_option *q = d->options; q < o; q++)
-			if (strcmp(q->name, o->name) == 0)
-				return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': option '%s' is declared twice",
-						     path, kn, d->name, o->name);
-		if (o->type == IAP_OPT_ENUM && (!o->choices || !o->choices[0]))
-			return iap_error_set(err, IAP_EINVAL, "%s: %s plugin '%s': enum option '%s' has no choices",
-					     path, kn, d->name, o->name);
-		if (o->def) {
-			struct iap_opts *tmp;
-			const struct iap_option one[2] = { *o, { .name = NULL } };
-			int rc = iap_opts_defaults(one, &tmp, err);
-
-			if (rc)
-				return iap_error_prefix(err, "%s: %s plugin '%s': bad default", path, kn, d->name);
-			iap_opts_free(tmp);
-		}
-	}
-	return IAP_OK;
-}
-
-/*
- * Open path and validate its descriptor. On success *out is filled; on
- * failure err holds "<path>: <reason>" and nothing stays open.
- */
-static int open_plugin(const char *path, struct loaded *out, struct iap_error *err)
-{
-	const struct iap_plugin_desc *d;
-	iap_plugin_descriptor_fn fn;
-	const char *missing, *why;
-	void *h;
+	const struct iap_plugin_desc *d = NULL;
+	struct iap_plugin_call call;
+	struct stat st;
+	void *h = NULL;
 	int rc;
 
-	dlerror();
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		why = dlerror();
-		return iap_error_set(err, IAP_EIO, "%s: cannot load: %s", path, why ? why : "unknown error");
+	if (l->handle)
+		return IAP_OK;
+	if (l->failed)
+		return iap_error_set(err, l->fail_code, "%s", l->fail_msg ? l->fail_msg : "plugin failed to load");
+	if (stat(l->pub.path, &st) != 0 || (int64_t)st.st_size != l->rec->size ||
+	    (int64_t)st.st_mtim.tv_sec != l->rec->mtime_sec || (int64_t)st.st_mtim.tv_nsec != l->rec->mtime_nsec) {
+		rc = iap_error_set(err, IAP_EIO, "%s: changed since the plugin scan; run the command again",
+				   l->pub.path);
+		goto fail;
 	}
-	dlerror();
-	/* dlsym returns void *; going through a union avoids the ISO C object/function cast warning. */
-	{
-		union { void *obj; iap_plugin_descriptor_fn fn; } u;
-
-		u.obj = dlsym(h, IAP_PLUGIN_SYMBOL);
-		fn = u.fn;
-	}
-	if (!fn) {
-		why = dlerror();
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: not an iaprune plugin: no '%s' symbol (%s)",
-				   path, IAP_PLUGIN_SYMBOL, why ? why : "symbol is NULL");
-		goto out_close;
-	}
-	d = fn();
-	if (!d) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: %s() returned NULL", path, IAP_PLUGIN_SYMBOL);
-		goto out_close;
-	}
-	if (d->abi_major != IAP_PLUGIN_ABI_MAJOR) {
-		rc = iap_error_set(err, IAP_EABI,
-				   "%s: plugin ABI %u.%u is incompatible with this iaprune (ABI %d.%d): "
-				   "major versions differ, rebuild the plugin",
-				   path, d->abi_major, d->abi_minor, IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR);
-		goto out_close;
-	}
-	if (d->abi_minor > IAP_PLUGIN_ABI_MINOR) {
-		rc = iap_error_set(err, IAP_EABI,
-				   "%s: plugin needs ABI %u.%u but this iaprune provides ABI %d.%d: "
-				   "upgrade iaprune",
-				   path, d->abi_major, d->abi_minor, IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR);
-		goto out_close;
-	}
-	/* Same major, minor ≤ ours: the struct may be older (shorter) but never shorter than 1.0's. */
-	if (d->size < offsetof(struct iap_plugin_desc, ops) + sizeof(d->ops)) {
-		rc = iap_error_set(err, IAP_EABI, "%s: descriptor size %u is too small (expected %zu)",
-				   path, d->size, sizeof(struct iap_plugin_desc));
-		goto out_close;
-	}
-	if ((unsigned)d->kind >= IAP_PLUGIN_KIND_COUNT) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: unknown plugin kind %d", path, (int)d->kind);
-		goto out_close;
-	}
-	if (!valid_name(d->name)) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: invalid plugin name '%s' (want [a-z0-9][a-z0-9_-]*)",
-				   path, d->name ? d->name : "(null)");
-		goto out_close;
-	}
-	missing = missing_entry(d);
-	if (missing) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: %s plugin '%s' lacks required entry point '%s'",
-				   path, kind_names[d->kind], d->name, missing);
-		goto out_close;
-	}
-	rc = check_schema(d, path, err);
+	/* The scanner read this descriptor without harm; still, a constructor may differ in this process. */
+	iap_plugin_call_enter(&call, &l->pub, "its descriptor");
+	rc = iap_scan_open(l->pub.path, &h, &d, err);
+	iap_plugin_call_leave(&call);
 	if (rc)
-		goto out_close;
-	out->pub.desc = d;
-	out->handle = h;
-	out->initialised = 0;
+		goto fail;
+	if (d->kind != l->rec->desc.kind || strcmp(d->name, l->rec->desc.name) != 0) {
+		rc = iap_error_set(err, IAP_EFORMAT, "%s: is %s plugin '%s' now, but the scan found %s plugin '%s'",
+				   l->pub.path, kind_names[d->kind], d->name, kind_names[l->rec->desc.kind],
+				   l->rec->desc.name);
+		dlclose(h);
+		goto fail;
+	}
+	if (d->init) {
+		struct iap_error ie = { 0, "" };
+
+		l->pub.desc = d;
+		iap_plugin_call_enter(&call, &l->pub, "init");
+		rc = d->init(&ie);
+		iap_plugin_call_leave(&call);
+		l->pub.desc = &l->rec->desc;
+		if (rc) {
+			rc = iap_error_set(err, rc, "%s: %s plugin '%s' failed to initialise: %s", l->pub.path,
+					   kind_names[l->rec->desc.kind], l->rec->desc.name,
+					   ie.msg[0] ? ie.msg : iap_status_name(rc));
+			dlclose(h);
+			goto fail;
+		}
+		l->initialised = 1;
+	}
+	l->handle = h;
+	l->pub.desc = d;
 	return IAP_OK;
 
-out_close:
-	dlclose(h);
+fail:
+	l->failed = 1;
+	l->fail_code = rc;
+	l->fail_msg = strdup(err->msg);
+	if (record_diag(reg, l->pub.path, rc, err->msg, 0))
+		return iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
 	return rc;
 }
 
-/* Load one file; returns IAP_OK, a failure (recorded as err), or IAP_ENOMEM. */
-static int load_file(struct iap_registry *reg, const char *path, struct iap_error *err)
+static struct loaded *lookup(const struct iap_registry *reg, int kind, const char *name)
 {
-	struct loaded l = { { NULL, NULL }, NULL, 0 };
-	const struct iap_plugin *dup;
+	for (int i = 0; name && i < reg->n; i++) {
+		const struct iap_plugin_desc *d = reg->plugins[i].pub.desc;
+
+		if ((int)d->kind == kind && strcmp(d->name, name) == 0)
+			return &reg->plugins[i];
+	}
+	return NULL;
+}
+
+int iap_registry_open(const struct iap_registry *creg, int kind, const char *name,
+		      const struct iap_plugin **out, struct iap_error *err)
+{
+	/*
+	 * Loading on first use changes the registry behind a const pointer: the
+	 * set of plugins and their metadata stay the same, only the code is
+	 * brought in (a cache, as far as callers can tell).
+	 */
+	struct iap_registry *reg = (struct iap_registry *)creg;
+	struct loaded *l = lookup(reg, kind, name);
 	int rc;
 
-	rc = open_plugin(path, &l, err);
+	*out = NULL;
+	if (!l)
+		return iap_error_set(err, IAP_EINVAL, "no %s plugin '%s'",
+				     iap_plugin_kind_name(kind) ? iap_plugin_kind_name(kind) : "?", name ? name : "");
+	rc = load_now(reg, l, err);
 	if (rc)
 		return rc;
-	/* The same object reached twice (a directory listed twice): already ours, nothing to say. */
-	for (int i = 0; i < reg->n; i++)
-		if (reg->plugins[i].handle == l.handle) {
-			dlclose(l.handle);
-			return IAP_OK;
-		}
-	dup = iap_registry_find(reg, l.pub.desc->kind, l.pub.desc->name);
-	if (dup) {
-		rc = iap_error_set(err, IAP_EINVAL, "%s: duplicate %s plugin '%s' (already loaded from %s); skipped",
-				   path, kind_names[l.pub.desc->kind], l.pub.desc->name, dup->path);
-		goto out_close;
-	}
-	if (l.pub.desc->init) {
-		struct iap_error ie = { 0, "" };
+	*out = &l->pub;
+	return IAP_OK;
+}
 
-		rc = l.pub.desc->init(&ie);
-		if (rc) {
-			rc = iap_error_set(err, rc, "%s: %s plugin '%s' failed to initialise: %s", path,
-					   kind_names[l.pub.desc->kind], l.pub.desc->name,
-					   ie.msg[0] ? ie.msg : iap_status_name(rc));
-			goto out_close;
-		}
-		l.initialised = 1;
+const struct iap_plugin *iap_registry_find(const struct iap_registry *reg, int kind,
+					   const char *name)
+{
+	const struct iap_plugin *p;
+	struct iap_error ignore;
+
+	return iap_registry_open(reg, kind, name, &p, &ignore) == IAP_OK ? p : NULL;
+}
+
+static void ensure_cache(struct iap_registry *reg)
+{
+	if (!reg->cache_loaded) {
+		iap_scan_cache_load(&reg->cache);
+		reg->cache_loaded = 1;
 	}
-	l.pub.path = strdup(path);
-	if (!l.pub.path || grow((void **)&reg->plugins, &reg->cap, reg->n, sizeof(l))) {
+}
+
+/*
+ * Look at one file. Returns IAP_OK (added, or skipped as the very file seen
+ * before), IAP_ENOMEM, or a refusal with err set; *why_sig receives the
+ * scanner's signal for a broken plugin. With load, the plugin is loaded at
+ * once and a refusal leaves nothing behind.
+ */
+static int consider(struct iap_registry *reg, const char *path, int builtin, int load, int *why_sig,
+		    struct iap_error *err)
+{
+	struct iap_scan_rec id = { 0 }, *rec;
+	const struct iap_scan_rec *hit;
+	struct loaded *dup, *l;
+	struct stat st;
+	int rc;
+
+	*why_sig = 0;
+	if (stat(path, &st) != 0)
+		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return iap_error_set(err, IAP_EINVAL, "%s: not a regular file", path);
+	/* As ssh does with its keys: a file anyone may rewrite is code anyone may run here. */
+	if (st.st_mode & S_IWOTH)
+		return iap_error_set(err, IAP_EINVAL,
+				     "%s: refusing a world-writable plugin file (anyone could replace it; chmod o-w it)",
+				     path);
+	for (int i = 0; i < reg->n; i++)
+		if (reg->plugins[i].dev == st.st_dev && reg->plugins[i].ino == st.st_ino)
+			return IAP_OK;   /* the same file reached twice (a directory listed twice, a link) */
+	rc = iap_scan_check_elf(path, &st, err);
+	if (rc)
+		return rc;
+	id.path = (char *)path;
+	id.size = (int64_t)st.st_size;
+	id.mtime_sec = (int64_t)st.st_mtim.tv_sec;
+	id.mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+	rc = iap_scan_hash_file(path, &id.hash, err);
+	if (rc)
+		return rc;
+	rec = calloc(1, sizeof(*rec));
+	if (!rec)
+		return iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
+	ensure_cache(reg);
+	hit = iap_scan_cache_find(&reg->cache, &id);
+	if (hit) {
+		rc = iap_scan_rec_copy(rec, hit);
+	} else {
+		rc = iap_scan_rec_copy(rec, &id);
+		rc = rc ? rc : iap_scan_in_child(rec, err);
+		rc = rc ? rc : iap_scan_cache_put(&reg->cache, rec);
+	}
+	if (rc) {
+		iap_scan_rec_clear(rec);
+		free(rec);
+		return rc == IAP_ENOMEM ? iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory") : rc;
+	}
+	if (rec->status != IAP_OK) {
+		rc = iap_error_set(err, rec->status, "%s", rec->msg);
+		*why_sig = rec->signal;
+		goto out_rec;
+	}
+	dup = lookup(reg, rec->desc.kind, rec->desc.name);
+	if (dup) {
+		if (builtin && !dup->builtin)
+			rc = iap_error_set(err, IAP_EINVAL,
+					   "%s: built-in %s plugin '%s' is shadowed by %s (user plugin folders come "
+					   "first; rename the user plugin to use both)",
+					   path, kind_names[rec->desc.kind], rec->desc.name, dup->pub.path);
+		else
+			rc = iap_error_set(err, IAP_EINVAL, "%s: duplicate %s plugin '%s' (already loaded from %s); skipped",
+					   path, kind_names[rec->desc.kind], rec->desc.name, dup->pub.path);
+		goto out_rec;
+	}
+	if (grow((void **)&reg->plugins, &reg->cap, reg->n, sizeof(*l))) {
 		rc = iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
-		goto out_fini;
+		goto out_rec;
 	}
-	reg->plugins[reg->n++] = l;
+	l = &reg->plugins[reg->n];
+	memset(l, 0, sizeof(*l));
+	l->rec = rec;
+	l->pub.desc = &rec->desc;
+	l->pub.path = strdup(path);
+	l->pub.hash = rec->hash;
+	l->builtin = builtin;
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	if (!l->pub.path) {
+		rc = iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
+		goto out_rec;
+	}
+	reg->n++;
+	if (load) {
+		int diags = reg->n_diags;
+
+		rc = load_now(reg, l, err);
+		if (rc) {
+			/* An explicit load reports its failure directly: no diagnostic, no entry. */
+			while (reg->n_diags > diags) {
+				reg->n_diags--;
+				free(reg->diags[reg->n_diags].path);
+				free(reg->diags[reg->n_diags].msg);
+			}
+			reg->n--;
+			free(l->pub.path);
+			free(l->fail_msg);
+			goto out_rec;
+		}
+	}
 	return IAP_OK;
 
-out_fini:
-	free(l.pub.path);
-	if (l.initialised && l.pub.desc->fini)
-		l.pub.desc->fini();
-out_close:
-	dlclose(l.handle);
+out_rec:
+	iap_scan_rec_clear(rec);
+	free(rec);
 	return rc;
 }
 
 int iap_registry_load(struct iap_registry *reg, const char *path, struct iap_error *err)
 {
-	struct stat st;
+	int sig, rc = consider(reg, path, 0, 1, &sig, err);
 
-	if (stat(path, &st) != 0)
-		return iap_error_set(err, IAP_EIO, "%s: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return iap_error_set(err, IAP_EINVAL, "%s: not a regular file", path);
-	return load_file(reg, path, err);
+	iap_scan_cache_save(&reg->cache);
+	return rc;
 }
 
 static int has_so_suffix(const char *name)
@@ -439,19 +469,31 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /*
- * Load the .so files of one directory in name order (readdir order differs
- * between file systems; the first of two duplicates must not depend on it).
+ * Consider the .so files of one directory in name order (readdir order
+ * differs between file systems; the first of two duplicates must not depend on it).
  */
-static int scan_dir(struct iap_registry *reg, const char *dir, struct iap_error *err)
+static int scan_dir(struct iap_registry *reg, const char *dir, int builtin, struct iap_error *err)
 {
 	char **names = NULL;
 	int n = 0, cap = 0, rc = IAP_OK;
 	struct dirent *de;
+	struct stat dst;
 	DIR *dp;
 
+	if (stat(dir, &dst) != 0 || !S_ISDIR(dst.st_mode))
+		return IAP_OK;   /* a missing directory on a search path is normal */
+	if (dst.st_mode & S_IWOTH) {
+		char msg[IAP_ERROR_MSG_MAX];
+
+		snprintf(msg, sizeof(msg), "%s: refusing a world-writable plugin directory "
+			 "(anyone could plant a plugin there; chmod o-w it)", dir);
+		if (record_diag(reg, dir, IAP_EINVAL, msg, 0))
+			return iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
+		return IAP_OK;
+	}
 	dp = opendir(dir);
 	if (!dp)
-		return IAP_OK;   /* a missing directory on a search path is normal */
+		return IAP_OK;
 	while ((de = readdir(dp))) {
 		if (!has_so_suffix(de->d_name))
 			continue;
@@ -466,19 +508,19 @@ static int scan_dir(struct iap_registry *reg, const char *dir, struct iap_error 
 		struct iap_error e = { 0, "" };
 		char path[PATH_MAX];
 		struct stat st;
-		int lrc;
+		int lrc, sig;
 
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= sizeof(path))
 			continue;
 		/* stat, not lstat: a symlink to a plugin is fine, a directory named x.so is not. */
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		lrc = load_file(reg, path, &e);
+		lrc = consider(reg, path, builtin, 0, &sig, &e);
 		if (lrc == IAP_ENOMEM) {
 			rc = iap_error_set(err, IAP_ENOMEM, "%s", e.msg);
 			goto out;
 		}
-		if (lrc && record_diag(reg, path, &e)) {
+		if (lrc && record_diag(reg, path, lrc, e.msg, sig)) {
 			rc = iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
 			goto out;
 		}
@@ -492,7 +534,8 @@ out:
 }
 
 /* Scan each element of a colon-separated list; empty elements are ignored. */
-static int scan_list(struct iap_registry *reg, const char *list, int per_kind, struct iap_error *err)
+static int scan_list(struct iap_registry *reg, const char *list, int per_kind, int builtin,
+		     struct iap_error *err)
 {
 	char *copy, *save = NULL, *tok;
 	int rc = IAP_OK;
@@ -502,37 +545,50 @@ static int scan_list(struct iap_registry *reg, const char *list, int per_kind, s
 		return iap_error_set(err, IAP_ENOMEM, "plugin registry: out of memory");
 	for (tok = strtok_r(copy, ":", &save); tok && !rc; tok = strtok_r(NULL, ":", &save)) {
 		if (!per_kind) {
-			rc = scan_dir(reg, tok, err);
+			rc = scan_dir(reg, tok, builtin, err);
 			continue;
 		}
 		for (int k = 0; k < IAP_PLUGIN_KIND_COUNT && !rc; k++) {
 			char sub[PATH_MAX];
 
 			if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", tok, kind_names[k]) < sizeof(sub))
-				rc = scan_dir(reg, sub, err);
+				rc = scan_dir(reg, sub, builtin, err);
 		}
 	}
 	free(copy);
 	return rc;
 }
 
-int iap_registry_scan(struct iap_registry *reg, struct iap_error *err)
+static int scan_all(struct iap_registry *reg, struct iap_error *err)
 {
 	const char *env;
 	int rc;
 
 	for (int i = 0; i < reg->n_dirs; i++) {
-		rc = scan_dir(reg, reg->dirs[i], err);
+		rc = scan_dir(reg, reg->dirs[i], 0, err);
 		if (rc)
 			return rc;
 	}
 	env = getenv(IAP_PLUGIN_PATH_ENV);
 	if (env) {
-		rc = scan_list(reg, env, 0, err);
+		rc = scan_list(reg, env, 0, 0, err);
+		if (rc)
+			return rc;
+	}
+	for (int i = 0; i < reg->n_sys; i++) {
+		rc = scan_dir(reg, reg->sys[i], 1, err);
 		if (rc)
 			return rc;
 	}
 	/* Set, even to "", it replaces the installed directory: tests must not see installed plugins. */
 	env = getenv(IAP_PLUGIN_SYSTEM_PATH_ENV);
-	return scan_list(reg, env ? env : IAP_PLUGINDIR, 1, err);
+	return scan_list(reg, env ? env : IAP_PLUGINDIR, 1, 1, err);
+}
+
+int iap_registry_scan(struct iap_registry *reg, struct iap_error *err)
+{
+	int rc = scan_all(reg, err);
+
+	iap_scan_cache_save(&reg->cache);
+	return rc;
 }
