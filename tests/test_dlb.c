@@ -380,7 +380,7 @@ static double audited_walk(struct iap_graph *g, const struct dlb_cfg *cfg, struc
 	struct iap_error err = { 0 };
 	struct iap_tensor x, seed = { 0 };
 	struct iap_score_opts so = { .seed_scale = 100.0f };
-	struct iap_ruleset wrap = { .name = "audit" };
+	struct iap_ruleset wrap = { IAP_RULESET_HEADER, .name = "audit" };
 	int targets[2];
 
 	x = tu_rand_tensor(7, 4, (int64_t)2, g->in_shape[0], g->in_shape[1], g->in_shape[2]);

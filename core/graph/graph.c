@@ -21,6 +21,16 @@ void iap_graph_planning(int on)
 	planning = on != 0;
 }
 
+struct iap_node *iap_graph_node(const struct iap_graph *g, int i)
+{
+	return g && i >= 0 && i < g->n_nodes ? &g->nodes[i] : NULL;
+}
+
+struct iap_unit_group *iap_graph_group(const struct iap_graph *g, int i)
+{
+	return g && i >= 0 && i < g->n_groups ? &g->groups[i] : NULL;
+}
+
 struct iap_graph *iap_graph_new(int in_ndim, const int64_t *in_shape, struct iap_error *err)
 {
 	struct iap_graph *g;

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,7 @@ int iap_rule_gradient(struct iap_rule_ctx *ctx)
 	return n->ops->backward(ctx);
 }
 
-static struct iap_ruleset gradient_ruleset = { .name = "gradient" };
+static struct iap_ruleset gradient_ruleset = { IAP_RULESET_HEADER, .name = "gradient" };
 static pthread_once_t gradient_once = PTHREAD_ONCE_INIT;
 
 static void gradient_ruleset_init(void)
@@ -73,6 +74,12 @@ int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 		opts = &no_opts;
 	if (!out)
 		return iap_error_set(err, IAP_EINVAL, "backward walk needs a forward pass first");
+	/* size and n_rules are what make the rules[] array safe to read (IAP_RULESET_HEADER). */
+	if (!rs || rs->size < offsetof(struct iap_ruleset, rules) || rs->n_rules == 0 ||
+	    rs->size < offsetof(struct iap_ruleset, rules) + (size_t)rs->n_rules * sizeof(iap_rule_fn))
+		return iap_error_set(err, IAP_EABI,
+				     "rule set '%s' has size %u for %u rules: start it with IAP_RULESET_HEADER",
+				     rs && rs->name ? rs->name : "?", rs ? rs->size : 0, rs ? rs->n_rules : 0);
 	if (!iap_tensor_same_shape(seed, out))
 		return iap_error_set(err, IAP_ESHAPE, "walk seed has shape %s, the output is %s",
 				     iap_tensor_shape_str(seed, a, sizeof(a)),
@@ -145,7 +152,8 @@ int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 			if (rc)
 				goto out_free;
 		}
-		rule = rs->rules[n->kind];
+		/* An older (shorter) rule set has no rule for ops appended after it was built. */
+		rule = (unsigned)n->kind < rs->n_rules ? rs->rules[n->kind] : NULL;
 		if (!rule) {
 			rc = iap_error_set(err, IAP_EUNSUPPORTED,
 					   "rule set '%s' has no rule for op %s (node '%s')",

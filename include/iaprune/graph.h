@@ -220,6 +220,16 @@ struct iap_graph {
 	int build_failed;
 };
 
+/*
+ * Plugins reach nodes and unit groups through these, never by indexing
+ * g->nodes or g->groups: struct iap_node and struct iap_unit_group grow at
+ * the end, which changes the arrays' stride but not these pointers. NULL
+ * when i is out of range. (Like strchr, they take a const graph and give a
+ * modifiable element: builders and initialisers write through them.)
+ */
+struct iap_node *iap_graph_node(const struct iap_graph *g, int i);
+struct iap_unit_group *iap_graph_group(const struct iap_graph *g, int i);
+
 /* ---- life cycle ---------------------------------------------------------- */
 
 /* New empty graph taking input samples of the given shape (without batch axis). */
@@ -341,12 +351,23 @@ struct iap_rule_ctx {
 
 typedef int (*iap_rule_fn)(struct iap_rule_ctx *ctx);
 
-/* A rule per op kind. NULL entries are ops this rule set cannot handle. */
+/*
+ * A rule per op kind. NULL entries are ops this rule set cannot handle.
+ * size and n_rules say what the builder compiled: rules[] is the last
+ * member, so ops appended to enum iap_op_kind later make the array (and
+ * the struct) longer without moving anything, and an older rule set simply
+ * has no rule for the new ops (a clear error when the walk meets one).
+ * Start a rule set with IAP_RULESET_HEADER.
+ */
 struct iap_ruleset {
+	uint32_t size;                    /* sizeof(struct iap_ruleset) as compiled */
+	uint32_t n_rules;                 /* entries in rules[]: IAP_OP_COUNT as compiled */
 	const char *name;
-	iap_rule_fn rules[IAP_OP_COUNT];
 	void *user;
+	iap_rule_fn rules[IAP_OP_COUNT];
 };
+
+#define IAP_RULESET_HEADER .size = sizeof(struct iap_ruleset), .n_rules = IAP_OP_COUNT
 
 /* The plain gradient: each op's own backward. Always complete. */
 const struct iap_ruleset *iap_ruleset_gradient(void);

@@ -29,8 +29,29 @@
 extern "C" {
 #endif
 
-#define IAP_PLUGIN_ABI_MAJOR 1
-#define IAP_PLUGIN_ABI_MINOR 1
+/*
+ * 2.0: rule sets carry size and n_rules with rules[] last (IAP_RULESET_HEADER);
+ * plugins reach graph nodes and groups through iap_graph_node() and
+ * iap_graph_group(); struct iap_plugin gained hash, struct iap_plugin_diag signal.
+ * (1.1 added iap_policy_input.prior_keep, which 2.0 keeps.)
+ */
+#define IAP_PLUGIN_ABI_MAJOR 2
+#define IAP_PLUGIN_ABI_MINOR 0
+
+/*
+ * The ops (enum iap_op_kind) each minor of this major knows. Appending an op
+ * changes what a rule set holds, so it takes a new minor: add its line here
+ * and bump IAP_PLUGIN_ABI_MINOR. The assertion fails until both are done.
+ */
+#define IAP_PLUGIN_ABI_OPS_2_0 19
+#define IAP_PLUGIN_ABI_CAT_(a, b) a##b
+#define IAP_PLUGIN_ABI_CAT(a, b) IAP_PLUGIN_ABI_CAT_(a, b)
+#define IAP_PLUGIN_ABI_OPS IAP_PLUGIN_ABI_CAT(IAP_PLUGIN_ABI_OPS_2_, IAP_PLUGIN_ABI_MINOR)
+#ifdef __cplusplus
+static_assert(IAP_OP_COUNT == IAP_PLUGIN_ABI_OPS, "a new op needs a new plugin ABI minor (plugin.h)");
+#else
+_Static_assert(IAP_OP_COUNT == IAP_PLUGIN_ABI_OPS, "a new op needs a new plugin ABI minor (plugin.h)");
+#endif
 
 /* The one symbol a plugin exports (the build keeps only '^iap_plugin_'). */
 #define IAP_PLUGIN_SYMBOL "iap_plugin_descriptor"

@@ -49,8 +49,8 @@ static int activation_create(const struct iap_opts *opts, struct iap_graph *g, v
 	iap_score_opts_from(opts, &st->so);
 	st->post = !(w && strcmp(w, "unit") == 0);
 	for (int gi = 0; gi < g->n_groups; gi++)
-		if (g->groups[gi].n_units > st->cap)
-			st->cap = g->groups[gi].n_units;
+		if (iap_graph_group(g, gi)->n_units > st->cap)
+			st->cap = iap_graph_group(g, gi)->n_units;
 	st->tmp = calloc((size_t)(st->cap ? st->cap : 1), sizeof(float));
 	if (!st->tmp) {
 		free(st);
@@ -73,11 +73,11 @@ static void activation_destroy(void *state)
 /* The single consumer of node id with the given kind, or -1. */
 static int consumer_of(const struct iap_graph *g, int id, enum iap_op_kind kind)
 {
-	if (id < 0 || g->nodes[id].n_consumers != 1)
+	if (id < 0 || iap_graph_node(g, id)->n_consumers != 1)
 		return -1;
 	for (int i = id + 1; i < g->n_nodes; i++)
-		if (g->nodes[i].n_inputs > 0 && g->nodes[i].inputs[0] == id)
-			return g->nodes[i].kind == kind ? i : -1;
+		if (iap_graph_node(g, i)->n_inputs > 0 && iap_graph_node(g, i)->inputs[0] == id)
+			return iap_graph_node(g, i)->kind == kind ? i : -1;
 	return -1;
 }
 
@@ -89,8 +89,8 @@ static int activation_score(void *state, struct iap_graph *g, const struct iap_t
 
 	(void)targets;
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		struct iap_unit_group grp = g->groups[gi];
-		const struct iap_node *n = &g->nodes[grp.node];
+		struct iap_unit_group grp = *iap_graph_group(g, gi);
+		const struct iap_node *n = iap_graph_node(g, grp.node);
 		int64_t outer, axis, inner;
 		double count;
 
@@ -103,7 +103,7 @@ static int activation_score(void *state, struct iap_graph *g, const struct iap_t
 				return iap_error_set(err, IAP_EUNSUPPORTED,
 						     "activation: heads of '%s' feed no attention context",
 						     grp.name);
-			n = &g->nodes[c];
+			n = iap_graph_node(g, c);
 			/* The context is N×T×D, heads concatenated: d_h columns per head. */
 			grp.unit_size = (int)(n->out_shape[n->out_ndim - 1] / grp.n_units);
 		} else if (st->post) {
@@ -112,7 +112,7 @@ static int activation_score(void *state, struct iap_graph *g, const struct iap_t
 			if (c < 0)
 				c = consumer_of(g, grp.mask_node, IAP_OP_GELU);
 			if (c >= 0)
-				n = &g->nodes[c];
+				n = iap_graph_node(g, c);
 		}
 		if (n->out.shape[0] != batch)
 			return iap_error_set(err, IAP_EINVAL, "activation: the graph was not run on this batch");

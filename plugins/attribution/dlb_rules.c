@@ -947,7 +947,7 @@ static int contrast_start(struct dlb_rules *st, struct iap_rule_ctx *ctx)
 	int rc;
 
 	for (int i = 0; i < st->n_slots; i++) {
-		const struct iap_tensor *shape = i < g->n_nodes ? &g->nodes[i].out : &g->input;
+		const struct iap_tensor *shape = i < g->n_nodes ? &iap_graph_node(g, i)->out : &g->input;
 
 		if (!shape->data)
 			continue; /* not run (past the output) */
@@ -1092,8 +1092,8 @@ static int rule_contrast(struct iap_rule_ctx *ctx)
 	if (!st->pos[id].data || !iap_tensor_same_shape(&st->pos[id], ctx->out))
 		return size_error(ctx);
 	if (node->mask_group >= 0) {
-		iap_unit_apply_mask(&st->g->groups[node->mask_group], &st->pos[id]);
-		iap_unit_apply_mask(&st->g->groups[node->mask_group], &st->neg[id]);
+		iap_unit_apply_mask(iap_graph_group(st->g, node->mask_group), &st->pos[id]);
+		iap_unit_apply_mask(iap_graph_group(st->g, node->mask_group), &st->neg[id]);
 	}
 	if (kind == IAP_OP_CONV2D || kind == IAP_OP_LINEAR) {
 		if (!ctx->r_in[0])
@@ -1161,6 +1161,8 @@ int dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg, struct iap_gr
 {
 	r->cfg = *cfg;
 	r->g = g;
+	r->rs.size = sizeof(r->rs);
+	r->rs.n_rules = IAP_OP_COUNT;
 	r->rs.name = cfg->mode == DLB_MODE_CONTRAST ? "dlb-contrast" : "dlb";
 	r->rs.user = r;
 	for (int k = 0; k < IAP_OP_COUNT; k++)

@@ -528,8 +528,8 @@ static int64_t row_floats(const struct iap_graph *g)
 	for (int i = 0; i < g->n_nodes; i++) {
 		int64_t e = 1;
 
-		for (int d = 0; d < g->nodes[i].out_ndim; d++)
-			e *= g->nodes[i].out_shape[d];
+		for (int d = 0; d < iap_graph_node(g, i)->out_ndim; d++)
+			e *= iap_graph_node(g, i)->out_shape[d];
 		s += e;
 	}
 	for (int d = 0; d < g->in_ndim; d++)
@@ -634,7 +634,7 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 
 	if (cond) {
 		for (int gi = 0; gi < st->n_groups; gi++) {
-			const struct iap_node *node = &g->nodes[g->groups[gi].node];
+			const struct iap_node *node = iap_graph_node(g, iap_graph_group(g, gi)->node);
 
 			shape[0] = B;
 			memcpy(shape + 1, node->out_shape, (size_t)node->out_ndim * sizeof(*shape));
@@ -784,7 +784,7 @@ static int ig_score(void *state, struct iap_graph *g, const struct iap_tensor *x
 	int rc = conductances(st, g, x, targets, err);
 
 	for (int gi = 0; !rc && gi < st->n_groups; gi++)
-		iap_unit_accumulate(&g->groups[gi], &st->cond[gi], st->so.abs, scores[gi]);
+		iap_unit_accumulate(iap_graph_group(g, gi), &st->cond[gi], st->so.abs, scores[gi]);
 	return rc;
 }
 

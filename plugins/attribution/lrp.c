@@ -156,7 +156,7 @@ int lrp_plan(struct lrp_state *st, const struct iap_graph *g, struct iap_error *
 	if (!rule || !fold || !folded)
 		return iap_error_set(err, IAP_ENOMEM, "lrp: out of memory planning the rules");
 	for (int i = 0; i < n; i++) {
-		const struct iap_node *nd = &g->nodes[i];
+		const struct iap_node *nd = iap_graph_node(g, i);
 
 		rule[i] = 0;
 		fold[i] = -1;
@@ -168,7 +168,7 @@ int lrp_plan(struct lrp_state *st, const struct iap_graph *g, struct iap_error *
 			first = i;
 	}
 	for (int i = 0; i < n; i++) {
-		const struct iap_node *nd = &g->nodes[i];
+		const struct iap_node *nd = iap_graph_node(g, i);
 		enum lrp_rule r;
 
 		if (nd->kind == IAP_OP_CONV2D) {
@@ -193,7 +193,7 @@ int lrp_plan(struct lrp_state *st, const struct iap_graph *g, struct iap_error *
 		if (nd->kind != IAP_OP_CONV2D || nd->n_consumers != 1)
 			continue;
 		for (int j = i + 1; j < n; j++) {
-			const struct iap_node *m = &g->nodes[j];
+			const struct iap_node *m = iap_graph_node(g, j);
 			int reads = 0;
 
 			for (int k = 0; k < m->n_inputs; k++)

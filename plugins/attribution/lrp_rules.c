@@ -599,8 +599,8 @@ static int linear_out_is_z(const struct iap_graph *g, const struct iap_node *n, 
 	if (n->kind != IAP_OP_LINEAR || !n->out.data || iap_tensor_numel(&n->out) != ny)
 		return 0;
 	for (int gi = 0; gi < g->n_groups; gi++)
-		if ((g->groups[gi].node == n->id || g->groups[gi].mask_node == n->id) &&
-		    g->groups[gi].mask)
+		if ((iap_graph_group(g, gi)->node == n->id || iap_graph_group(g, gi)->mask_node == n->id) &&
+		    iap_graph_group(g, gi)->mask)
 			return 0;
 	return 1;
 }
@@ -654,7 +654,7 @@ static int rule_linear_type(struct iap_rule_ctx *ctx)
 		 * W' is never formed on its own: the rules apply their weight
 		 * modifier to W·s as they copy (lin_rule's scale).
 		 */
-		const struct iap_node *bnn = &ctx->graph->nodes[bn];
+		const struct iap_node *bnn = iap_graph_node(ctx->graph, bn);
 		const float *mean = bnn->aux[0].data, *istd = mean + L.out;
 		const float *gam = bnn->params[0].value.data, *bet = bnn->params[1].value.data;
 		float *sc, *bf;
@@ -994,6 +994,8 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 
 void lrp_ruleset_fill(struct iap_ruleset *rs)
 {
+	rs->size = sizeof(*rs);
+	rs->n_rules = IAP_OP_COUNT;
 	for (int k = 0; k < IAP_OP_COUNT; k++)
 		rs->rules[k] = NULL;
 	rs->rules[IAP_OP_CONV2D] = rule_linear_type;

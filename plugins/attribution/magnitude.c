@@ -81,16 +81,16 @@ static int magnitude_score(void *state, struct iap_graph *g, const struct iap_te
 	(void)x;
 	(void)targets;
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		const struct iap_unit_group *grp = &g->groups[gi];
-		const struct iap_node *n = &g->nodes[grp->node];
+		const struct iap_unit_group *grp = iap_graph_group(g, gi);
+		const struct iap_node *n = iap_graph_node(g, grp->node);
 		const float *w = NULL;
 		int64_t rows = 0, cols = 0;
 		int head = 0, rc;
 
 		if (n->kind == IAP_OP_SOFTMAX && n->inputs[0] >= 0)
-			n = &g->nodes[n->inputs[0]];
+			n = iap_graph_node(g, n->inputs[0]);
 		if (n->kind == IAP_OP_ATTN_SCORES && n->inputs[0] >= 0) {
-			n = &g->nodes[n->inputs[0]];
+			n = iap_graph_node(g, n->inputs[0]);
 			head = 1;
 		}
 		if (n->kind != IAP_OP_CONV2D && n->kind != IAP_OP_LINEAR)

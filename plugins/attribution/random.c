@@ -54,7 +54,7 @@ static int random_score(void *state, struct iap_graph *g, const struct iap_tenso
 	(void)err;
 	iap_rng_seed(&rng, st->seed);
 	for (int gi = 0; gi < g->n_groups; gi++)
-		for (int u = 0; u < g->groups[gi].n_units; u++)
+		for (int u = 0; u < iap_graph_group(g, gi)->n_units; u++)
 			scores[gi][u] += iap_rng_uniform(&rng);
 	return IAP_OK;
 }

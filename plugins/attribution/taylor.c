@@ -81,7 +81,7 @@ static int taylor_hook(void *user, struct iap_graph *g, const struct iap_node *n
 	view.owns = 0;
 	if (st->fn)
 		return st->fn(st->fn_user, node->unit_group, &view);
-	iap_unit_accumulate(&g->groups[node->unit_group], &view, st->so.abs,
+	iap_unit_accumulate(iap_graph_group(g, node->unit_group), &view, st->so.abs,
 			    st->scores[node->unit_group]);
 	return 0;
 }

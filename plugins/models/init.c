@@ -87,7 +87,7 @@ void iap_vgg_init(struct iap_graph *g, uint64_t seed)
 
 	iap_rng_seed(&r, seed);
 	for (int i = 0; i < g->n_nodes; i++) {
-		struct iap_node *n = &g->nodes[i];
+		struct iap_node *n = iap_graph_node(g, i);
 
 		if (n->kind == IAP_OP_CONV2D) {
 			init_conv_fan_out(n, &r);
@@ -106,7 +106,7 @@ void iap_resnet_init(struct iap_graph *g, uint64_t seed)
 
 	iap_rng_seed(&r, seed);
 	for (int i = 0; i < g->n_nodes; i++) {
-		struct iap_node *n = &g->nodes[i];
+		struct iap_node *n = iap_graph_node(g, i);
 
 		if (n->kind == IAP_OP_CONV2D)
 			init_conv_fan_out(n, &r);
@@ -123,7 +123,7 @@ void iap_vit_init(struct iap_graph *g, uint64_t seed)
 
 	iap_rng_seed(&r, seed);
 	for (int i = 0; i < g->n_nodes; i++) {
-		struct iap_node *n = &g->nodes[i];
+		struct iap_node *n = iap_graph_node(g, i);
 
 		for (int k = 0; k < n->n_params; k++) {
 			struct iap_param *p = &n->params[k];

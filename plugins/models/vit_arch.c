@@ -66,7 +66,7 @@ int iap_vit_build(const struct iap_vit_cfg *cfg, struct iap_graph **out, struct 
 	 * dimensions, not neurons a policy should prune.
 	 */
 	if (cfg->conv_proj_units && x >= 0)
-		iap_graph_add_units(g, g->nodes[x].inputs[0], cfg->hidden_dim, 1, -1);
+		iap_graph_add_units(g, iap_graph_node(g, x)->inputs[0], cfg->hidden_dim, 1, -1);
 	x = iap_class_token(g, "", "class_token", x);
 	x = iap_pos_embed(g, "encoder", "pos_embedding", x);
 	for (int l = 0; l < cfg->num_layers; l++) {

@@ -82,11 +82,11 @@ static int check_input(const char *policy, const struct iap_policy_input *in, ui
 	for (int gi = 0; gi < g->n_groups; gi++) {
 		if (!in->scores[gi] || !keep[gi])
 			return iap_error_set(err, IAP_EINVAL, "policy '%s': group '%s' has no scores or mask",
-					     policy, g->groups[gi].name);
-		for (int u = 0; u < g->groups[gi].n_units; u++)
+					     policy, iap_graph_group(g, gi)->name);
+		for (int u = 0; u < iap_graph_group(g, gi)->n_units; u++)
 			if (!isfinite(in->scores[gi][u]))
 				return iap_error_set(err, IAP_ENUMERIC, "policy '%s': group '%s' unit %d: "
-						     "score is not finite", policy, g->groups[gi].name, u);
+						     "score is not finite", policy, iap_graph_group(g, gi)->name, u);
 	}
 	return IAP_OK;
 }
@@ -115,7 +115,7 @@ static int prior_units(const char *policy, const struct iap_policy_input *in, st
 		if (off != l->n_members)
 			return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes unit %d in only "
 					     "some of the coupled groups of '%s'", policy, u,
-					     g->groups[l->members[0]].name);
+					     iap_graph_group(g, l->members[0])->name);
 		l->fixed[u] = 1;
 		l->n_fixed++;
 		iap_pol_prune(plan, (int)(l - plan->layers), u, keep);
@@ -123,7 +123,7 @@ static int prior_units(const char *policy, const struct iap_policy_input *in, st
 	plan->n_fixed += (int64_t)l->n_fixed * l->n_members;
 	if (l->n_fixed > l->max_prune)
 		return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes %d units of '%s', "
-				     "more than its cap of %d", policy, l->n_fixed, g->groups[l->members[0]].name,
+				     "more than its cap of %d", policy, l->n_fixed, iap_graph_group(g, l->members[0])->name,
 				     l->max_prune);
 	return IAP_OK;
 }
@@ -137,10 +137,10 @@ static int prior_check(const char *policy, const struct iap_policy_input *in, co
 	if (!in->prior_keep)
 		return IAP_OK;
 	for (int gi = 0; gi < g->n_groups; gi++)
-		for (int u = 0; skip[gi] && in->prior_keep[gi] && u < g->groups[gi].n_units; u++)
+		for (int u = 0; skip[gi] && in->prior_keep[gi] && u < iap_graph_group(g, gi)->n_units; u++)
 			if (!in->prior_keep[gi][u])
 				return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes unit %d "
-						     "of the ignored group '%s'", policy, u, g->groups[gi].name);
+						     "of the ignored group '%s'", policy, u, iap_graph_group(g, gi)->name);
 	if (plan->n_fixed > plan->target)
 		return iap_error_set(err, IAP_EINVAL, "policy '%s': the prior mask prunes %lld units, more "
 				     "than rate %g allows (%lld)", policy, (long long)plan->n_fixed, in->rate,
@@ -175,7 +175,7 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 	plan->layers = calloc((size_t)g->n_groups + 1, sizeof(*plan->layers));
 	plan->member_buf = calloc((size_t)g->n_groups + 1, sizeof(*plan->member_buf));
 	for (int gi = 0; gi < g->n_groups; gi++)
-		n_scores += g->groups[gi].n_units;
+		n_scores += iap_graph_group(g, gi)->n_units;
 	plan->score_buf = calloc((size_t)n_scores + 1, sizeof(*plan->score_buf));
 	plan->fixed_buf = calloc((size_t)n_scores + 1, 1);
 	if (!skip || !done || !plan->layers || !plan->member_buf || !plan->score_buf || !plan->fixed_buf) {
@@ -184,21 +184,21 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 	}
 
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		memset(keep[gi], 1, (size_t)g->groups[gi].n_units);
-		skip[gi] = (in->ignore && in->ignore[gi]) || (patterns && name_ignored(patterns, g->groups[gi].name));
+		memset(keep[gi], 1, (size_t)iap_graph_group(g, gi)->n_units);
+		skip[gi] = (in->ignore && in->ignore[gi]) || (patterns && name_ignored(patterns, iap_graph_group(g, gi)->name));
 	}
 	/* One ignored member makes the whole coupled set unprunable. */
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		if (!skip[gi] || g->groups[gi].coupling < 0)
+		if (!skip[gi] || iap_graph_group(g, gi)->coupling < 0)
 			continue;
 		for (int gj = 0; gj < g->n_groups; gj++)
-			if (g->groups[gj].coupling == g->groups[gi].coupling)
+			if (iap_graph_group(g, gj)->coupling == iap_graph_group(g, gi)->coupling)
 				skip[gj] = 1;
 	}
 
 	n_scores = 0;
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		const struct iap_unit_group *grp = &g->groups[gi];
+		const struct iap_unit_group *grp = iap_graph_group(g, gi);
 		struct iap_pol_layer *l;
 		double cap;
 
@@ -211,7 +211,7 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 		l->fixed = plan->fixed_buf + n_scores;
 		n_scores += grp->n_units;
 		for (int gj = gi; gj < g->n_groups; gj++) {
-			const struct iap_unit_group *m = &g->groups[gj];
+			const struct iap_unit_group *m = iap_graph_group(g, gj);
 			double norm;
 
 			if (gj != gi && (grp->coupling < 0 || m->coupling != grp->coupling || skip[gj]))

@@ -6,7 +6,7 @@
  * comes from the host's rng, in a fixed order.
  *
  * PENULTIMATE FEATURES are the input of the output node, read after a
- * forward pass: g->nodes[g->output].inputs[0] (for a classifier ending in a
+ * forward pass: iap_graph_node(g, g->output)->inputs[0] (for a classifier ending in a
  * linear layer, what that layer sees: VGG's classifier.5 output, ResNet's
  * flattened pool, ViT's class token after the final LayerNorm). When the
  * output node is a softmax, the node before it counts as the output. When
@@ -321,14 +321,14 @@ static int clustering_select(const struct iap_opts *opts, const struct iap_datas
 			goto out_classes;
 		}
 		/* The node whose input is the feature vector: the output, or what a final softmax reads. */
-		head = &g->nodes[g->output];
+		head = iap_graph_node(g, g->output);
 		if (head->kind == IAP_OP_SOFTMAX && head->inputs[0] >= 0)
-			head = &g->nodes[head->inputs[0]];
+			head = iap_graph_node(g, head->inputs[0]);
 		if (head->inputs[0] == IAP_GRAPH_INPUT) {
 			for (int i = 0; i < g->in_ndim; i++)
 				d *= g->in_shape[i];
 		} else {
-			const struct iap_node *f = &g->nodes[head->inputs[0]];
+			const struct iap_node *f = iap_graph_node(g, head->inputs[0]);
 
 			for (int i = 0; i < f->out_ndim; i++)
 				d *= f->out_shape[i];

@@ -92,7 +92,7 @@ static int confidence_select(const struct iap_opts *opts, const struct iap_datas
 		goto out_classes;
 	}
 	{
-		const struct iap_node *o = &g->nodes[g->output];
+		const struct iap_node *o = iap_graph_node(g, g->output);
 
 		if (o->out_ndim != 1 || o->out_shape[0] != cl.n_classes) {
 			char got[96];

@@ -129,7 +129,7 @@ static int policy_mask(const struct iap_opts *opts, const struct iap_policy_inpu
 	(void)opts;
 	(void)err;
 	for (int gi = 0; gi < in->graph->n_groups; gi++) {
-		int n = in->graph->groups[gi].n_units;
+		int n = iap_graph_group(in->graph, gi)->n_units;
 		int prune = (int)(in->rate * n + 0.5);
 
 		if (in->ignore && in->ignore[gi])
