@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "iterative.h"
+#include "run_internal.h"
 
 static void free_rows(void **rows, int n)
 {
@@ -17,7 +18,6 @@ int iap_prune_iterative(const struct iap_plugin *policy, const struct iap_opts *
 			const struct iap_policy_input *in, struct iap_graph *g, int steps,
 			iap_rescore_fn rescore, void *user, uint8_t *const *keep, struct iap_error *err)
 {
-	const struct iap_policy_ops *ops = policy->desc->ops.policy;
 	const char *name = policy->desc->name;
 	int ng = g->n_groups, rc = IAP_OK;
 	uint8_t **prior = NULL;
@@ -26,7 +26,7 @@ int iap_prune_iterative(const struct iap_plugin *policy, const struct iap_opts *
 	if (steps < 1)
 		return iap_error_set(err, IAP_EINVAL, "iterative pruning: %d steps (need at least 1)", steps);
 	if (steps == 1)
-		return ops->mask(opts, in, keep, err);
+		return iap_call_mask_checked(policy, opts, in, keep, err);
 	if (!rescore)
 		return iap_error_set(err, IAP_EINVAL, "iterative pruning: no way to rescore the masked model");
 	prior = calloc((size_t)ng + 1, sizeof(*prior));
@@ -52,7 +52,7 @@ int iap_prune_iterative(const struct iap_plugin *policy, const struct iap_opts *
 			step.scores = (const float *const *)scores;
 			step.prior_keep = (const uint8_t *const *)prior;
 		}
-		rc = ops->mask(opts, &step, keep, err);
+		rc = iap_call_mask_checked(policy, opts, &step, keep, err);
 		if (rc) {
 			iap_error_prefix(err, "iterative step %d of %d (rate %.4g)", k, steps, step.rate);
 			break;

@@ -45,6 +45,7 @@
 #include "outdir.h"
 #include "plan.h"
 #include "score_cache.h"
+#include "run_internal.h"
 
 #define MAX_CONFIGS 64
 #define SCORE_BATCH 8
@@ -153,9 +154,8 @@ static int open_split(struct run *r, enum iap_split s)
 	if (r->split_open[s])
 		return IAP_OK;
 	memset(d, 0, sizeof(*d));
-	d->ops = r->ds_plugin->desc->ops.dataset;
 	d->split = s;
-	rc = d->ops->open(r->ds_opts, s, &d->state, r->err);
+	rc = iap_call_dataset_open(r->ds_plugin, r->ds_opts, s, d, r->err);
 	if (rc)
 		return iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
 					iap_split_name(s));
@@ -423,7 +423,7 @@ static int train_model(struct run *r)
 	cfg.progress_user = &ui;
 	iap_rng_seed(&rng, r->seed ^ 0x1417ULL);
 	if (r->model_plugin->desc->ops.model->init_params) {
-		rc = r->model_plugin->desc->ops.model->init_params(r->model_opts, r->g, &rng, r->err);
+		rc = iap_call_init_params(r->model_plugin, r->model_opts, r->g, &rng, r->err);
 		if (rc) {
 			free(identity);
 			return rc;
@@ -483,8 +483,7 @@ static int prepare_model(struct run *r)
 	rc = rc ? rc : plan_memory(r);
 	if (rc)
 		return rc;
-	rc = r->model_plugin->desc->ops.model->build(r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &r->g,
-						      r->err);
+	rc = iap_call_build(r->model_plugin, r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &r->g, r->err);
 	if (rc)
 		return rc;
 	r->params = iap_graph_param_count(r->g, NULL);
@@ -557,12 +556,14 @@ static int run_samplers(struct run *r)
 		iap_rng_seed(&rng, r->seed + 101u * (uint64_t)(i + 1));
 		iap_error_clear(&warn);
 		say(r, IAP_LOG_STAGE, "sampling %d per class with '%s'", s->per_class, s->name);
-		rc = s->plugin->desc->ops.sampler->select(s->opts, train, r->g, &rng, s->per_class, s->idx, &s->n,
-							  &warn);
+		rc = iap_call_select(s->plugin, s->opts, train, r->g, &rng, s->per_class, s->idx, &s->n, &warn);
 		if (rc) {
 			*r->err = warn;
 			return iap_error_prefix(r->err, "sampler '%s'", s->name);
 		}
+		rc = iap_contract_samples(s->plugin, train, s->per_class, s->idx, s->n, r->err);
+		if (rc)
+			return rc;
 		if (warn.msg[0])
 			say(r, IAP_LOG_WARN, "%s", warn.msg);
 	}
@@ -593,6 +594,7 @@ static uint64_t score_key(const struct run *r, const struct config *c)
 			h = fnv(h, p->key, strlen(p->key));
 			h = fnv(h, p->value.data, (size_t)iap_tensor_numel(&p->value) * sizeof(float));
 		}
+	h = iap_key_plugin(h, c->attr->plugin);
 	h = fnv(h, c->attr->plugin->desc->name, strlen(c->attr->plugin->desc->name));
 	h = fnv(h, c->attr->plugin->desc->version, strlen(c->attr->plugin->desc->version));
 	for (int i = 0; i < iap_opts_count(c->attr->opts); i++) {
@@ -613,10 +615,11 @@ static int alloc_scores(struct run *r, struct config *c)
 	if (!c->scores)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	for (int gi = 0; gi < r->g->n_groups; gi++) {
-		c->scores[gi] = calloc((size_t)r->g->groups[gi].n_units, sizeof(float));
+		c->scores[gi] = calloc((size_t)r->g->groups[gi].n_units + 1, sizeof(float));
 		if (!c->scores[gi])
 			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	}
+	iap_contract_scores_arm(r->g, c->scores);
 	return IAP_OK;
 }
 
@@ -650,7 +653,6 @@ static int save_cached(struct run *r, struct config *c, const char *path, uint64
  */
 static int score_units(struct run *r, const struct config *c, float *const *scores)
 {
-	const struct iap_attribution_ops *ops = c->attr->plugin->desc->ops.attribution;
 	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
 	struct iap_tensor x = { 0 };
 	int labels[SCORE_BATCH];
@@ -659,7 +661,8 @@ static int score_units(struct run *r, const struct config *c, float *const *scor
 
 	for (int gi = 0; gi < r->g->n_groups; gi++)
 		memset(scores[gi], 0, (size_t)r->g->groups[gi].n_units * sizeof(float));
-	rc = ops->create(c->attr->opts, r->g, &state, r->err);
+	iap_contract_scores_arm(r->g, scores);
+	rc = iap_call_create(c->attr->plugin, c->attr->opts, r->g, &state, r->err);
 	if (rc)
 		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
 	iap_graph_set_training(r->g, 0);
@@ -669,43 +672,41 @@ static int score_units(struct run *r, const struct config *c, float *const *scor
 
 		rc = load_batch(r, train, &first, 1, &x, labels);
 		if (!rc)
-			rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, scores, NULL, r->err);
+			rc = iap_call_attribute_batch(c->attr->plugin, state, c->attr->opts, r->g, &x, labels, scores, NULL,
+						      r->err);
 	} else {
 		for (int64_t s = 0; !rc && s < c->smp->n; s += SCORE_BATCH) {
 			int n = (int)(c->smp->n - s < SCORE_BATCH ? c->smp->n - s : SCORE_BATCH);
 
 			rc = load_batch(r, train, c->smp->idx + s, n, &x, labels);
 			if (!rc)
-				rc = iap_attribute_batch(ops, state, c->attr->opts, r->g, &x, labels, scores,
-							 NULL, r->err);
+				rc = iap_call_attribute_batch(c->attr->plugin, state, c->attr->opts, r->g, &x, labels,
+							      scores, NULL, r->err);
 			progress(r, c->attr->name, s + n, c->smp->n);
 		}
 		if (!rc)
 			iap_scores_finish(r->g, c->attr->opts, c->smp->n, scores);
 	}
-	ops->destroy(state);
+	iap_call_destroy(c->attr->plugin, state);
 	iap_tensor_free(&x);
 	if (rc)
 		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
-	for (int gi = 0; gi < r->g->n_groups; gi++)
-		for (int u = 0; u < r->g->groups[gi].n_units; u++)
-			if (!isfinite(scores[gi][u]))
-				return iap_error_set(r->err, IAP_ENUMERIC,
-						     "attribution '%s': score of unit %d of '%s' is not finite",
-						     c->attr->name, u, r->g->groups[gi].name);
-	return IAP_OK;
+	return iap_contract_scores(c->attr->plugin, r->g, scores, r->err);
 }
 
 static int compute_scores(struct run *r, struct config *c)
 {
+	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
 	char name[128];
-	uint64_t key;
+	uint64_t key = score_key(r, c);
 	int rc;
 
 	rc = alloc_scores(r, c);
+	/* The samples' content too: the same indices into a changed file are other samples. */
+	if (!rc && c->smp)
+		rc = iap_key_samples(&key, train, c->smp->idx, c->smp->n, r->err);
 	if (rc)
 		return rc;
-	key = score_key(r, c);
 	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", key);
 	if (load_cached(r, c, outpath(r, name), key)) {
 		say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
@@ -1057,7 +1058,7 @@ static int write_heatmaps(struct run *r, int per_class)
 
 		if (!ops->explain)
 			continue;
-		rc = ops->create(r->attr[a].opts, r->g, &state, r->err);
+		rc = iap_call_create(r->attr[a].plugin, r->attr[a].opts, r->g, &state, r->err);
 		for (int64_t i = 0; !rc && i < n; i++) {
 			int label, target;
 			const int c = (int)ds->info.in_shape[0], h = (int)ds->info.in_shape[1], w = (int)ds->info.in_shape[2];
@@ -1076,7 +1077,8 @@ static int write_heatmaps(struct run *r, int per_class)
 				iap_score_opts_from(r->attr[a].opts, &so);
 				rc = iap_targets(iap_graph_output(r->g), &label, &so, &target, r->err);
 			}
-			rc = rc ? rc : ops->explain(state, r->g, &x, &target, &rel, r->err);
+			rc = rc ? rc : iap_call_explain(r->attr[a].plugin, state, r->g, &x, &target, &rel, r->err);
+			rc = rc ? rc : iap_contract_heatmap(r->attr[a].plugin, &x, &rel, r->err);
 			if (!rc) {
 				/* Show the image stretched to its own range: the normalisation is the dataset's. */
 				for (int ch = 0; ch < c && ch < 3; ch++) {
@@ -1098,7 +1100,7 @@ static int write_heatmaps(struct run *r, int per_class)
 			}
 			free(map);
 		}
-		ops->destroy(state);
+		iap_call_destroy(r->attr[a].plugin, state);
 	}
 out:
 	iap_tensor_free(&x);
@@ -1137,8 +1139,7 @@ static int save_pruned(struct run *r, const struct config *best, double rate, co
 		 */
 		struct iap_graph *copy = NULL;
 
-		rc = r->model_plugin->desc->ops.model->build(r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &copy,
-							      r->err);
+		rc = iap_call_build(r->model_plugin, r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &copy, r->err);
 		for (int i = 0; !rc && i < copy->n_nodes; i++)
 			for (int k = 0; k < copy->nodes[i].n_params; k++)
 				memcpy(copy->nodes[i].params[k].value.data, r->g->nodes[i].params[k].value.data,
