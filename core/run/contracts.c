@@ -40,12 +40,12 @@ int iap_contract_samples(const struct iap_plugin *p, const struct iap_dataset *d
 	int64_t *sorted = NULL, *avail = NULL, *got = NULL;
 
 	if (n < 0 || n > (int64_t)k * classes)
-		return iap_error_set(err, IAP_EINVAL, WHO_FMT "returned %lld samples, but %d per class of %d "
+		return iap_error_set(err, IAP_EPLUGIN, WHO_FMT "returned %lld samples, but %d per class of %d "
 				     "classes allow at most %lld", WHO(p), (long long)n, k, classes,
 				     (long long)k * classes);
 	for (int64_t i = 0; i < n; i++)
 		if (idx[i] < 0 || idx[i] >= ds->count)
-			return iap_error_set(err, IAP_EINVAL, WHO_FMT "returned sample %lld, but the %s split "
+			return iap_error_set(err, IAP_EPLUGIN, WHO_FMT "returned sample %lld, but the %s split "
 					     "has %lld samples (0 to %lld)", WHO(p), (long long)idx[i],
 					     iap_split_name(ds->split), (long long)ds->count, (long long)ds->count - 1);
 	sorted = malloc(((size_t)n + 1) * sizeof(*sorted));
@@ -59,7 +59,7 @@ int iap_contract_samples(const struct iap_plugin *p, const struct iap_dataset *d
 	qsort(sorted, (size_t)n, sizeof(*sorted), cmp_i64);
 	for (int64_t i = 1; i < n; i++)
 		if (sorted[i] == sorted[i - 1]) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "returned sample %lld more than once", WHO(p),
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "returned sample %lld more than once", WHO(p),
 					   (long long)sorted[i]);
 			goto out;
 		}
@@ -72,7 +72,7 @@ int iap_contract_samples(const struct iap_plugin *p, const struct iap_dataset *d
 		if (rc)
 			goto out;
 		if (label < 0 || label >= classes) {
-			rc = iap_error_set(err, IAP_EINVAL, "the %s split's sample %lld has label %d, outside 0 to %d",
+			rc = iap_error_set(err, IAP_EFORMAT, "the %s split's sample %lld has label %d, outside 0 to %d",
 					   iap_split_name(ds->split), (long long)i, label, classes - 1);
 			goto out;
 		}
@@ -92,7 +92,7 @@ int iap_contract_samples(const struct iap_plugin *p, const struct iap_dataset *d
 		int64_t want = avail[c] < k ? avail[c] : k;
 
 		if (got[c] != want) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "returned %lld samples of class %d, but a sampler "
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "returned %lld samples of class %d, but a sampler "
 					   "gives %d per class (all of a class with fewer; class %d has %lld)",
 					   WHO(p), (long long)got[c], c, k, c, (long long)avail[c]);
 			goto out;
@@ -118,7 +118,7 @@ int iap_contract_scores(const struct iap_plugin *p, const struct iap_graph *g, f
 		const struct iap_unit_group *grp = iap_graph_group(g, gi);
 
 		if (memcmp(&scores[gi][grp->n_units], &score_sentinel, sizeof(float)) != 0)
-			return iap_error_set(err, IAP_EINVAL, WHO_FMT "wrote past the %d scores of '%s'", WHO(p),
+			return iap_error_set(err, IAP_EPLUGIN, WHO_FMT "wrote past the %d scores of '%s'", WHO(p),
 					     grp->n_units, grp->name);
 		for (int u = 0; u < grp->n_units; u++)
 			if (!isfinite(scores[gi][u]))
@@ -159,26 +159,26 @@ int iap_contract_mask(const struct iap_plugin *p, const struct iap_policy_input 
 		int off = 0, members = 0, cap;
 
 		if (keep[gi][grp->n_units] != MASK_SENTINEL) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "wrote past the %d mask entries of '%s'", WHO(p),
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "wrote past the %d mask entries of '%s'", WHO(p),
 					   grp->n_units, grp->name);
 			goto out;
 		}
 		for (int u = 0; u < grp->n_units; u++) {
 			if (keep[gi][u] > 1) {
-				rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "mask entry %d of '%s' is %d (1 keeps, 0 prunes)",
+				rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "mask entry %d of '%s' is %d (1 keeps, 0 prunes)",
 						   WHO(p), u, grp->name, keep[gi][u]);
 				goto out;
 			}
 			off += !keep[gi][u];
 		}
 		if (in->ignore && in->ignore[gi] && off) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "pruned %d units of '%s', which the pipeline ignores",
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "pruned %d units of '%s', which the pipeline ignores",
 					   WHO(p), off, grp->name);
 			goto out;
 		}
 		cap = layer_cap(in, grp->n_units);
 		if (off > cap) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "pruned %d of the %d units of '%s' at rate %.2f; "
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "pruned %d of the %d units of '%s' at rate %.2f; "
 					   "its cap is %d (max_layer_rate %.2f, min_units %d)", WHO(p), off, grp->n_units,
 					   grp->name, in->rate, cap, in->max_layer_rate, in->min_units);
 			goto out;
@@ -195,7 +195,7 @@ int iap_contract_mask(const struct iap_plugin *p, const struct iap_policy_input 
 			if (gj != gi && (grp->coupling < 0 || m->coupling != grp->coupling))
 				continue;
 			if (m->n_units != grp->n_units || memcmp(keep[gj], keep[gi], (size_t)grp->n_units) != 0) {
-				rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "masks of the coupled groups '%s' and '%s' "
+				rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "masks of the coupled groups '%s' and '%s' "
 						   "differ (they share their units, so they must be pruned alike)",
 						   WHO(p), grp->name, m->name);
 				goto out;
@@ -215,7 +215,7 @@ int iap_contract_mask(const struct iap_plugin *p, const struct iap_policy_input 
 		int64_t target = llround(in->rate * (double)total), want;
 
 		if (pruned > target) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "pruned %lld of %lld units (%.1f%%) at rate %.2f: "
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "pruned %lld of %lld units (%.1f%%) at rate %.2f: "
 					   "more than round(rate x units) = %lld", WHO(p), (long long)pruned,
 					   (long long)total, total ? 100.0 * (double)pruned / (double)total : 0.0, in->rate,
 					   (long long)target);
@@ -230,7 +230,7 @@ int iap_contract_mask(const struct iap_plugin *p, const struct iap_policy_input 
 		if (want > touched_cap)
 			want = touched_cap;
 		if (!at_cap && pruned < want - slack) {
-			rc = iap_error_set(err, IAP_EINVAL, WHO_FMT "pruned %lld units at rate %.2f, fewer than the "
+			rc = iap_error_set(err, IAP_EPLUGIN, WHO_FMT "pruned %lld units at rate %.2f, fewer than the "
 					   "%lld its layers' %lld units call for, and no cap binds", WHO(p),
 					   (long long)pruned, in->rate, (long long)want, (long long)touched_total);
 			goto out;
@@ -247,7 +247,7 @@ int iap_contract_heatmap(const struct iap_plugin *p, const struct iap_tensor *x,
 	char a[96], b[96];
 
 	if (!rel->data || !iap_tensor_same_shape(x, rel))
-		return iap_error_set(err, IAP_ESHAPE, WHO_FMT "explained an input of shape %s with relevance of "
+		return iap_error_set(err, IAP_EPLUGIN, WHO_FMT "explained an input of shape %s with relevance of "
 				     "shape %s", WHO(p), iap_tensor_shape_str(x, a, sizeof(a)),
 				     iap_tensor_shape_str(rel, b, sizeof(b)));
 	return IAP_OK;

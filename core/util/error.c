@@ -21,6 +21,7 @@ static const char *const status_names[IAP_ESTATUS_COUNT] = {
 	[IAP_EWRITE] = "cannot write output",
 	[IAP_EBUSY] = "in use by another process",
 	[IAP_ELIMIT] = "over a limit",
+	[IAP_EPLUGIN] = "plugin broke its contract",
 };
 
 const char *iap_status_name(int code)

@@ -26,6 +26,7 @@ enum iap_status {
 	IAP_EWRITE,      /* an output could not be written (disk full, permissions) */
 	IAP_EBUSY,       /* the output folder is in use by another process */
 	IAP_ELIMIT,      /* the input asks for more than a configured limit (memory, classes) */
+	IAP_EPLUGIN,     /* a plugin broke its contract (what it returned is not what it promised) */
 	IAP_ESTATUS_COUNT
 };
 
