@@ -7,16 +7,23 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
 
-/* The compiler cannot prove this NULL, so the write below is a real fault, not a trap it inserts. */
-static int *volatile nowhere;
-
+/*
+ * A real fault that is not undefined behaviour in C (a NULL store would be
+ * caught by UBSan in sanitizer builds before it faulted): a store to a
+ * read-only page.
+ */
 static void __attribute__((unused)) crash(void)
 {
-	*nowhere = 1;
+	volatile int *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (ro != MAP_FAILED)
+		*ro = 1;
+	abort();   /* no page at all: still a crash */
 }
 
 #if defined(BAD_CTOR)
