@@ -33,7 +33,8 @@ extern "C" {
  * 2.0: rule sets carry size and n_rules with rules[] last (IAP_RULESET_HEADER);
  * plugins reach graph nodes and groups through iap_graph_node() and
  * iap_graph_group(); struct iap_plugin gained hash, struct iap_plugin_diag signal.
- * (1.1 added iap_policy_input.prior_keep, which 2.0 keeps.)
+ * What 1.1 added (iap_policy_input.prior_keep, the attribution ops'
+ * unit_relevance and completeness) stays.
  */
 #define IAP_PLUGIN_ABI_MAJOR 2
 #define IAP_PLUGIN_ABI_MINOR 0
