@@ -40,6 +40,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/image.h>
 #include <iaprune/npz.h>
+#include <iaprune/threads.h>
 #include <iaprune/weights.h>
 
 #include "cmd_attribute.h"
@@ -893,12 +894,9 @@ int cli_attribute(const struct cli_env *env, int argc, char **argv)
 		return EXIT_OK;
 	if (rc)
 		return rc;
-	if (o.jobs > 0) {
-		openblas_set_num_threads(o.jobs);
-#ifdef _OPENMP
-		omp_set_num_threads(o.jobs);
-#endif
-	}
+	/* The engine's one pool: -j, else IAPRUNE_THREADS, else every CPU (<iaprune/threads.h>). */
+	if (iap_threads_configure(o.jobs, 0, &err))
+		return fail(EXIT_USAGE, "%s", err.msg);
 	reg = env->load_plugins(env->user);
 	if (!reg)
 		return EXIT_RUN;

@@ -35,6 +35,7 @@
 #include <iaprune/plugin.h>
 #include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
+#include <iaprune/threads.h>
 
 #include "cmd_attribute.h"
 #include "model_load.h"
@@ -278,6 +279,7 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "jobs", required_argument, NULL, OPT_JOBS },
+	{ "threads", required_argument, NULL, OPT_JOBS },
 	{ "rate", required_argument, NULL, OPT_RATE },
 	{ "attribution", required_argument, NULL, OPT_ATTRIBUTION },
 	{ "sampler", required_argument, NULL, OPT_SAMPLER },
@@ -516,14 +518,17 @@ static void ui_progress(void *user, const char *stage, int64_t done, int64_t tot
 		ui_clear(u);
 }
 
-static void set_threads(int jobs)
+/* -j/--threads, else IAPRUNE_THREADS, else the pipeline's threads: (CFG, may be NULL), else every CPU. */
+static int set_threads(int jobs, const struct iap_cfg *cfg)
 {
-	if (jobs > 0)
-		openblas_set_num_threads(jobs);
-#ifdef _OPENMP
-	if (jobs > 0)
-		omp_set_num_threads(jobs);
-#endif
+	struct iap_error err = { 0, "" };
+	long n = 0;
+
+	if (cfg && iap_cfg_get_int(iap_cfg_root(cfg), "threads", 0, &n, &err))
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	if (iap_threads_configure(jobs, n, &err))
+		return error_exit(EXIT_USAGE, "%s", err.msg);
+	return 0;
 }
 
 static int run_mode(const struct command *cmd, struct common *c, int argc, char **argv,
@@ -549,13 +554,17 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 				  cmd->name);
 	if (o.dry_run && mode != IAP_RUN_ALL)
 		return error_exit(EXIT_USAGE, "%s: --dry-run is for 'run'", cmd->name);
-	set_threads(o.jobs);
+	if (set_threads(o.jobs, NULL))
+		return EXIT_USAGE;
 	reg = load_plugins(c);
 	if (!reg)
 		return EXIT_RUN;
 	rc = load_pipeline(o.pipeline ? o.pipeline : default_pipeline(), o.sets, o.n_sets, reg, &cfg);
 	if (rc)
 		goto out_reg;
+	rc = set_threads(o.jobs, cfg);
+	if (rc)
+		goto out_cfg;
 	if (o.dry_run) {
 		/* The pipeline as it would run: overrides applied, every default written out. */
 		if (iap_cfg_dump(iap_cfg_root(cfg), stdout) || fflush(stdout))
@@ -750,7 +759,8 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 	if (n_images > 1 && ((o.output && !is_dir(o.output)) || (o.raw && !is_dir(o.raw))))
 		return error_exit(EXIT_USAGE, "explain: with %d images, -o and --raw name existing directories (%s is not one)",
 				  n_images, o.output && !is_dir(o.output) ? o.output : o.raw);
-	set_threads(o.jobs);
+	if (set_threads(o.jobs, NULL))
+		return EXIT_USAGE;
 	reg = load_plugins(c);
 	if (!reg)
 		return EXIT_RUN;
@@ -1120,7 +1130,10 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d)\n", PACKAGE_VERSION,
 			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION);
-			printf("OpenBLAS kernels %s, %d threads\n", iap_blas_core(), openblas_get_num_threads());
+			if (set_threads(0, NULL))
+				return EXIT_USAGE;
+			printf("threads %d (of %d CPUs available), OpenBLAS kernels %s, %d thread per call\n",
+			       iap_threads(), iap_threads_available(), iap_blas_core(), iap_threads_blas());
 			return EXIT_OK;
 		case OPT_PLUGIN_PATH:
 			if (add_plugin_path(&c, optarg))

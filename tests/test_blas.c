@@ -54,8 +54,16 @@ static void test_reexec_respects_the_variable(void **state)
 	(void)state;
 	/* Set by the user: nothing happens (returning is the proof: no exec). */
 	setenv("OPENBLAS_CORETYPE", "Prescott", 1);
+	setenv("GOMP_SPINCOUNT", "12345", 1);
 	iap_blas_reexec(argv);
 	assert_string_equal(getenv("OPENBLAS_CORETYPE"), "Prescott");
+	assert_string_equal(getenv("GOMP_SPINCOUNT"), "12345");
+	unsetenv("GOMP_SPINCOUNT");
+	/* OMP_WAIT_POLICY is the user's choice of spinning too: kept, and GOMP_SPINCOUNT left unset. */
+	setenv("OMP_WAIT_POLICY", "passive", 1);
+	iap_blas_reexec(argv);
+	assert_null(getenv("GOMP_SPINCOUNT"));
+	unsetenv("OMP_WAIT_POLICY");
 	unsetenv("OPENBLAS_CORETYPE");
 	/* NULL argv is refused without touching the environment. */
 	iap_blas_reexec(NULL);

@@ -297,7 +297,7 @@ static void test_validate_errors(void **state)
 	invalid("version: one\n", "p.yaml:1:10: version: expected an integer, got 'one'");
 	invalid(MINIMAL "modle: {}\n",
 		"p.yaml:10:1: unknown key 'modle' (known: version, name, seed, output, dataset, model, "
-		"sampling, attribution, pruning, evaluation, report)");
+		"sampling, attribution, pruning, evaluation, report, threads)");
 	invalid(MINIMAL "pruning:\n  rates: [0.1, 1.0]\n",
 		"p.yaml:11:16: pruning.rates.1: 1.0 is out of range [0, 1)");
 	invalid(MINIMAL "pruning:\n  rates: 0.5\n", "p.yaml:11:10: pruning.rates: expected a list");

@@ -56,7 +56,7 @@ static int relu_forward(struct iap_graph *g, struct iap_node *node,
 	float *y = out->data;
 	int64_t n = iap_tensor_numel(in[0]);
 
-#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	/*
 	 * "x < 0 ? 0 : x" keeps NaN (the comparison is false), as PyTorch's relu
 	 * does, and has no branch: signs after a conv are a coin toss, and a
@@ -80,7 +80,7 @@ static int relu_backward(struct iap_rule_ctx *ctx)
 	float *dx = ctx->r_in[0]->data;
 	int64_t n = iap_tensor_numel(ctx->in[0]);
 
-#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		dx[i] += x[i] > 0.0f ? dy[i] : 0.0f; /* no branch, as in the forward */
 	return IAP_OK;
@@ -144,7 +144,7 @@ static int gelu_forward(struct iap_graph *g, struct iap_node *node,
 	int64_t n = iap_tensor_numel(in[0]);
 	int64_t chunks = (n + GELU_CHUNK - 1) / GELU_CHUNK;
 
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t c = 0; c < chunks; c++) {
 		int64_t i0 = c * GELU_CHUNK, len = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
 
@@ -166,7 +166,7 @@ static int gelu_backward(struct iap_rule_ctx *ctx)
 	int64_t n = iap_tensor_numel(ctx->in[0]);
 	int64_t chunks = (n + GELU_CHUNK - 1) / GELU_CHUNK;
 
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t c = 0; c < chunks; c++) {
 		int64_t i0 = c * GELU_CHUNK, len = n - i0 < GELU_CHUNK ? n - i0 : GELU_CHUNK;
 

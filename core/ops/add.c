@@ -24,7 +24,7 @@ static int add_forward(struct iap_graph *g, struct iap_node *node,
 	const float *b = in[1]->data;
 	float *y = out->data;
 
-#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		y[i] = a[i] + b[i];
 	return IAP_OK;
@@ -43,7 +43,7 @@ static int add_backward(struct iap_rule_ctx *ctx)
 					     "add '%s': gradient size does not match input %d",
 					     ctx->node->name ? ctx->node->name : "", k);
 		float *dx = ctx->r_in[k]->data;
-#pragma omp parallel for simd schedule(static) if(parallel : n > IAP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 		for (int64_t i = 0; i < n; i++)
 			dx[i] += dy[i];
 	}

@@ -27,8 +27,10 @@
 
 #include <cblas.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
+#include <iaprune/threads.h>
 
 /* Dimensions of one attention node at the current batch. */
 struct attn_dims {
@@ -76,6 +78,9 @@ static int check_qkv(struct iap_graph *g, const char *op, const char *name, int 
 	return 0;
 }
 
+/* Flops of one pass of either attention product over all samples and heads: 2·n·h·t²·dh. */
+#define ATTN_FLOPS(a) (2.0 * (double)(a).n * (a).h * (double)(a).t * (a).t * (a).dh)
+
 /* ---- attn_scores ------------------------------------------------------------ */
 
 /*
@@ -95,17 +100,19 @@ static int attn_scores_forward(struct iap_graph *g, struct iap_node *node,
 	const int ld = 3 * a.d;
 	const float scale = (float)(1.0 / sqrt((double)a.dh));
 
-	for (int64_t n = 0; n < a.n; n++) {
+	/* Heads are independent products into disjoint outputs: one per thread, OpenBLAS serial inside. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_threads(ATTN_FLOPS(a), IAP_GEMM_GRAIN))
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *base = in[0]->data + n * a.t * ld;
 
-		for (int h = 0; h < a.h; h++) {
-			const float *q = base + h * a.dh;
-			const float *k = base + a.d + h * a.dh;
-			float *s = out->data + (n * a.h + h) * a.t * a.t;
+		const float *q = base + h * a.dh;
+		const float *k = base + a.d + h * a.dh;
+		float *s = out->data + (n * a.h + h) * a.t * a.t;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.t, a.t, a.dh,
-				    scale, q, ld, k, ld, 0.0f, s, a.t);
-		}
+		iap_sgemm(0, 1, a.t, a.t, a.dh,
+			    scale, q, ld, k, ld, 0.0f, s, a.t);
 	}
 	return IAP_OK;
 }
@@ -128,20 +135,22 @@ static int attn_scores_backward(struct iap_rule_ctx *ctx)
 	const int ld = 3 * a.d;
 	const float scale = (float)(1.0 / sqrt((double)a.dh));
 
-	for (int64_t n = 0; n < a.n; n++) {
+	/* Heads are independent products into disjoint outputs: one per thread, OpenBLAS serial inside. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_threads(ATTN_FLOPS(a), IAP_GEMM_GRAIN))
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *base = ctx->in[0]->data + n * a.t * ld;
 		float *dbase = ctx->r_in[0]->data + n * a.t * ld;
 
-		for (int h = 0; h < a.h; h++) {
-			const float *ds = ctx->r_out->data + (n * a.h + h) * a.t * a.t;
-			const float *q = base + h * a.dh;
-			const float *k = base + a.d + h * a.dh;
+		const float *ds = ctx->r_out->data + (n * a.h + h) * a.t * a.t;
+		const float *q = base + h * a.dh;
+		const float *k = base + a.d + h * a.dh;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a.t, a.dh, a.t,
-				    scale, ds, a.t, k, ld, 1.0f, dbase + h * a.dh, ld);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t,
-				    scale, ds, a.t, q, ld, 1.0f, dbase + a.d + h * a.dh, ld);
-		}
+		iap_sgemm(0, 0, a.t, a.dh, a.t,
+			    scale, ds, a.t, k, ld, 1.0f, dbase + h * a.dh, ld);
+		iap_sgemm(1, 0, a.t, a.dh, a.t,
+			    scale, ds, a.t, q, ld, 1.0f, dbase + a.d + h * a.dh, ld);
 	}
 	return IAP_OK;
 }
@@ -199,16 +208,18 @@ static int attn_context_forward(struct iap_graph *g, struct iap_node *node,
 	attn_dims_get(&a, node, in[1]);
 	const int ld = 3 * a.d;
 
-	for (int64_t n = 0; n < a.n; n++) {
+	/* Heads are independent products into disjoint outputs: one per thread, OpenBLAS serial inside. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_threads(ATTN_FLOPS(a), IAP_GEMM_GRAIN))
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *v = in[1]->data + n * a.t * ld + 2 * a.d;
 		float *c = out->data + n * a.t * a.d;
 
-		for (int h = 0; h < a.h; h++) {
-			const float *w = in[0]->data + (n * a.h + h) * a.t * a.t;
+		const float *w = in[0]->data + (n * a.h + h) * a.t * a.t;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a.t, a.dh, a.t,
-				    1.0f, w, a.t, v + h * a.dh, ld, 0.0f, c + h * a.dh, a.d);
-		}
+		iap_sgemm(0, 0, a.t, a.dh, a.t,
+			    1.0f, w, a.t, v + h * a.dh, ld, 0.0f, c + h * a.dh, a.d);
 	}
 	return IAP_OK;
 }
@@ -231,24 +242,26 @@ static int attn_context_backward(struct iap_rule_ctx *ctx)
 	attn_dims_get(&a, ctx->node, ctx->in[1]);
 	const int ld = 3 * a.d;
 
-	for (int64_t n = 0; n < a.n; n++) {
+	/* Heads are independent products into disjoint outputs: one per thread, OpenBLAS serial inside. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_threads(ATTN_FLOPS(a), IAP_GEMM_GRAIN))
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *v = ctx->in[1]->data + n * a.t * ld + 2 * a.d;
 		const float *dc = ctx->r_out->data + n * a.t * a.d;
 
-		for (int h = 0; h < a.h; h++) {
-			const int64_t woff = (n * a.h + h) * a.t * a.t;
+		const int64_t woff = (n * a.h + h) * a.t * a.t;
 
-			if (ctx->r_in[0])
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.t, a.t, a.dh,
-					    1.0f, dc + h * a.dh, a.d, v + h * a.dh, ld, 1.0f,
-					    ctx->r_in[0]->data + woff, a.t);
-			if (ctx->r_in[1]) {
-				float *dv = ctx->r_in[1]->data + n * a.t * ld + 2 * a.d;
+		if (ctx->r_in[0])
+			iap_sgemm(0, 1, a.t, a.t, a.dh,
+				    1.0f, dc + h * a.dh, a.d, v + h * a.dh, ld, 1.0f,
+				    ctx->r_in[0]->data + woff, a.t);
+		if (ctx->r_in[1]) {
+			float *dv = ctx->r_in[1]->data + n * a.t * ld + 2 * a.d;
 
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t,
-					    1.0f, ctx->in[0]->data + woff, a.t, dc + h * a.dh, a.d,
-					    1.0f, dv + h * a.dh, ld);
-			}
+			iap_sgemm(1, 0, a.t, a.dh, a.t,
+				    1.0f, ctx->in[0]->data + woff, a.t, dc + h * a.dh, a.d,
+				    1.0f, dv + h * a.dh, ld);
 		}
 	}
 	return IAP_OK;

@@ -76,7 +76,7 @@ static int bn_forward(struct iap_graph *g, struct iap_node *node,
 	node->aux[1].data[0] = training ? 1.0f : 0.0f;
 
 	/* One channel per iteration: the statistics are independent per channel. */
-#pragma omp parallel for schedule(static) if(n * c * inner > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n * c * inner)))
 	for (int64_t ch = 0; ch < c; ch++) {
 		double mu, var;
 		if (training) {
@@ -156,7 +156,7 @@ static int bn_backward(struct iap_rule_ctx *ctx)
 	if (!dx && !dw && !db)
 		return IAP_OK;
 
-#pragma omp parallel for schedule(static) if(n * c * inner > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n * c * inner)))
 	for (int64_t ch = 0; ch < c; ch++) {
 		double mu = mean[ch], is = invstd[ch];
 		double sdy = 0.0, sdyx = 0.0;

@@ -42,20 +42,12 @@
 
 #include <cblas.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/ops.h>
+#include <iaprune/threads.h>
 
 #include "winograd.h"
 
-/*
- * Below this many column entries the unfolding is not worth waking threads for
- * (they would also compete with OpenBLAS's spinning workers; see
- * core/ops/parallel.h). Measured: 32k → 1M took ResNet50's batch-1 forward
- * from 463 to 391 ms and VGG19's from 1349 to 1058 ms. Once VGG's large 3×3
- * layers moved to Winograd, the unfoldings left in that range (the 7×7
- * stem: 1.8M entries) ran 3–5× slower on two threads than on one while
- * anything else used the machine, hence 16M.
- */
-#define CONV_PAR_MIN ((size_t)1 << 24)
 
 static int conv_is_pointwise(const struct iap_conv_geom *cg)
 {
@@ -94,7 +86,7 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col, s
 	const size_t ohw = (size_t)cg->out_h * cg->out_w;
 	const size_t plane = (size_t)cg->in_h * cg->in_w;
 
-#pragma omp parallel for schedule(static) if ((size_t)rows * ohw > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)rows * ohw)))
 	for (int64_t r = 0; r < rows; r++) {
 		const int c = (int)(r / kk), i = (int)(r % kk) / cg->kw, j = (int)(r % kk) % cg->kw;
 		const float *xc = x + (size_t)c * plane;
@@ -137,7 +129,7 @@ static void col2im_add(const struct iap_conv_geom *cg, const float *col, size_t 
 	const size_t ohw = (size_t)cg->out_h * cg->out_w;
 	const size_t plane = (size_t)cg->in_h * cg->in_w;
 
-#pragma omp parallel for schedule(static) if ((size_t)cg->in_ch * kk * ohw > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)cg->in_ch * kk * ohw)))
 	for (int c = 0; c < cg->in_ch; c++) {
 		float *xc = x + (size_t)c * plane;
 
@@ -227,7 +219,7 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 			for (int o = 0; o < cg->out_ch; o++)
 				for (int p = 0; p < ohw; p++)
 					yn[(size_t)o * ohw + p] = b[o];
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, ohw, k,
+		iap_sgemm(0, 0, cg->out_ch, ohw, k,
 			    1.0f, w, k, col, ohw, b ? 1.0f : 0.0f, yn, ohw);
 	}
 }
@@ -301,9 +293,9 @@ static void conv_forward_grouped(const struct iap_conv_geom *cg, int nb, const f
 				memcpy(col + (size_t)c * ldc + (size_t)j * ohw, xn + (size_t)c * ohw,
 				       ohw * sizeof(float));
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, (int)ldc, k,
+		iap_sgemm(0, 0, cg->out_ch, (int)ldc, k,
 			    1.0f, w, k, col, (int)ldc, 0.0f, yg, (int)ldc);
-#pragma omp parallel for schedule(static) if ((size_t)cg->out_ch * ldc > CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)cg->out_ch * ldc)))
 		for (int o = 0; o < cg->out_ch; o++) {
 			const float bo = b ? b[o] : 0.0f;
 
@@ -333,11 +325,11 @@ void iap_conv2d_backward_input_im2col(const struct iap_conv_geom *cg, const floa
 
 		if (pointwise) {
 			/* The column matrix is the input itself: accumulate straight into dx. */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, cg->out_ch,
+			iap_sgemm(1, 0, k, ohw, cg->out_ch,
 				    1.0f, w, k, dyn, ohw, 1.0f, dxn, ohw);
 			continue;
 		}
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, cg->out_ch,
+		iap_sgemm(1, 0, k, ohw, cg->out_ch,
 			    1.0f, w, k, dyn, ohw, 0.0f, ws, ohw);
 		col2im_add(cg, ws, (size_t)ohw, dxn);
 	}
@@ -386,7 +378,7 @@ static void conv_backward_input_grouped(const struct iap_conv_geom *cg, int nb, 
 			for (int o = 0; o < cg->out_ch; o++)
 				memcpy(dyg + (size_t)o * ldc + (size_t)j * ohw,
 				       dy + (size_t)(n0 + j) * ys + (size_t)o * ohw, ohw * sizeof(float));
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ldc, cg->out_ch,
+		iap_sgemm(1, 0, k, (int)ldc, cg->out_ch,
 			    1.0f, w, k, dyg, (int)ldc, 0.0f, dcol, (int)ldc);
 		for (int j = 0; j < m; j++) {
 			float *dxn = dx + (size_t)(n0 + j) * xs;
@@ -427,7 +419,7 @@ void iap_conv2d_backward_params_raw(const struct iap_conv_geom *cg, const float 
 				im2col(cg, xn, ws, (size_t)ohw);
 				col = ws;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cg->out_ch, k, ohw,
+			iap_sgemm(0, 1, cg->out_ch, k, ohw,
 				    1.0f, dyn, ohw, col, ohw, 1.0f, dw, k);
 		}
 		if (db) {
@@ -480,7 +472,7 @@ static void conv_forward_masked(const struct iap_conv_geom *cg, const uint8_t *k
 			im2col(cg, xn, col, ohw);
 			cm = col;
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kept, (int)ohw, k, 1.0f, wk, k,
+		iap_sgemm(0, 0, kept, (int)ohw, k, 1.0f, wk, k,
 			    cm, (int)ohw, 0.0f, yk, (int)ohw);
 		for (int o = 0, r = 0; o < cg->out_ch; o++) {
 			float *dst = yn + (size_t)o * ohw;

@@ -52,7 +52,7 @@ static int dropout_forward(struct iap_graph *g, struct iap_node *node,
 	for (int64_t i = 0; i < n; i++)
 		mask[i] = iap_rng_uniform(&g->rng) < p ? 0.0f : scale;
 
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		y[i] = x[i] * mask[i];
 	return IAP_OK;
@@ -74,11 +74,11 @@ static int dropout_backward(struct iap_rule_ctx *ctx)
 					     "dropout '%s': gradient without a matching forward pass",
 					     node->name ? node->name : "");
 		const float *mask = node->aux[0].data;
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 		for (int64_t i = 0; i < n; i++)
 			dx[i] += dy[i] * mask[i];
 	} else {
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 		for (int64_t i = 0; i < n; i++)
 			dx[i] += dy[i];
 	}

@@ -40,7 +40,7 @@ static int flatten_backward(struct iap_rule_ctx *ctx)
 	const float *dy = ctx->r_out->data;
 	float *dx = ctx->r_in[0]->data;
 
-#pragma omp parallel for schedule(static) if(n > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		dx[i] += dy[i];
 	return IAP_OK;

@@ -46,7 +46,7 @@ static int ln_forward(struct iap_graph *g, struct iap_node *node,
 	float *y = out->data;
 	double eps = node->attr.norm.eps;
 
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 	for (int64_t r = 0; r < rows; r++) {
 		const float *xp = x + r * d;
 		float *yp = y + r * d;
@@ -97,7 +97,7 @@ static int ln_backward(struct iap_rule_ctx *ctx)
 	float *dx = ctx->r_in[0] ? ctx->r_in[0]->data : NULL;
 
 	if (dx) {
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 		for (int64_t r = 0; r < rows; r++) {
 			const float *xp = x + r * d;
 			const float *gp = dy + r * d;
@@ -129,7 +129,7 @@ static int ln_backward(struct iap_rule_ctx *ctx)
 		 * on the stack: no scratch, no races, cache-friendly.
 		 */
 		int64_t nblk = (d + LN_COLS - 1) / LN_COLS;
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 		for (int64_t blk = 0; blk < nblk; blk++) {
 			int64_t k0 = blk * LN_COLS;
 			int64_t kn = d - k0 < LN_COLS ? d - k0 : LN_COLS;

@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/ops.h>
 
 /* Rows per sgemm call: cblas takes int sizes. */
@@ -40,13 +41,13 @@ void iap_linear_forward_raw(int64_t rows, int in, int out, const float *x, const
 	 * at a third of sgemv's speed (bench/NOTES.md).
 	 */
 	if (rows == 1) {
-		cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, b ? 1.0f : 0.0f, y, 1);
+		iap_sgemv(0, out, in, 1.0f, w, in, x, b ? 1.0f : 0.0f, y);
 		return;
 	}
 	for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
 		int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f,
+		iap_sgemm(0, 1, m, out, in, 1.0f,
 			    x + r0 * in, in, w, in, b ? 1.0f : 0.0f, y + r0 * out, out);
 	}
 }
@@ -55,13 +56,13 @@ void iap_linear_backward_input_raw(int64_t rows, int in, int out, const float *d
 				   const float *w, float *dx)
 {
 	if (rows == 1) { /* dx += wᵀ·dy, as in the forward */
-		cblas_sgemv(CblasRowMajor, CblasTrans, out, in, 1.0f, w, in, dy, 1, 1.0f, dx, 1);
+		iap_sgemv(1, out, in, 1.0f, w, in, dy, 1.0f, dx);
 		return;
 	}
 	for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
 		int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0f,
+		iap_sgemm(0, 0, m, in, out, 1.0f,
 			    dy + r0 * out, out, w, in, 1.0f, dx + r0 * in, in);
 	}
 }
@@ -71,12 +72,12 @@ void iap_linear_backward_params_raw(int64_t rows, int in, int out, const float *
 				    const float *dy, float *dw, float *db)
 {
 	if (dw && rows == 1) { /* a rank-one update */
-		cblas_sger(CblasRowMajor, out, in, 1.0f, dy, 1, x, 1, dw, in);
+		iap_sger(out, in, 1.0f, dy, x, dw, in);
 	} else if (dw) {
 		for (int64_t r0 = 0; r0 < rows; r0 += LINEAR_MAX_ROWS) {
 			int m = (int)(rows - r0 < LINEAR_MAX_ROWS ? rows - r0 : LINEAR_MAX_ROWS);
 
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0f,
+			iap_sgemm(1, 0, out, in, m, 1.0f,
 				    dy + r0 * out, out, x + r0 * in, in, 1.0f, dw, in);
 		}
 	}
@@ -131,7 +132,7 @@ static void linear_forward_masked(int64_t rows, int in, int out, const uint8_t *
 			bk[r] = b ? b[o] : 0.0f;
 			memcpy(wk + (size_t)(r++) * in, w + (size_t)o * in, (size_t)in * sizeof(float));
 		}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, kept, in, 1.0f, x, in, wk,
+	iap_sgemm(0, 1, (int)rows, kept, in, 1.0f, x, in, wk,
 		    in, 0.0f, yk, kept);
 	/* Scatter through the index list: a branch per output on a random mask was mispredicted half the time. */
 	for (int64_t r = 0; r < rows; r++) {

@@ -1,16 +1,17 @@
 /*
- * When element-wise loops use OpenMP threads (library-internal).
+ * How element-wise loops split over threads (library-internal).
  *
- * These loops are memory-bound, and right after each GEMM OpenBLAS's own
- * worker threads keep spinning for a while: OpenMP threads started then
- * compete with them for the same cores. Measured on the 2-core reference
- * machine (bench/NOTES.md): ResNet50's forward at batch 1 took 749 ms with
- * a 32k-element threshold and 414 ms with these loops single-threaded
- * (batchnorm 101 → 13 ms). So only very large tensors are split.
+ * Every OpenMP loop in the ops asks iap_par_nt(elements) for its team size:
+ * one thread per IAP_PAR_GRAIN elements, up to the engine's thread count
+ * (<iaprune/threads.h>). There used to be a fixed 4M-element threshold here,
+ * tuned on two cores to keep these loops away from OpenBLAS's spinning
+ * pthread workers; now OpenBLAS runs on the OpenMP team's own threads
+ * (iap_sgemm()), so the only cost left is the fork/join, which the grain
+ * pays for at any thread count.
  */
 #ifndef IAP_CORE_OPS_PARALLEL_H
 #define IAP_CORE_OPS_PARALLEL_H
 
-#define IAP_OMP_MIN ((int64_t)1 << 22)
+#include <iaprune/threads.h>
 
 #endif

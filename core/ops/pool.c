@@ -38,10 +38,8 @@
 
 _Static_assert(sizeof(int32_t) == sizeof(float), "maxpool argmax indices live in float buffers");
 
-/* Below this many elements a pool is not worth waking threads for. */
 #include "parallel.h"
 #include "vmath.h" /* IAP_VEC_CLONES */
-#define POOL_PAR_MIN IAP_OMP_MIN
 
 /*
  * How much a later cell must exceed the current winner to take the argmax:
@@ -181,7 +179,7 @@ static int maxpool2d_forward(struct iap_graph *g, struct iap_node *node,
 	ow_hi = ow_hi > pg.out_w ? pg.out_w : ow_hi;
 	ow_lo = ow_lo > ow_hi ? ow_hi : ow_lo;
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *xp = x->data + (size_t)p * pg.in_h * pg.in_w;
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
@@ -232,7 +230,7 @@ static int maxpool2d_backward(struct iap_rule_ctx *ctx)
 				     node->name);
 	pool_geom_of(&pg, node, ctx->in[0]);
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *dyp = dy->data + (size_t)p * pg.out_h * pg.out_w;
 		const int32_t *ap = arg + (size_t)p * pg.out_h * pg.out_w;
@@ -295,7 +293,7 @@ static int avgpool2d_forward(struct iap_graph *g, struct iap_node *node,
 		return rc;
 	pool_geom_of(&pg, node, x);
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *xp = x->data + (size_t)p * pg.in_h * pg.in_w;
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
@@ -327,7 +325,7 @@ static int avgpool2d_backward(struct iap_rule_ctx *ctx)
 		return IAP_OK;
 	pool_geom_of(&pg, node, ctx->in[0]);
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *dyp = dy->data + (size_t)p * pg.out_h * pg.out_w;
 		float *dxp = dx->data + (size_t)p * pg.in_h * pg.in_w;
@@ -383,7 +381,7 @@ static int adaptive_avgpool2d_forward(struct iap_graph *g, struct iap_node *node
 		return rc;
 	pool_geom_of(&pg, node, x);
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *xp = x->data + (size_t)p * pg.in_h * pg.in_w;
 		float *yp = out->data + (size_t)p * pg.out_h * pg.out_w;
@@ -416,7 +414,7 @@ static int adaptive_avgpool2d_backward(struct iap_rule_ctx *ctx)
 		return IAP_OK;
 	pool_geom_of(&pg, node, ctx->in[0]);
 
-#pragma omp parallel for schedule(static) if (pg.planes * pg.in_h * pg.in_w > POOL_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pg.planes * pg.in_h * pg.in_w)))
 	for (int64_t p = 0; p < pg.planes; p++) {
 		const float *dyp = dy->data + (size_t)p * pg.out_h * pg.out_w;
 		float *dxp = dx->data + (size_t)p * pg.in_h * pg.in_w;

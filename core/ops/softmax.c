@@ -49,7 +49,7 @@ void iap_softmax_rows(const float *in, float *out, int64_t rows, int64_t cols)
 {
 	if (rows <= 0 || cols <= 0)
 		return;
-#pragma omp parallel for schedule(static) if(rows * cols > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(rows * cols)))
 	for (int64_t r = 0; r < rows; r++)
 		softmax_row(in + r * cols, out + r * cols, cols);
 }
@@ -83,7 +83,7 @@ static int softmax_backward(struct iap_rule_ctx *ctx)
 	const float *dy = ctx->r_out->data;
 	float *dx = ctx->r_in[0]->data;
 
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 	for (int64_t r = 0; r < rows; r++) {
 		const float *sp = s + r * cols;
 		const float *gp = dy + r * cols;

@@ -53,7 +53,7 @@ static int tokens_forward(struct iap_graph *g, struct iap_node *node,
 	const int64_t rows = n_batch * hw;
 
 	/* One output row (token) per iteration: writes are contiguous, reads strided by h·w. */
-#pragma omp parallel for schedule(static) if(rows * dim > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(rows * dim)))
 	for (int64_t r = 0; r < rows; r++) {
 		const int64_t n = r / hw, p = r % hw;
 		const float *src = x + n * dim * hw + p;
@@ -81,7 +81,7 @@ static int tokens_backward(struct iap_rule_ctx *ctx)
 	const int64_t rows = n_batch * dim;
 
 	/* One input channel row per iteration, so no two threads touch the same dx. */
-#pragma omp parallel for schedule(static) if(rows * hw > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(rows * hw)))
 	for (int64_t r = 0; r < rows; r++) {
 		const int64_t n = r / dim, d = r % dim;
 		const float *src = dy + n * hw * dim + d;
@@ -223,7 +223,7 @@ static int pos_embed_forward(struct iap_graph *g, struct iap_node *node,
 
 	/* Sample by sample, so the embedding index is the loop index (no modulo per element). */
 	for (int64_t off = 0; off < total; off += per) {
-#pragma omp parallel for schedule(static) if(per > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(per)))
 		for (int64_t i = 0; i < per; i++)
 			y[off + i] = x[off + i] + pos[i];
 	}
@@ -244,7 +244,7 @@ static int pos_embed_backward(struct iap_rule_ctx *ctx)
 	if (ctx->r_in[0]) {
 		float *dx = ctx->r_in[0]->data;
 
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 		for (int64_t i = 0; i < total; i++)
 			dx[i] += dy[i];
 	}
@@ -252,7 +252,7 @@ static int pos_embed_backward(struct iap_rule_ctx *ctx)
 		float *dp = p->grad.data;
 
 		/* Parallel over embedding positions; each thread sums its column of samples. */
-#pragma omp parallel for schedule(static) if(total > IAP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 		for (int64_t i = 0; i < per; i++) {
 			float s = 0.0f;
 

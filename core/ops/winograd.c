@@ -74,6 +74,11 @@
 #include <string.h>
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <iaprune/threads.h>
 
 #include "winograd.h"
 
@@ -159,6 +164,20 @@ static void wg_plan_init(struct wg_plan *p, int m, int n, int cs, int hs, int ws
 }
 
 /*
+ * Scratch slots: one per thread that may run a chunk. The workspace is
+ * sized when the op asks for it, so it covers at least WG_MIN_SLOTS threads
+ * (a slot is a few thousand floats) and the thread count of that moment.
+ */
+#define WG_MIN_SLOTS 64
+
+static int wg_slots(void)
+{
+	int t = iap_threads();
+
+	return t > WG_MIN_SLOTS ? t : WG_MIN_SLOTS;
+}
+
+/*
  * Scratch floats: t source rows split into m column phases, and xi rows of
  * row transforms (the output side needs m·(t + 1) rows, fewer).
  */
@@ -172,7 +191,7 @@ static size_t wg_plan_floats(const struct wg_plan *p)
 	const size_t t = (size_t)p->rows * p->tw;
 
 	return (size_t)p->xi * p->cd * p->cs + (size_t)p->xi * t * ((size_t)p->cs + p->cd) +
-	       wg_scratch_floats(p);
+	       wg_scratch_floats(p) * (size_t)wg_slots();
 }
 
 /* Output tile edge of the forward: 4 while F(4,3) is accurate enough, else 2. */
@@ -263,6 +282,8 @@ static void wg4_weights(const struct wg_plan *p, const float *w, int turn, float
 {
 	const size_t plane = (size_t)p->cd * p->cs;
 
+	/* Filters are independent: split by destination channel (xi·cd·cs floats written). */
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)p->xi * (int64_t)plane))
 	for (int d = 0; d < p->cd; d++) {
 		float g[9][WG_WBLK], h[18][WG_WBLK];
 
@@ -310,6 +331,8 @@ static void wg2_weights(const struct wg_plan *p, const float *w, int turn, float
 {
 	const size_t plane = (size_t)p->cd * p->cs;
 
+	/* Filters are independent: split by destination channel (xi·cd·cs floats written). */
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)p->xi * (int64_t)plane))
 	for (int d = 0; d < p->cd; d++) {
 		float g[9][WG_WBLK], h[12][WG_WBLK];
 
@@ -580,13 +603,14 @@ static void wg2_out_row(const struct wg_plan *p, const float *m, size_t mstride,
 /*
  * dst (n × cd planes) = conv(src, the filters transformed into u), or += when
  * accumulating; bias (cd floats) only when storing, may be NULL. ws: the
- * chunk's V and M, then the scratch rows.
+ * chunk's V and M, then one scratch slot per thread.
  *
- * The transforms run on the calling thread, the GEMMs on OpenBLAS's threads.
- * Splitting the transforms over OpenMP threads (by channel, at the chunk sizes
- * tried) made whole layers 1.2–8× slower: the OpenMP team starts right after
- * each chunk's GEMMs and competes with OpenBLAS's spinning workers (see
- * core/ops/parallel.h).
+ * One team runs each chunk end to end: the input transforms split by
+ * (channel, tile row), the xi independent GEMMs (in column blocks when xi
+ * alone does not divide among the threads) each on one thread with OpenBLAS
+ * single-threaded, then the output transforms by (channel, tile row). With
+ * OpenBLAS's own pool the transforms had to stay serial (they were 30–40 %
+ * of a 224² layer); now no second pool competes for the cores.
  */
 static void wg_run(const struct wg_plan *p, const float *u, const float *src, const float *bias,
 		   float *dst, int accumulate, float *ws)
@@ -595,43 +619,67 @@ static void wg_run(const struct wg_plan *p, const float *u, const float *src, co
 	const int64_t total = (int64_t)p->n * p->th;
 	const size_t tmax = (size_t)p->rows * tw;
 	const size_t src_plane = (size_t)p->hs * p->wsrc, dst_plane = (size_t)p->hd * p->wd;
+	const size_t slot = wg_scratch_floats(p);
 	float *v = ws, *m = v + (size_t)p->xi * p->cs * tmax;
 	float *scratch = m + (size_t)p->xi * p->cd * tmax;
+	int nt = iap_par_threads(2.0 * p->xi * p->cd * p->cs * (double)tmax, IAP_GEMM_GRAIN);
 
+	if (nt > wg_slots())
+		nt = wg_slots();
 	for (int64_t g0 = 0; g0 < total; g0 += p->rows) {
 		const int rows = (int)(total - g0 < p->rows ? total - g0 : p->rows);
 		const size_t t = (size_t)rows * tw;
 		/* Tile position ξ's matrices: V_ξ = v + ξ·vs (cs × t), M_ξ = m + ξ·ms (cd × t). */
 		const size_t vs = (size_t)p->cs * t, ms = (size_t)p->cd * t;
+		/* GEMM tasks: xi × q column blocks, q the least that balances the team (or gives ≥ 4 per thread). */
+		int q = 1, qb;
 
-		for (int c = 0; c < p->cs; c++) {
-			for (int k = 0; k < rows; k++) {
-				const int64_t g = g0 + k;
-				const float *plane = src + ((size_t)(g / p->th) * p->cs + c) * src_plane;
-				float *vo = v + (size_t)c * t + (size_t)k * tw;
+		while (nt > 1 && (p->xi * q) % nt && p->xi * q < 4 * nt && (size_t)(q + 1) * 16 <= t)
+			q++;
+		qb = (int)(((t + (size_t)q - 1) / q + 15) / 16 * 16);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+		{
+			float *sc = scratch;
 
-				if (p->m == 4)
-					wg4_in_row(p, plane, (int)(g % p->th), scratch, vo, vs);
-				else
-					wg2_in_row(p, plane, (int)(g % p->th), scratch, vo, vs);
+#ifdef _OPENMP
+			sc += (size_t)omp_get_thread_num() * slot;
+#endif
+#pragma omp for collapse(2) schedule(static)
+			for (int c = 0; c < p->cs; c++) {
+				for (int k = 0; k < rows; k++) {
+					const int64_t g = g0 + k;
+					const float *plane = src + ((size_t)(g / p->th) * p->cs + c) * src_plane;
+					float *vo = v + (size_t)c * t + (size_t)k * tw;
+
+					if (p->m == 4)
+						wg4_in_row(p, plane, (int)(g % p->th), sc, vo, vs);
+					else
+						wg2_in_row(p, plane, (int)(g % p->th), sc, vo, vs);
+				}
 			}
-		}
-		for (int xi = 0; xi < p->xi; xi++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cd, (int)t, p->cs, 1.0f,
-				    u + (size_t)xi * p->cd * p->cs, p->cs, v + (size_t)xi * vs,
-				    (int)t, 0.0f, m + (size_t)xi * ms, (int)t);
-		for (int d = 0; d < p->cd; d++) {
-			const float b = bias ? bias[d] : 0.0f;
+#pragma omp for schedule(static)
+			for (int task = 0; task < p->xi * q; task++) {
+				const int xi = task / q, j0 = (task % q) * qb;
+				const int nj = (int)t - j0 < qb ? (int)t - j0 : qb;
 
-			for (int k = 0; k < rows; k++) {
-				const int64_t g = g0 + k;
-				float *plane = dst + ((size_t)(g / p->th) * p->cd + d) * dst_plane;
-				const float *mi = m + (size_t)d * t + (size_t)k * tw;
+				if (nj > 0)
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->cd, nj, p->cs, 1.0f,
+						    u + (size_t)xi * p->cd * p->cs, p->cs, v + (size_t)xi * vs + j0,
+						    (int)t, 0.0f, m + (size_t)xi * ms + j0, (int)t);
+			}
+#pragma omp for collapse(2) schedule(static)
+			for (int d = 0; d < p->cd; d++) {
+				for (int k = 0; k < rows; k++) {
+					const float b = bias ? bias[d] : 0.0f;
+					const int64_t g = g0 + k;
+					float *plane = dst + ((size_t)(g / p->th) * p->cd + d) * dst_plane;
+					const float *mi = m + (size_t)d * t + (size_t)k * tw;
 
-				if (p->m == 4)
-					wg4_out_row(p, mi, ms, (int)(g % p->th), scratch, plane, b, accumulate);
-				else
-					wg2_out_row(p, mi, ms, (int)(g % p->th), scratch, plane, b, accumulate);
+					if (p->m == 4)
+						wg4_out_row(p, mi, ms, (int)(g % p->th), sc, plane, b, accumulate);
+					else
+						wg2_out_row(p, mi, ms, (int)(g % p->th), sc, plane, b, accumulate);
+				}
 			}
 		}
 	}

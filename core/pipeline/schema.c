@@ -167,6 +167,7 @@ static const struct field top_fields[] = {
 	{ .key = "pruning", .type = T_MAP, .def = "{}", .sub = pruning_fields, NOKIND },
 	{ .key = "evaluation", .type = T_MAP, .def = "{}", .sub = evaluation_fields, NOKIND },
 	{ .key = "report", .type = T_MAP, .def = "{}", .sub = report_fields, NOKIND },
+	{ .key = "threads", .type = T_INT, .def = "0", NOKIND, .has_range = 1, .min = 0, .max = 1024 },
 	{ .key = NULL },
 };
 

@@ -1,4 +1,4 @@
-/* Which OpenBLAS kernel set runs, and the re-exec that fixes a misdetection (<iaprune/blas.h>). */
+/* Which OpenBLAS kernel set runs, the re-exec that fixes a misdetection, and products split over the threads (<iaprune/blas.h>). */
 #include "config.h"
 
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include <cblas.h>
 
 #include <iaprune/blas.h>
+#include <iaprune/threads.h>
 
 unsigned iap_cpu_features(void)
 {
@@ -54,19 +55,147 @@ const char *iap_blas_better_core(const char *detected, unsigned features)
 	return NULL;
 }
 
+/*
+ * How long an idle OpenMP thread spins before it sleeps (libgomp's
+ * GOMP_SPINCOUNT, read once when libgomp loads). libgomp's default, 300000
+ * pauses (~1 ms here), is right on an idle machine and ruinous on a busy
+ * one: ResNet50's batch-1 forward on two threads took 1103–1811 ms against
+ * 101 ms on one thread while other jobs held a core, because the spinning
+ * worker took the master's core. 1000 pauses (tens of µs) still bridge the
+ * gaps between the ops' parallel loops: 133 ms under the same load.
+ */
+#define IAP_GOMP_SPINCOUNT "1000"
+
 void iap_blas_reexec(char **argv)
 {
 	const char *better;
+	int core = 0, spin = 0;
 
-	if (!argv || !argv[0] || getenv("OPENBLAS_CORETYPE"))
+	if (!argv || !argv[0])
 		return;
-	better = iap_blas_better_core(iap_blas_core(), iap_cpu_features());
-	if (!better)
-		return;
-	/* Set before the exec, so the new image's OpenBLAS reads it, and the loop cannot recur. */
-	if (setenv("OPENBLAS_CORETYPE", better, 1) != 0)
+	better = getenv("OPENBLAS_CORETYPE") ? NULL : iap_blas_better_core(iap_blas_core(), iap_cpu_features());
+	/* Set before the exec, so the new image's libraries read them, and the loop cannot recur. */
+	if (better && setenv("OPENBLAS_CORETYPE", better, 1) == 0)
+		core = 1;
+	if (!getenv("GOMP_SPINCOUNT") && !getenv("OMP_WAIT_POLICY") &&
+	    setenv("GOMP_SPINCOUNT", IAP_GOMP_SPINCOUNT, 1) == 0)
+		spin = 1;
+	if (!core && !spin)
 		return;
 	execv("/proc/self/exe", argv);
-	/* No /proc, or the binary is gone: go on with the kernels we have. */
-	unsetenv("OPENBLAS_CORETYPE");
+	/* No /proc, or the binary is gone: go on with what we have. */
+	if (core)
+		unsetenv("OPENBLAS_CORETYPE");
+	if (spin)
+		unsetenv("GOMP_SPINCOUNT");
+}
+
+/*
+ * The grid for an m×n product on p threads: pm row blocks × pn column
+ * blocks, pm·pn = p. Each thread packs its rows of A (mb·k) and its columns
+ * of B (k·nb), so the grid that minimises mb + nb moves the least memory;
+ * blocks thinner than a vector register's worth are not worth a thread.
+ */
+static void gemm_grid(int m, int n, int p, int *pm, int *pn)
+{
+	double best = -1;
+
+	*pm = 1;
+	*pn = 1;
+	for (int i = 1; i <= p; i++) {
+		int j = p / i;
+		double mb, nb, cost;
+
+		if (p % i)
+			continue;
+		mb = (double)(m + i - 1) / i;
+		nb = (double)(n + j - 1) / j;
+		if ((i > 1 && mb < 8) || (j > 1 && nb < 16))
+			continue;
+		cost = mb + nb;
+		if (best < 0 || cost < best) {
+			best = cost;
+			*pm = i;
+			*pn = j;
+		}
+	}
+}
+
+void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+	       const float *b, int ldb, float beta, float *c, int ldc)
+{
+	const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+	const enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+	int p = m > 0 && n > 0 ? iap_par_threads(2.0 * m * n * (k > 0 ? k : 1), IAP_GEMM_GRAIN) : 1;
+	int pm, pn, mb, nb;
+
+	if (p > 1)
+		gemm_grid(m, n, p, &pm, &pn);
+	if (p <= 1 || pm * pn <= 1) {
+		cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+	mb = (m + pm - 1) / pm;
+	/* Column blocks in whole cache lines of C, so two threads never write one line. */
+	nb = ((n + pn - 1) / pn + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(pm * pn)
+	for (int blk = 0; blk < pm * pn; blk++) {
+		int i0 = (blk / pn) * mb, j0 = (blk % pn) * nb;
+		int mi = m - i0 < mb ? m - i0 : mb, nj = n - j0 < nb ? n - j0 : nb;
+		const float *ab, *bb;
+
+		if (mi <= 0 || nj <= 0)
+			continue;
+		ab = trans_a ? a + i0 : a + (size_t)i0 * lda;
+		bb = trans_b ? b + (size_t)j0 * ldb : b + j0;
+		cblas_sgemm(CblasRowMajor, ta, tb, mi, nj, k, alpha, ab, lda, bb, ldb, beta,
+			    c + (size_t)i0 * ldc + j0, ldc);
+	}
+}
+
+/* Matrix–vector products stream A once: split when each thread reads ≥ 8 grains (1 MB) of it. */
+#define GEMV_GRAIN (8 * IAP_PAR_GRAIN)
+
+void iap_sgemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x, float beta,
+	       float *y)
+{
+	int p = iap_par_threads((double)m * n, (double)GEMV_GRAIN);
+	int len = trans ? n : m, blk;
+
+	if (p <= 1 || len < 32 * p) {
+		cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+		return;
+	}
+	blk = ((len + p - 1) / p + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(p)
+	for (int t = 0; t < p; t++) {
+		int i0 = t * blk, cnt = len - i0 < blk ? len - i0 : blk;
+
+		if (cnt <= 0)
+			continue;
+		if (trans)   /* y[i0..] = A[:, i0..]ᵀ x */
+			cblas_sgemv(CblasRowMajor, CblasTrans, m, cnt, alpha, a + i0, lda, x, 1, beta, y + i0, 1);
+		else
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, cnt, n, alpha, a + (size_t)i0 * lda, lda, x, 1,
+				    beta, y + i0, 1);
+	}
+}
+
+void iap_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda)
+{
+	int p = iap_par_threads((double)m * n, (double)GEMV_GRAIN);
+	int blk;
+
+	if (p <= 1 || m < 8 * p) {
+		cblas_sger(CblasRowMajor, m, n, alpha, x, 1, y, 1, a, lda);
+		return;
+	}
+	blk = (m + p - 1) / p;
+#pragma omp parallel for schedule(static) num_threads(p)
+	for (int t = 0; t < p; t++) {
+		int i0 = t * blk, cnt = m - i0 < blk ? m - i0 : blk;
+
+		if (cnt > 0)
+			cblas_sger(CblasRowMajor, cnt, n, alpha, x + i0, 1, y, 1, a + (size_t)i0 * lda, lda);
+	}
 }

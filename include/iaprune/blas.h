@@ -41,11 +41,35 @@ const char *iap_blas_better_core(const char *detected, unsigned features);
 
 /*
  * When OPENBLAS_CORETYPE is unset and iap_blas_better_core() names a better
- * set for this process, sets OPENBLAS_CORETYPE to it and execs the running
- * program again with ARGV (through /proc/self/exe). Returns only when nothing
- * was done or the exec failed; the caller goes on either way.
+ * set for this process, sets OPENBLAS_CORETYPE to it; when neither
+ * GOMP_SPINCOUNT nor OMP_WAIT_POLICY is set, sets GOMP_SPINCOUNT to a short
+ * spin (idle OpenMP threads sleep after tens of µs instead of ~1 ms, so a
+ * busy machine does not lose a core to them). If it set either, execs the
+ * running program again with ARGV (through /proc/self/exe): both are read
+ * only when the libraries load. Returns only when nothing was done or the
+ * exec failed; the caller goes on either way.
  */
 void iap_blas_reexec(char **argv);
+
+/*
+ * Products split over the engine's threads (<iaprune/threads.h>): OpenBLAS
+ * runs each block on the calling thread. Row-major, CBLAS argument order;
+ * TRANS_A / TRANS_B are 0 (as stored) or 1 (transposed). A product with less
+ * than IAP_GEMM_GRAIN flops per thread, or one called inside a parallel
+ * region, is one OpenBLAS call. The split is a grid of row blocks × column
+ * blocks chosen so each thread packs as little of A and B as it can; every
+ * element of C is still one dot product over the whole of K, so the result
+ * does not depend on the thread count beyond the kernel's own blocking.
+ */
+void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+	       const float *b, int ldb, float beta, float *c, int ldc);
+
+/* y = alpha·op(A)·x + beta·y, A m×n row-major, unit strides; split over rows (or columns when TRANS). */
+void iap_sgemv(int trans, int m, int n, float alpha, const float *a, int lda, const float *x, float beta,
+	       float *y);
+
+/* A += alpha·x·yᵀ, A m×n row-major, unit strides; split over rows. */
+void iap_sger(int m, int n, float alpha, const float *x, const float *y, float *a, int lda);
 
 #ifdef __cplusplus
 }

@@ -22,27 +22,17 @@
 #include <omp.h>
 #endif
 
+#include <iaprune/blas.h>
 #include <iaprune/ops.h>
+#include <iaprune/threads.h>
 
 #include "dlb.h"
 
 /*
- * Element-wise loops split over threads only from 4M elements, as the
- * core's ops do (core/ops/parallel.h): right after a GEMM OpenBLAS's
- * workers still spin, and OpenMP threads started then fight them for the
- * two cores (ResNet50's and ViT-B/16's DLB passes lost most of their time
- * there with a 32k threshold).
+ * Element-wise loops split by the engine's work rule (iap_par_nt(),
+ * <iaprune/threads.h>): OpenBLAS runs on the OpenMP team's threads, so
+ * there is no second pool to fight and no size threshold to tune.
  */
-#define DLB_OMP_MIN ((int64_t)1 << 22)
-
-static int dlb_max_threads(void)
-{
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
-}
 
 static int dlb_thread_num(void)
 {
@@ -116,7 +106,7 @@ static int rule_pass(struct iap_rule_ctx *ctx)
 	const float *r = ctx->r_out->data;
 	float *d = ri->data;
 
-#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		d[i] += r[i];
 	return IAP_OK;
@@ -169,12 +159,12 @@ static int rule_add(struct iap_rule_ctx *ctx)
 
 		if (rule == DLB_ADD_EQUAL) {
 			/* The default: halves, a plain vector loop. */
-#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 			for (int64_t i = 0; i < n; i++)
 				d[i] += 0.5f * r[i];
 			continue;
 		}
-#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 		for (int64_t i = 0; i < n; i++)
 			d[i] += add_share(rule, self[i], other[i]) * r[i];
 	}
@@ -197,7 +187,7 @@ static int rule_pos_embed(struct iap_rule_ctx *ctx)
 	const float *x = ctx->in[0]->data, *p = pe->data, *r = ctx->r_out->data;
 	float *d = ri->data;
 
-#pragma omp parallel for schedule(static) if (n > DLB_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		d[i] += add_share(rule, x[i], p[i % per]) * r[i];
 	return IAP_OK;
@@ -273,7 +263,7 @@ static int maxpool_repeat(struct iap_rule_ctx *ctx, const struct pool_dims *pd)
 	rh = pd->in_h / pd->out_h;
 	rw = pd->in_w / pd->out_w;
 	scale = 1.0f / (float)(rh * rw);
-#pragma omp parallel for schedule(static) if (pd->planes * pd->in_h * pd->in_w > DLB_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pd->planes * pd->in_h * pd->in_w)))
 	for (int64_t p = 0; p < pd->planes; p++) {
 		const float *rp = r + p * pd->out_h * pd->out_w;
 		float *dp = d + p * pd->in_h * pd->in_w;
@@ -309,7 +299,7 @@ static int rule_maxpool(struct iap_rule_ctx *ctx)
 	if (st->cfg.maxpool_rule == DLB_MAXPOOL_REPEAT)
 		return maxpool_repeat(ctx, &pd);
 
-#pragma omp parallel for schedule(static) if (pd.planes * pd.in_h * pd.in_w > DLB_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pd.planes * pd.in_h * pd.in_w)))
 	for (int64_t p = 0; p < pd.planes; p++) {
 		const float *xp = x + p * pd.in_h * pd.in_w;
 		float *dp = d + p * pd.in_h * pd.in_w;
@@ -361,7 +351,7 @@ static int rule_avgpool(struct iap_rule_ctx *ctx)
 	const float *x = ctx->in[0]->data, *r = ctx->r_out->data;
 	float *d = ctx->r_in[0]->data;
 
-#pragma omp parallel for schedule(static) if (pd.planes * pd.in_h * pd.in_w > DLB_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(pd.planes * pd.in_h * pd.in_w)))
 	for (int64_t p = 0; p < pd.planes; p++) {
 		const float *xp = x + p * pd.in_h * pd.in_w;
 		float *dp = d + p * pd.in_h * pd.in_w;
@@ -500,7 +490,7 @@ static int any_negative(const float *v, int64_t n)
 /* dst = |src|, n elements. */
 static void abs_fill(const float *restrict src, float *restrict dst, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		dst[i] = fabsf(src[i]);
 }
@@ -528,7 +518,7 @@ static void lin_shares(const struct lin_geom *lg, const float *r, float *c)
 /* d += ax ⊙ t where ax ≠ 0 (a zero input takes nothing, even from an infinite share). */
 static void lin_gather(const float *restrict ax, const float *restrict t, float *restrict d, int64_t n)
 {
-#pragma omp parallel for simd schedule(static) if (parallel : n > DLB_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		d[i] += keep_if(ax[i] * t[i], ax[i] != 0.0f);
 }
@@ -545,7 +535,7 @@ static int lin_rows_fused(struct iap_rule_ctx *ctx, const struct lin_geom *lg, c
 			  int neg, const float *r, float *d)
 {
 	const int in = lg->in, out = lg->out, rows = (int)lg->rows;
-	const int nt = lg->n_w > DLB_OMP_MIN ? dlb_max_threads() : 1;
+	const int nt = iap_par_nt(lg->n_w);
 	const int64_t per_t = (int64_t)rows * in;   /* = n_in */
 	float *acc = iap_graph_workspace(ctx->graph, (size_t)((nt + neg) * per_t), ctx->err);
 	const float *ax = x;
@@ -827,7 +817,7 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 			if (ctx->r_in[0]) {
 				float *ra = ctx->r_in[0]->data + woff;
 
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a.t, a.t, a.dh, 1.0f,
+				iap_sgemm(0, 1, a.t, a.t, a.dh, 1.0f,
 					    rnn + h * a.dh, a.d, v + h * a.dh, ld, 0.0f, m, a.t);
 #pragma omp simd
 				for (int64_t i = 0; i < (int64_t)a.t * a.t; i++)
@@ -836,7 +826,7 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 			if (ctx->r_in[1]) {
 				float *rv = ctx->r_in[1]->data + n * a.t * ld + 2 * a.d + h * a.dh;
 
-				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+				iap_sgemm(1, 0, a.t, a.dh, a.t, 1.0f,
 					    w, a.t, rnn + h * a.dh, a.d, 0.0f, m, a.dh);
 				for (int s = 0; s < a.t; s++)
 					for (int k = 0; k < a.dh; k++)
@@ -886,12 +876,12 @@ static int rule_attn_scores(struct iap_rule_ctx *ctx)
 #pragma omp simd
 			for (int64_t i = 0; i < tt; i++)
 				rn2[i] = r[i] / dlb_stab(2.0f * s[i] * unscale, DLB_ATTN_EPS);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+			iap_sgemm(0, 0, a.t, a.dh, a.t, 1.0f,
 				    rn2, a.t, k, ld, 0.0f, m, a.dh);
 			for (int t = 0; t < a.t; t++)
 				for (int c = 0; c < a.dh; c++)
 					rbase[(int64_t)t * ld + h * a.dh + c] += m[t * a.dh + c] * q[(int64_t)t * ld + c];
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, a.t, a.dh, a.t, 1.0f,
+			iap_sgemm(1, 0, a.t, a.dh, a.t, 1.0f,
 				    rn2, a.t, q, ld, 0.0f, m, a.dh);
 			for (int t = 0; t < a.t; t++)
 				for (int c = 0; c < a.dh; c++)

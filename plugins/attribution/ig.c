@@ -57,6 +57,7 @@
 
 #include <iaprune/attribute.h>
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 #include <iaprune/plugin.h>
 
 #include "ig.h"
@@ -475,13 +476,7 @@ struct chunk {
 	int k0, n_steps;
 };
 
-/*
- * The hook runs right after the walk's GEMMs, while OpenBLAS's workers still
- * spin: OpenMP threads started then fight them for the cores (as in the
- * core's element-wise ops, core/ops/parallel.h), so only very large rows are
- * split. It was 32k elements, which split every ResNet50 row.
- */
-#define IG_OMP_MIN ((int64_t)1 << 22)
+/* Element-wise loops split by the engine's work rule (iap_par_nt(), <iaprune/threads.h>). */
 
 /* Walk hook: fold this chunk's h and ∂F/∂h at every unit group into the conductances. */
 static int cond_hook(void *user, struct iap_graph *g, const struct iap_node *node,
@@ -509,7 +504,7 @@ static int cond_hook(void *user, struct iap_graph *g, const struct iap_node *nod
 
 			/* Segment (k−1, k): Δh times the gradient at its left node. */
 			if (k > 0) {
-#pragma omp parallel for simd schedule(static) if (parallel : per > IG_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(per)))
 				for (int64_t e = 0; e < per; e++)
 					c[e] += (h[e] - hp[e]) * gp[e];
 			}

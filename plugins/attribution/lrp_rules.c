@@ -29,17 +29,12 @@
 #include <string.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 #include <iaprune/ops.h>
 
 #include "lrp.h"
 
-/*
- * Element-wise loops split over threads only from 4M elements, as the
- * core's ops do (core/ops/parallel.h): right after a GEMM OpenBLAS's
- * workers still spin, and OpenMP threads started then fight them for the
- * two cores (ResNet50's LRP pass spent ~40% of its time in that fight).
- */
-#define LRP_OMP_MIN ((int64_t)1 << 22)
+/* Element-wise loops split by the engine's work rule (iap_par_nt(), <iaprune/threads.h>). */
 
 /* R / stab(z): z pushed away from 0 by ε in its own direction (sign(0) = +1); 0 if still 0. */
 static inline float stab_div(float r, float z, float eps)
@@ -199,7 +194,7 @@ static void wmod_fill(enum wmod m, float gamma, const struct lin_layer *L, const
 {
 	const int64_t per = L->nw / L->out;
 
-#pragma omp parallel for schedule(static) if (L->nw > LRP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(L->nw)))
 	for (int o = 0; o < L->out; o++) {
 		const float s = L->scale ? L->scale[o] : 1.0f;
 		const float *restrict src = w + o * per;
@@ -279,12 +274,12 @@ static void xmod_fill(enum xmod m, const struct lin_layer *L, const struct lrp_p
 		memcpy(dst, x, (size_t)nx * sizeof(float));
 		break;
 	case XM_POS:
-#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(nx)))
 		for (int64_t i = 0; i < nx; i++)
 			dst[i] = x[i] > 0.0f ? x[i] : 0.0f;
 		break;
 	case XM_NEG:
-#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(nx)))
 		for (int64_t i = 0; i < nx; i++)
 			dst[i] = x[i] < 0.0f ? x[i] : 0.0f;
 		break;
@@ -507,11 +502,11 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 		}
 		lin_fwd(L, xk_of[k], wk_of[k], any_bias ? bm : NULL, yt);
 		if (!init[t->grp]) {
-#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
 			for (int64_t j = 0; j < L->ny; j++)
 				Dg[j] = t->dcoef * yt[j];
 		} else {
-#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
 			for (int64_t j = 0; j < L->ny; j++)
 				Dg[j] += t->dcoef * yt[j];
 		}
@@ -527,11 +522,11 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 		if (!pl.reuse_z && !init[gi])
 			memset(Dg, 0, (size_t)L->ny * sizeof(float));
 		if (m == GM_NONE) {
-#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
 			for (int64_t j = 0; j < L->ny; j++)
 				Dg[j] = stab_div(r_out[j], den[j], eps);
 		} else {
-#pragma omp parallel for simd schedule(static) if (parallel : L->ny > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
 			for (int64_t j = 0; j < L->ny; j++) {
 				int keep = (m == GM_ZPOS && zfwd[j] > 0.0f) || (m == GM_ZNEG && zfwd[j] < 0.0f);
 
@@ -550,11 +545,11 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 		memset(tmp, 0, (size_t)L->nx * sizeof(float));
 		lin_bwd(L, D[t->grp], wk_of[k], tmp);
 		if (rc_k == 1.0f) {
-#pragma omp parallel for simd schedule(static) if (parallel : L->nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->nx)))
 			for (int64_t i = 0; i < L->nx; i++)
 				r_in[i] += xk[i] * tmp[i];
 		} else {
-#pragma omp parallel for simd schedule(static) if (parallel : L->nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->nx)))
 			for (int64_t i = 0; i < L->nx; i++)
 				r_in[i] += rc_k * xk[i] * tmp[i];
 		}
@@ -698,7 +693,7 @@ static int rule_pass(struct iap_rule_ctx *ctx)
 	if (iap_tensor_numel(ctx->r_in[0]) != nel)
 		return iap_error_set(ctx->err, IAP_ESHAPE, "pass rule: input and output sizes differ");
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for simd schedule(static) if (parallel : nel > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(nel)))
 	for (int64_t i = 0; i < nel; i++)
 		ri[i] += r[i];
 	return IAP_OK;
@@ -738,7 +733,7 @@ static int rule_norm(struct iap_rule_ctx *ctx)
 	if (rc)
 		return rc;
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for simd schedule(static) if (parallel : nx > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(nx)))
 	for (int64_t i = 0; i < nx; i++)
 		ri[i] += x[i] * tmp[i];
 	return IAP_OK;
@@ -761,13 +756,13 @@ static int rule_add(struct iap_rule_ctx *ctx)
 
 		if (!rv)
 			return IAP_OK;
-#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 		for (int64_t i = 0; i < n; i++)
 			rv[i] += v[i] * stab_div(r[i], y[i], eps);
 		return IAP_OK;
 	}
 	/* Both operands in one pass: R/stab(y) is computed once per element. */
-#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++) {
 		const float s = stab_div(r[i], y[i], eps);
 
@@ -793,7 +788,7 @@ static int rule_pos_embed(struct iap_rule_ctx *ctx)
 	if (st->p.zero_bias)
 		return rule_pass(ctx);
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for simd schedule(static) if (parallel : n > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		ri[i] += x[i] * stab_div(r[i], y[i], st->p.epsilon);
 	return IAP_OK;
@@ -865,7 +860,7 @@ static int rule_layernorm(struct iap_rule_ctx *ctx)
 	if (!g)
 		return ctx->err ? ctx->err->code : IAP_ENOMEM;
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for schedule(static) if (total > LRP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 	for (int64_t row = 0; row < rows; row++) {
 		const float mu = stats[2 * row], is = stats[2 * row + 1];
 		const float *xp = x + row * d, *rp = r + row * d;
@@ -899,7 +894,7 @@ static int rule_softmax(struct iap_rule_ctx *ctx)
 	if (!ctx->r_in[0])
 		return IAP_OK;
 	ri = ctx->r_in[0]->data;
-#pragma omp parallel for schedule(static) if (total > LRP_OMP_MIN)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(total)))
 	for (int64_t row = 0; row < rows; row++) {
 		const float *sp = s + row * cols, *xp = x + row * cols, *rp = r + row * cols;
 		float *op = ri + row * cols;
@@ -971,7 +966,7 @@ static int rule_bilinear(struct iap_rule_ctx *ctx, float share, int skip_first)
 		if (!nin[k])
 			continue;
 		ri = ctx->r_in[k]->data;
-#pragma omp parallel for simd schedule(static) if (parallel : nin[k] > LRP_OMP_MIN)
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(nin[k])))
 		for (int64_t i = 0; i < nin[k]; i++)
 			ri[i] += x[i] * tmp[k][i];
 	}

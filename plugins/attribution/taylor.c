@@ -14,6 +14,7 @@
 
 #include <iaprune/attribute.h>
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 #include <iaprune/plugin.h>
 
 static const struct iap_option taylor_options[] = {
@@ -73,7 +74,7 @@ static int taylor_hook(void *user, struct iap_graph *g, const struct iap_node *n
 		if (!st->prod)
 			return iap_error_set(st->err, IAP_ENOMEM, "taylor: out of memory");
 	}
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++)
 		st->prod[i] = node->out.data[i] * r_out->data[i];
 	view = *r_out;

@@ -21,6 +21,7 @@
 
 #include <cblas.h>
 
+#include <iaprune/blas.h>
 #include <iaprune/plugin.h>
 
 #include "common.h"
@@ -134,7 +135,7 @@ static int64_t kmeans_assign(struct km *km, int64_t n)
 			s += (double)c[t] * c[t];
 		km->cnorm[j] = (float)s;
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, km->k, (int)km->d, 1.0f, km->x,
+	iap_sgemm(0, 1, (int)n, km->k, (int)km->d, 1.0f, km->x,
 		    (int)km->d, km->c, (int)km->d, 0.0f, km->dots, km->k);
 	for (int64_t i = 0; i < n; i++) {
 		const float *dot = km->dots + i * km->k;
@@ -170,7 +171,7 @@ static void kmeans_update(struct km *km, int64_t n)
 		km->dots[i * km->k + km->assign[i]] = 1.0f;
 		km->counts[km->assign[i]]++;
 	}
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, km->k, (int)km->d, (int)n, 1.0f, km->dots,
+	iap_sgemm(1, 0, km->k, (int)km->d, (int)n, 1.0f, km->dots,
 		    km->k, km->x, (int)km->d, 0.0f, km->cnew, (int)km->d);
 	for (int j = 0; j < km->k; j++) {
 		float inv;
