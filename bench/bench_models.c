@@ -51,6 +51,7 @@
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
 #include <iaprune/tensor.h>
+#include <iaprune/threads.h>
 
 #include "arch.h"
 
@@ -64,6 +65,7 @@
 #define PYTHON "/usr/bin/python3"
 #define IG_FULL_STEPS 32
 #define MAX_BATCHES 4
+#define MAX_THREADS 8
 
 enum { T_FWD, T_GRAD, T_LRP, T_DLB, T_IG, T_MASKED, T_COMPACT, T_COUNT };
 static const char *const t_names[T_COUNT] = { "fwd", "grad", "lrp", "dlb", "ig", "masked", "compact" };
@@ -72,6 +74,7 @@ static const char *const t_names[T_COUNT] = { "fwd", "grad", "lrp", "dlb", "ig",
 struct row {
 	char model[16];
 	int batch;
+	int threads;                   /* the engine's (IAPRUNE_THREADS in the child) and the peer's */
 	int ok;
 	char err[256];
 	double macs;                   /* per sample */
@@ -94,6 +97,8 @@ struct bench_cfg {
 	const char *models[3];
 	int n_models;
 	int peer;                      /* 1: try the PyTorch peer */
+	int threads[MAX_THREADS];      /* thread counts to run every row at (--threads) */
+	int n_threads;
 	const char *json;
 };
 
@@ -139,7 +144,7 @@ static void fill(float *p, size_t n, uint64_t seed)
 
 /* ---- sgemm peak --------------------------------------------------------------- */
 
-/* Best GFLOP/s of m×n×k products, best of 4 after a warm-up. */
+/* Best GFLOP/s of m×n×k products on the engine's threads (iap_sgemm), best of 4 after a warm-up. */
 static double sgemm_gflops(int m, int n, int k)
 {
 	float *a = iap_alloc_floats((size_t)m * k), *b = iap_alloc_floats((size_t)k * n);
@@ -153,8 +158,7 @@ static double sgemm_gflops(int m, int n, int k)
 	for (int r = 0; r < 5; r++) {
 		double t0 = now_s(), dt;
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n,
-			    0.0f, c, n);
+		iap_sgemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
 		dt = now_s() - t0;
 		if (r > 0 && 2.0 * m * n * k / dt / 1e9 > best)
 			best = 2.0 * m * n * k / dt / 1e9;
@@ -1066,6 +1070,45 @@ static void print_table(const struct row *rows, int n, double peak, int peer)
 	}
 }
 
+/*
+ * The scaling table: one line per thread count, forward ms of iaprune /
+ * PyTorch per (model, batch), then each side's speed-up from the first
+ * thread count to the last.
+ */
+static void print_scaling(const struct row *rows, int n, const double *peaks, const struct bench_cfg *bc)
+{
+	const int per = n / bc->n_threads;   /* rows per thread count, same order each time */
+	char a[32], b[32];
+
+	printf("\nScaling (forward ms, iaprune / PyTorch, same threads; sgemm peak on the engine's threads):\n");
+	printf("%7s %9s", "threads", "peak GF/s");
+	for (int i = 0; i < per; i++)
+		printf(" | %8s b%-3d %-8s", rows[i].model, rows[i].batch, "");
+	printf("\n");
+	for (int t = 0; t < bc->n_threads; t++) {
+		printf("%7d %9.1f", bc->threads[t], peaks[t]);
+		for (int i = 0; i < per; i++) {
+			const struct row *r = &rows[t * per + i];
+
+			fmt_ms(a, sizeof(a), r->t[T_FWD]);
+			fmt_ms(b, sizeof(b), r->torch_fwd);
+			printf(" | %s / %s", a, b);
+		}
+		printf("\n");
+	}
+	if (bc->n_threads < 2)
+		return;
+	printf("%7s %9s", "speedup", "");
+	for (int i = 0; i < per; i++) {
+		const struct row *r0 = &rows[i], *r1 = &rows[(bc->n_threads - 1) * per + i];
+
+		fmt_ratio(a, sizeof(a), r0->t[T_FWD], r1->t[T_FWD]);
+		fmt_ratio(b, sizeof(b), r0->torch_fwd, r1->torch_fwd);
+		printf(" |    %s /    %s", a, b);
+	}
+	printf("   (%d -> %d threads)\n", bc->threads[0], bc->threads[bc->n_threads - 1]);
+}
+
 static void json_num(FILE *js, const char *key, double v, int last)
 {
 	if (v < 0 || !isfinite(v))
@@ -1074,15 +1117,23 @@ static void json_num(FILE *js, const char *key, double v, int last)
 		fprintf(js, "\"%s\": %.6g%s", key, v, last ? "" : ", ");
 }
 
-static int write_json(const char *path, const struct row *rows, int n, double peak,
-		      const char *peak_what, int threads, int peer, const struct bench_cfg *bc)
+static int write_json(const char *path, const struct row *rows, int n, const double *peaks,
+		      const char *peak_what, int peer, const struct bench_cfg *bc)
 {
 	FILE *js = fopen(path, "w");
+	double peak = peaks[0];
 
 	if (!js)
 		return -1;
-	fprintf(js, "{\n  \"openblas_threads\": %d,\n  \"openblas_core\": \"%s\",\n", threads,
+	fprintf(js, "{\n  \"openblas_threads\": %d,\n  \"openblas_core\": \"%s\",\n", iap_threads_blas(),
 		openblas_get_corename());
+	fprintf(js, "  \"threads\": [");
+	for (int t = 0; t < bc->n_threads; t++)
+		fprintf(js, "%d%s", bc->threads[t], t + 1 < bc->n_threads ? ", " : "");
+	fprintf(js, "],\n  \"sgemm_peak_gflops_per_threads\": [");
+	for (int t = 0; t < bc->n_threads; t++)
+		fprintf(js, "%.2f%s", peaks[t], t + 1 < bc->n_threads ? ", " : "");
+	fprintf(js, "],\n");
 	fprintf(js, "  \"openblas_coretype_env\": \"%s\",\n",
 		getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
 	fprintf(js, "  \"sgemm_peak_gflops\": %.2f,\n  \"sgemm_peak_shape\": \"%s\",\n", peak, peak_what);
@@ -1092,8 +1143,11 @@ static int write_json(const char *path, const struct row *rows, int n, double pe
 		const struct row *r = &rows[i];
 		double gf = r->t[T_FWD] > 0 ? 2.0 * r->macs * r->batch / r->t[T_FWD] / 1e9 : -1.0;
 
-		fprintf(js, "    {\"model\": \"%s\", \"batch\": %d, \"ok\": %s, ", r->model, r->batch,
-			r->ok ? "true" : "false");
+		for (int t = 0; t < bc->n_threads; t++)
+			if (bc->threads[t] == r->threads)
+				peak = peaks[t];
+		fprintf(js, "    {\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"ok\": %s, ", r->model,
+			r->batch, r->threads, r->ok ? "true" : "false");
 		json_num(js, "macs_per_sample", r->macs, 0);
 		json_num(js, "params", r->params, 0);
 		for (int k = 0; k < T_COUNT; k++) {
@@ -1128,6 +1182,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: bench_models [--quick] [--reps N] [--ig-steps N] [--batch N[,N]]\n"
 		"                    [--models vgg19,resnet50,vit_b_16] [--no-peer] [--json PATH]\n"
+		"                    [--threads N[,N...]]   (every row at each count; scaling table)\n"
 		"       bench_models --profile MODEL [BATCH [REPS]]   (per-node forward times)\n"
 		"       bench_models --profile-walk MODEL lrp|dlb [BATCH [REPS]]   (rule times of one pass)\n"
 		"  --quick: batch 1 only, IG with 4 steps (time scaled to 32); also IAP_BENCH_QUICK=1\n");
@@ -1149,11 +1204,11 @@ int main(int argc, char **argv)
 		.models = { "vgg19", "resnet50", "vit_b_16" }, .n_models = 3, .peer = 1,
 		.json = "bench/results.json",
 	};
-	struct row rows[3 * MAX_BATCHES];
+	static struct row rows[MAX_THREADS * 3 * MAX_BATCHES];
 	char peak_what[64] = "", peak2_what[64] = "", self[4096];
 	const char *q = getenv("IAP_BENCH_QUICK");
-	int threads = openblas_get_num_threads(), n = 0, peer, failed = 0;
-	double peak, peak2;
+	int n = 0, peer, failed = 0;
+	double peaks[MAX_THREADS];
 	ssize_t sl;
 
 	/* The kernels iaprune itself runs with (see <iaprune/blas.h>); children inherit the choice. */
@@ -1208,6 +1263,17 @@ int main(int argc, char **argv)
 				bc.batches[k] = atoi(b[k]);
 		} else if (!strcmp(argv[i], "--models") && v) {
 			bc.n_models = parse_list(argv[++i], bc.models, 3);
+		} else if (!strcmp(argv[i], "--threads") && v) {
+			const char *t[MAX_THREADS];
+
+			bc.n_threads = parse_list(argv[++i], t, MAX_THREADS);
+			for (int k = 0; k < bc.n_threads; k++) {
+				bc.threads[k] = atoi(t[k]);
+				if (bc.threads[k] < 1 || bc.threads[k] > IAP_THREADS_MAX) {
+					usage();
+					return 2;
+				}
+			}
 		} else {
 			usage();
 			return 2;
@@ -1224,39 +1290,68 @@ int main(int argc, char **argv)
 	}
 	self[sl] = '\0';
 
-	printf("bench_models: OpenBLAS %s, core %s, %d threads (OPENBLAS_CORETYPE=%s)\n",
-	       openblas_get_config(), openblas_get_corename(), threads,
-	       getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
-	peak = sgemm_peak(peak_what, sizeof(peak_what));
-	printf("sgemm peak: %.1f GFLOP/s (%s)\n", peak, peak_what);
+	if (bc.n_threads == 0) {   /* the engine's default: IAPRUNE_THREADS, else every CPU */
+		bc.threads[0] = iap_threads();
+		bc.n_threads = 1;
+	}
+	printf("bench_models: OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s), %d thread per call\n",
+	       openblas_get_config(), openblas_get_corename(),
+	       getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", iap_threads_blas());
+	printf("engine threads:");
+	for (int t = 0; t < bc.n_threads; t++)
+		printf(" %d", bc.threads[t]);
+	printf(" (of %d CPUs available; GOMP_SPINCOUNT=%s)\n", iap_threads_available(),
+	       getenv("GOMP_SPINCOUNT") ? getenv("GOMP_SPINCOUNT") : "unset");
 	peer = bc.peer && peer_available();
 	printf("PyTorch peer: %s\n", peer ? "torch (same thread count)" :
 	       bc.peer ? "skipped (no torch/torchvision for " PYTHON ")" : "skipped (--no-peer)");
 	fflush(stdout);
 
-	for (int m = 0; m < bc.n_models; m++)
-		for (int b = 0; b < bc.n_batches; b++) {
-			struct row *rw = &rows[n++];
+	for (int t = 0; t < bc.n_threads; t++) {
+		char tv[16];
 
-			fprintf(stderr, "bench_models: %s batch %d\n", bc.models[m], bc.batches[b]);
-			if (spawn_row(self, bc.models[m], bc.batches[b], &bc, rw)) {
-				fprintf(stderr, "bench_models: fork: %s\n", strerror(errno));
-				return 1;
+		/* The children read it when their engine starts (iap_threads()). */
+		snprintf(tv, sizeof(tv), "%d", bc.threads[t]);
+		setenv("IAPRUNE_THREADS", tv, 1);
+		iap_threads_set(bc.threads[t]);
+		peaks[t] = sgemm_peak(peak_what, sizeof(peak_what));
+		printf("threads %d: sgemm peak %.1f GFLOP/s (%s)\n", bc.threads[t], peaks[t], peak_what);
+		fflush(stdout);
+		for (int m = 0; m < bc.n_models; m++)
+			for (int b = 0; b < bc.n_batches; b++) {
+				struct row *rw = &rows[n++];
+
+				fprintf(stderr, "bench_models: %s batch %d, %d threads\n", bc.models[m],
+					bc.batches[b], bc.threads[t]);
+				if (spawn_row(self, bc.models[m], bc.batches[b], &bc, rw)) {
+					fprintf(stderr, "bench_models: fork: %s\n", strerror(errno));
+					return 1;
+				}
+				rw->threads = bc.threads[t];
+				if (!rw->ok)
+					failed = 1;
+				if (peer)
+					run_peer(rw, bc.threads[t], bc.reps);
 			}
-			if (!rw->ok)
-				failed = 1;
-			if (peer)
-				run_peer(rw, threads, bc.reps);
-		}
-	/* Measured again after the models: a peak taken while someone compiled does not count. */
-	peak2 = sgemm_peak(peak2_what, sizeof(peak2_what));
-	if (peak2 > peak) {
-		peak = peak2;
-		memcpy(peak_what, peak2_what, sizeof(peak_what));
 	}
-	printf("sgemm peak (best of before/after): %.1f GFLOP/s\n", peak);
-	print_table(rows, n, peak, peer);
-	if (write_json(bc.json, rows, n, peak, peak_what, threads, peer, &bc)) {
+	/* Measured again after the models: a peak taken while someone compiled does not count. */
+	for (int t = 0; t < bc.n_threads; t++) {
+		double peak2;
+
+		iap_threads_set(bc.threads[t]);
+		peak2 = sgemm_peak(peak2_what, sizeof(peak2_what));
+		if (peak2 > peaks[t])
+			peaks[t] = peak2;
+	}
+	for (int t = 0; t < bc.n_threads; t++) {
+		const int per = n / bc.n_threads;
+
+		printf("\n== %d threads: sgemm peak (best of before/after) %.1f GFLOP/s ==\n", bc.threads[t],
+		       peaks[t]);
+		print_table(rows + t * per, per, peaks[t], peer);
+	}
+	print_scaling(rows, n, peaks, &bc);
+	if (write_json(bc.json, rows, n, peaks, peak_what, peer, &bc)) {
 		fprintf(stderr, "bench_models: cannot write %s\n", bc.json);
 		return 1;
 	}

@@ -1,0 +1,412 @@
+/*
+ * The engine's thread count (<iaprune/threads.h>) and the products split
+ * over it (iap_sgemm & co., <iaprune/blas.h>): where the count comes from,
+ * the work rule, and that results do not depend on the count beyond float
+ * rounding — for the split products themselves and for whole models'
+ * forward, LRP, DL-Backtrace and IG passes (plugins loaded from the build
+ * tree, as the runner loads them).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <iaprune/attribute.h>
+#include <iaprune/blas.h>
+#include <iaprune/graph.h>
+#include <iaprune/plugin.h>
+#include <iaprune/tensor.h>
+#include <iaprune/threads.h>
+
+#include "../plugins/models/arch.h"
+#include "testutil.h"
+
+#ifndef IAP_ATTR_PLUGIN_DIR
+#error "IAP_ATTR_PLUGIN_DIR must name the build tree's plugins/attribution/.libs"
+#endif
+
+/* ---- where the count comes from ------------------------------------------- */
+
+static void test_configure_precedence(void **state)
+{
+	struct iap_error err = { 0, "" };
+
+	(void)state;
+	assert_true(iap_threads_available() >= 1);
+	unsetenv("IAPRUNE_THREADS");
+	assert_int_equal(iap_threads_configure(0, 0, &err), 0);
+	assert_int_equal(iap_threads(), iap_threads_available());
+	assert_int_equal(iap_threads_configure(0, 5, &err), 0);
+	assert_int_equal(iap_threads(), 5);   /* the pipeline's key */
+	setenv("IAPRUNE_THREADS", "3", 1);
+	assert_int_equal(iap_threads_configure(0, 5, &err), 0);
+	assert_int_equal(iap_threads(), 3);   /* the environment beats the pipeline */
+	assert_int_equal(iap_threads_configure(2, 5, &err), 0);
+	assert_int_equal(iap_threads(), 2);   /* the option beats both */
+#ifdef _OPENMP
+	assert_int_equal(omp_get_max_threads(), 2);
+#endif
+	/* One pool: OpenBLAS runs each call on its caller. */
+	assert_int_equal(iap_threads_blas(), 1);
+}
+
+static void test_configure_bad_env(void **state)
+{
+	static const char *const bad[] = { "abc", "0", "-2", "2x", "1025", "99999999999999999999" };
+
+	(void)state;
+	unsetenv("IAPRUNE_THREADS");
+	iap_threads_set(4);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct iap_error err = { 0, "" };
+
+		setenv("IAPRUNE_THREADS", bad[i], 1);
+		assert_int_equal(iap_threads_configure(0, 0, &err), IAP_EINVAL);
+		assert_non_null(strstr(err.msg, "IAPRUNE_THREADS"));
+		assert_non_null(strstr(err.msg, bad[i]));
+		assert_int_equal(iap_threads(), 4);   /* nothing changed */
+	}
+	unsetenv("IAPRUNE_THREADS");
+	iap_threads_set(0);
+	assert_int_equal(iap_threads(), 1);     /* clamped */
+	iap_threads_set(5000);
+	assert_int_equal(iap_threads(), IAP_THREADS_MAX);
+}
+
+/* ---- the work rule --------------------------------------------------------------- */
+
+static void test_par_threads(void **state)
+{
+	(void)state;
+	iap_threads_set(8);
+	assert_int_equal(iap_par_threads(100, 10), 8);
+	assert_int_equal(iap_par_threads(35, 10), 3);
+	assert_int_equal(iap_par_threads(19, 10), 1);
+	assert_int_equal(iap_par_threads(0, 10), 1);
+	assert_int_equal(iap_par_nt(IAP_PAR_GRAIN * 5), 5);
+	assert_int_equal(iap_par_nt(IAP_PAR_GRAIN - 1), 1);
+	/* It scales with the count: the same work on 64 threads uses more of them. */
+	iap_threads_set(64);
+	assert_int_equal(iap_par_nt(IAP_PAR_GRAIN * 40), 40);
+	iap_threads_set(1);
+	assert_int_equal(iap_par_nt(IAP_PAR_GRAIN * 40), 1);
+#ifdef _OPENMP
+	/* Inside a parallel region there is no second level. */
+	iap_threads_set(4);
+	{
+		int inner = -1;
+
+#pragma omp parallel num_threads(2)
+		{
+#pragma omp single
+			inner = omp_in_parallel() ? iap_par_nt(IAP_PAR_GRAIN * 40) : 1;
+		}
+		assert_int_equal(inner, 1);
+	}
+#endif
+}
+
+/* ---- split products against a double reference ------------------------------ */
+
+static double ref_at(int ta, int tb, int k, const float *a, int lda, const float *b, int ldb, int i, int j)
+{
+	double s = 0;
+
+	for (int p = 0; p < k; p++)
+		s += (double)(ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+		     (double)(tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+	return s;
+}
+
+static void test_sgemm_split(void **state)
+{
+	/* m, n, k: square-ish, thin (a 7×7 layer), wide (a 56² layer), odd sizes and tails. */
+	static const int shapes[][3] = { { 96, 100, 64 }, { 512, 49, 96 }, { 16, 3136, 72 },
+					 { 37, 211, 129 }, { 1, 300, 300 }, { 300, 1, 300 } };
+	struct iap_rng rng;
+
+	(void)state;
+	iap_rng_seed(&rng, 7);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+		for (int tr = 0; tr < 4; tr++) {
+			const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+			const int ta = tr & 1, tb = tr >> 1;
+			const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+			float *a = malloc(sizeof(float) * (size_t)(ta ? k : m) * lda);
+			float *b = malloc(sizeof(float) * (size_t)(tb ? n : k) * ldb);
+			float *c0 = malloc(sizeof(float) * (size_t)m * ldc);
+			float *c = malloc(sizeof(float) * (size_t)m * ldc);
+
+			assert_non_null(a);
+			assert_non_null(b);
+			assert_non_null(c0);
+			assert_non_null(c);
+			tu_fill_uniform(a, (size_t)(ta ? k : m) * lda, &rng, -1, 1);
+			tu_fill_uniform(b, (size_t)(tb ? n : k) * ldb, &rng, -1, 1);
+			tu_fill_uniform(c0, (size_t)m * ldc, &rng, -1, 1);
+			for (int t = 1; t <= 4; t++) {
+				double worst = 0;
+
+				iap_threads_set(t);
+				memcpy(c, c0, sizeof(float) * (size_t)m * ldc);
+				iap_sgemm(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 0.25f, c, ldc);
+				for (int i = 0; i < m; i++) {
+					for (int j = 0; j < n; j++) {
+						double want = 0.5 * ref_at(ta, tb, k, a, lda, b, ldb, i, j) +
+							      0.25 * c0[(size_t)i * ldc + j];
+						double d = fabs(c[(size_t)i * ldc + j] - want);
+
+						worst = d > worst ? d : worst;
+					}
+					/* The padding between rows is never written. */
+					for (int j = n; j < ldc; j++)
+						assert_true(c[(size_t)i * ldc + j] == c0[(size_t)i * ldc + j]);
+				}
+				if (worst > 1e-4 * sqrt((double)k))
+					fail_msg("sgemm %dx%dx%d ta=%d tb=%d on %d threads: error %g", m, n, k, ta,
+						 tb, t, worst);
+			}
+			free(a);
+			free(b);
+			free(c0);
+			free(c);
+		}
+	iap_threads_set(2);
+}
+
+static void test_sgemv_sger_split(void **state)
+{
+	const int m = 700, n = 1300, lda = 1310;   /* 0.9M floats: splits from 2 threads on */
+	float *a = malloc(sizeof(float) * (size_t)m * lda), *a2 = malloc(sizeof(float) * (size_t)m * lda);
+	float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+	struct iap_rng rng;
+
+	(void)state;
+	assert_true(a && a2 && x && y && out);
+	iap_rng_seed(&rng, 11);
+	tu_fill_uniform(a, (size_t)m * lda, &rng, -1, 1);
+	tu_fill_uniform(x, (size_t)n, &rng, -1, 1);
+	tu_fill_uniform(y, (size_t)n, &rng, -1, 1);
+	for (int t = 1; t <= 4; t++) {
+		iap_threads_set(t);
+		assert_true(t == 1 || iap_par_threads((double)m * n, 8.0 * IAP_PAR_GRAIN) > 1);
+		/* y = A x (rows split) */
+		for (int i = 0; i < m; i++)
+			out[i] = 1.0f;
+		iap_sgemv(0, m, n, 2.0f, a, lda, x, 1.0f, out);
+		for (int i = 0; i < m; i++) {
+			double s = 0;
+
+			for (int j = 0; j < n; j++)
+				s += (double)a[(size_t)i * lda + j] * x[j];
+			assert_true(fabs(out[i] - (2 * s + 1)) < 1e-3);
+		}
+		/* y = Aᵀ x (columns split) */
+		iap_sgemv(1, m, n, 1.0f, a, lda, y, 0.0f, out);
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+
+			for (int i = 0; i < m; i++)
+				s += (double)a[(size_t)i * lda + j] * y[i];
+			assert_true(fabs(out[j] - s) < 1e-3);
+		}
+		/* A += 0.5 x yᵀ */
+		memcpy(a2, a, sizeof(float) * (size_t)m * lda);
+		iap_sger(m, n, 0.5f, y, x, a2, lda);
+		for (int i = 0; i < m; i += 7)
+			for (int j = 0; j < n; j += 3)
+				assert_true(fabsf(a2[(size_t)i * lda + j] -
+						  (a[(size_t)i * lda + j] + 0.5f * y[i] * x[j])) < 1e-6f);
+	}
+	free(a);
+	free(a2);
+	free(x);
+	free(y);
+	free(out);
+	iap_threads_set(2);
+}
+
+/* ---- whole models: 1 vs 2 (and 3) threads ------------------------------------ */
+
+/* Largest |a − b| over max |a|: the thread counts' results must agree to float rounding. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+
+		num = d > num ? d : num;
+		den = fabs((double)a[i]) > den ? fabs((double)a[i]) : den;
+	}
+	return den > 0 ? num / den : num;
+}
+
+static struct iap_graph *model(int k)
+{
+	/* 64² at width 1/4: convs of 16+ channels on ≥ 64 Winograd tiles, loops large enough to split. */
+	struct iap_cnn_cfg vc = { .depth = 11, .num_classes = 10, .in_channels = 3, .image_size = 64,
+				  .width = 0.25, .dropout = 0.5f };
+	struct iap_cnn_cfg rc = { .depth = 18, .num_classes = 10, .in_channels = 3, .image_size = 64,
+				  .width = 0.25 };
+	struct iap_vit_cfg tc = { .patch_size = 8, .image_size = 64, .in_channels = 3, .num_layers = 2,
+				  .num_heads = 4, .hidden_dim = 64, .mlp_dim = 128, .num_classes = 10 };
+	struct iap_error err = { 0, "" };
+	struct iap_graph *g = NULL;
+
+	if ((k == 0 ? iap_vgg_build(&vc, &g, &err) : k == 1 ? iap_resnet_build(&rc, &g, &err)
+							    : iap_vit_build(&tc, &g, &err)))
+		fail_msg("%s", err.msg);
+	if (k == 0)
+		iap_vgg_init(g, 5);
+	else if (k == 1)
+		iap_resnet_init(g, 5);
+	else
+		tu_randomize_params(g, 5, 0.2f);   /* torchvision's zero head would make every target 0 */
+	return g;
+}
+
+static const char *const model_names[] = { "vgg11", "resnet18", "vit" };
+
+static void test_forward_threads(void **state)
+{
+	struct iap_tensor x = tu_rand_tensor(21, 4, (int64_t)3, (int64_t)3, (int64_t)64, (int64_t)64);
+
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		struct iap_graph *g = model(k);
+		struct iap_error err = { 0, "" };
+		float *ref = NULL;
+		size_t n = 0;
+
+		for (int t = 1; t <= 3; t++) {
+			const struct iap_tensor *y;
+
+			iap_threads_set(t);
+			assert_int_equal(iap_graph_forward(g, &x, &err), 0);
+			y = iap_graph_output(g);
+			if (!ref) {
+				n = (size_t)iap_tensor_numel(y);
+				ref = malloc(n * sizeof(float));
+				assert_non_null(ref);
+				memcpy(ref, y->data, n * sizeof(float));
+				continue;
+			}
+			printf("# %s forward, %d vs 1 thread: %.3g\n", model_names[k], t,
+			       rel_diff(ref, y->data, n));
+			assert_true(rel_diff(ref, y->data, n) < 1e-5);
+		}
+		free(ref);
+		iap_graph_free(g);
+	}
+	iap_tensor_free(&x);
+	iap_threads_set(2);
+}
+
+static float **scores_new(const struct iap_graph *g)
+{
+	float **s = calloc((size_t)g->n_groups + 1, sizeof(*s));
+
+	assert_non_null(s);
+	for (int i = 0; i < g->n_groups; i++) {
+		s[i] = calloc((size_t)g->groups[i].n_units, sizeof(float));
+		assert_non_null(s[i]);
+	}
+	return s;
+}
+
+static void scores_free(const struct iap_graph *g, float **s)
+{
+	for (int i = 0; i < g->n_groups; i++)
+		free(s[i]);
+	free(s);
+}
+
+/* Unit scores of one attribution pass on t threads; relative to the largest score. */
+static void attribute_on(const struct iap_plugin *pl, struct iap_graph *g, const struct iap_tensor *x,
+			 const char *const *kv, int t, float **scores)
+{
+	const struct iap_attribution_ops *ops = pl->desc->ops.attribution;
+	struct iap_error err = { 0, "" };
+	struct iap_opts *o = NULL;
+	void *st = NULL;
+
+	iap_threads_set(t);
+	assert_int_equal(iap_opts_defaults(pl->desc->options, &o, &err), 0);
+	for (; kv && kv[0]; kv += 2)
+		assert_int_equal(iap_opts_set(o, pl->desc->name, kv[0], kv[1], &err), 0);
+	if (ops->create(o, g, &st, &err))
+		fail_msg("%s: %s", pl->desc->name, err.msg);
+	if (iap_attribute_batch(ops, st, o, g, x, NULL, scores, NULL, &err))
+		fail_msg("%s: %s", pl->desc->name, err.msg);
+	ops->destroy(st);
+	iap_opts_free(o);
+}
+
+static void test_attribution_threads(void **state)
+{
+	static const char *const names[] = { "lrp", "dlb", "ig" };
+	static const char *const ig_opts[] = { "steps", "8", NULL };
+	struct iap_registry *reg = tu_registry_load(IAP_ATTR_PLUGIN_DIR, names, 3);
+	struct iap_tensor x = tu_rand_tensor(22, 4, (int64_t)2, (int64_t)3, (int64_t)64, (int64_t)64);
+
+	(void)state;
+	assert_non_null(reg);
+	for (int k = 0; k < 3; k++) {
+		struct iap_graph *g = model(k);
+
+		for (int a = 0; a < 3; a++) {
+			const struct iap_plugin *pl = iap_registry_find(reg, IAP_PLUGIN_ATTRIBUTION, names[a]);
+			float **s1 = scores_new(g), **s2 = scores_new(g);
+			double worst = 0, top = 0;
+
+			assert_non_null(pl);
+			attribute_on(pl, g, &x, a == 2 ? ig_opts : NULL, 1, s1);
+			attribute_on(pl, g, &x, a == 2 ? ig_opts : NULL, 2, s2);
+			for (int gi = 0; gi < g->n_groups; gi++)
+				for (int u = 0; u < g->groups[gi].n_units; u++) {
+					double d = fabs((double)s1[gi][u] - s2[gi][u]);
+
+					assert_true(isfinite(s1[gi][u]));
+					worst = d > worst ? d : worst;
+					top = fabs(s1[gi][u]) > top ? fabs(s1[gi][u]) : top;
+				}
+			printf("# %s %s scores, 2 vs 1 thread: %.3g of the largest (%.3g)\n", model_names[k],
+			       names[a], top > 0 ? worst / top : worst, top);
+			assert_true(top > 0);
+			assert_true(worst <= 1e-4 * top);
+			scores_free(g, s1);
+			scores_free(g, s2);
+		}
+		iap_graph_free(g);
+	}
+	iap_tensor_free(&x);
+	iap_registry_free(reg);
+	iap_threads_set(2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_configure_precedence),
+		cmocka_unit_test(test_configure_bad_env),
+		cmocka_unit_test(test_par_threads),
+		cmocka_unit_test(test_sgemm_split),
+		cmocka_unit_test(test_sgemv_sger_split),
+		cmocka_unit_test(test_forward_threads),
+		cmocka_unit_test(test_attribution_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
