@@ -38,6 +38,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -215,10 +216,12 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 			col = ws;
 		}
 		/* The bias goes in first so the sgemm adds onto it (beta 1): one pass over y. */
-		if (b)
+		if (b) {
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)cg->out_ch * ohw))
 			for (int o = 0; o < cg->out_ch; o++)
 				for (int p = 0; p < ohw; p++)
 					yn[(size_t)o * ohw + p] = b[o];
+		}
 		iap_sgemm(0, 0, cg->out_ch, ohw, k,
 			    1.0f, w, k, col, ohw, b ? 1.0f : 0.0f, yn, ohw);
 	}
@@ -459,9 +462,22 @@ static void conv_forward_masked(const struct iap_conv_geom *cg, const uint8_t *k
 	const int pointwise = conv_is_pointwise(cg);
 	float *col = ws, *wk = ws + iap_conv2d_im2col_workspace(cg), *yk = wk + (size_t)kept * k;
 
-	for (int o = 0, r = 0; o < cg->out_ch; o++)
-		if (keep[o])
-			memcpy(wk + (size_t)(r++) * k, w + (size_t)o * k, (size_t)k * sizeof(float));
+	/* Row r of wk / yk is output channel kidx[r]; without the list (no memory) the loops run serially. */
+	int *kidx = malloc((size_t)(kept > 0 ? kept : 1) * sizeof(*kidx));
+	const int nt = kidx ? iap_par_nt((int64_t)kept * k) : 1;
+	const int nts = kidx ? iap_par_nt((int64_t)cg->out_ch * (int64_t)ohw) : 1;
+
+	if (kidx)
+		for (int o = 0, r = 0; o < cg->out_ch; o++)
+			if (keep[o])
+				kidx[r++] = o;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+	for (int r = 0; r < kept; r++)
+		memcpy(wk + (size_t)r * k, w + (size_t)kidx[r] * k, (size_t)k * sizeof(float));
+	if (!kidx)
+		for (int o = 0, r = 0; o < cg->out_ch; o++)
+			if (keep[o])
+				memcpy(wk + (size_t)(r++) * k, w + (size_t)o * k, (size_t)k * sizeof(float));
 	for (int n = 0; n < cg->n; n++) {
 		const float *xn = x + (size_t)n * xs;
 		float *yn = y + (size_t)n * ys;
@@ -474,20 +490,38 @@ static void conv_forward_masked(const struct iap_conv_geom *cg, const uint8_t *k
 		}
 		iap_sgemm(0, 0, kept, (int)ohw, k, 1.0f, wk, k,
 			    cm, (int)ohw, 0.0f, yk, (int)ohw);
-		for (int o = 0, r = 0; o < cg->out_ch; o++) {
-			float *dst = yn + (size_t)o * ohw;
+		if (!kidx) {
+			for (int o = 0, r = 0; o < cg->out_ch; o++) {
+				float *dst = yn + (size_t)o * ohw;
 
-			if (!keep[o]) {
-				memset(dst, 0, ohw * sizeof(float));
-				continue;
+				if (!keep[o]) {
+					memset(dst, 0, ohw * sizeof(float));
+					continue;
+				}
+				const float *src = yk + (size_t)(r++) * ohw;
+				const float bo = b ? b[o] : 0.0f;
+
+				for (size_t p = 0; p < ohw; p++)
+					dst[p] = src[p] + bo;
 			}
-			const float *src = yk + (size_t)(r++) * ohw;
+			continue;
+		}
+		/* Pruned channels to 0, then the kept rows scattered with their bias: disjoint rows, any order. */
+		for (int o = 0; o < cg->out_ch; o++)
+			if (!keep[o])
+				memset(yn + (size_t)o * ohw, 0, ohw * sizeof(float));
+#pragma omp parallel for schedule(static) num_threads(nts) if (nts > 1)
+		for (int r = 0; r < kept; r++) {
+			const int o = kidx[r];
+			const float *src = yk + (size_t)r * ohw;
+			float *dst = yn + (size_t)o * ohw;
 			const float bo = b ? b[o] : 0.0f;
 
 			for (size_t p = 0; p < ohw; p++)
 				dst[p] = src[p] + bo;
 		}
 	}
+	free(kidx);
 }
 
 /* ---- the graph op ---------------------------------------------------------- */

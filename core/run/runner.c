@@ -29,6 +29,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/compact.h>
 #include <iaprune/generation.h>
+#include <iaprune/eval_pruned.h>
 #include <iaprune/heatmap.h>
 #include <iaprune/image.h>
 #include <iaprune/lock.h>
@@ -506,10 +507,13 @@ static int prepare_model(struct run *r)
 
 /* ---- evaluation ---------------------------------------------------------------------- */
 
-static int evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metrics *full)
+/* small not NULL: the masks' compacted graph runs where compaction is exact, handed out in *small. */
+static int evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metrics *full,
+		    struct iap_graph **small)
 {
 	struct iap_metrics m = { 0 };
-	int rc = iap_evaluate(r->g, &r->split[r->eval_split], r->eval_batch, &m, r->err);
+	int rc = small ? iap_evaluate_pruned(r->g, &r->split[r->eval_split], r->eval_batch, &m, small, r->err)
+		       : iap_evaluate(r->g, &r->split[r->eval_split], r->eval_batch, &m, r->err);
 
 	if (rc)
 		return rc;
@@ -844,12 +848,11 @@ static void clear_masks(struct run *r)
 		iap_graph_set_mask(r->g, gi, NULL, NULL);
 }
 
-/* Fractions of units, parameters and MACs the current masks remove (from the compacted graph). */
-static int removed(struct run *r, double *units, double *params, double *macs)
+/* Fractions of units, parameters and MACs the current masks remove (from the compacted graph, made here when NULL). */
+static int removed(struct run *r, struct iap_graph *small, double *units, double *params, double *macs)
 {
-	struct iap_graph *small = NULL;
 	int64_t total = 0, off = 0;
-	int rc;
+	int rc, own = !small;
 
 	for (int gi = 0; gi < r->g->n_groups; gi++) {
 		const struct iap_unit_group *grp = &r->g->groups[gi];
@@ -859,18 +862,20 @@ static int removed(struct run *r, double *units, double *params, double *macs)
 			off += !grp->mask[u];
 	}
 	*units = total ? (double)off / (double)total : 0;
-	rc = iap_graph_compact(r->g, 0, &small, r->err);
+	rc = own ? iap_graph_compact(r->g, 0, &small, r->err) : IAP_OK;
 	if (rc)
 		return rc;
 	*params = 1.0 - (double)iap_graph_param_count(small, NULL) / (double)r->params;
 	*macs = 1.0 - (double)iap_graph_macs(small) / (double)r->macs;
-	iap_graph_free(small);
+	if (own)
+		iap_graph_free(small);
 	return IAP_OK;
 }
 
 static int add_row(struct run *r, const struct config *c, double rate, struct iap_report_row **out)
 {
 	struct iap_report_row *row;
+	struct iap_graph *small = NULL;
 	int rc;
 
 	if (r->n_rows == r->cap_rows) {
@@ -889,8 +894,9 @@ static int add_row(struct run *r, const struct config *c, double rate, struct ia
 	row->policy = r->policy->desc->name;
 	row->rate = rate;
 	rc = apply_rate(r, c, rate);
-	rc = rc ? rc : removed(r, &row->units_removed, &row->params_removed, &row->macs_removed);
-	rc = rc ? rc : evaluate(r, &row->m, NULL);
+	rc = rc ? rc : evaluate(r, &row->m, NULL, &small);
+	rc = rc ? rc : removed(r, small, &row->units_removed, &row->params_removed, &row->macs_removed);
+	iap_graph_free(small);
 	clear_masks(r);
 	if (rc)
 		return iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
@@ -1518,7 +1524,7 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 		struct iap_report_metrics rm;
 		char *json = NULL;
 
-		rc = evaluate(r, &rm, &m);
+		rc = evaluate(r, &rm, &m, NULL);
 		if (!rc)
 			rc = iap_metrics_json_string(&m, r->split[r->eval_split].info.class_names, &json, err);
 		if (!rc) {
@@ -1549,7 +1555,7 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 		goto out;
 	}
 	say(r, IAP_LOG_STAGE, "baseline on the %s split", split);
-	rc = evaluate(r, &r->baseline, NULL);
+	rc = evaluate(r, &r->baseline, NULL, NULL);
 	if (rc)
 		goto out;
 	say(r, IAP_LOG_INFO, "baseline accuracy %.4f, balanced accuracy %.4f", r->baseline.accuracy,
