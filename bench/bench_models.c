@@ -43,6 +43,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <iaprune/blas.h>
 #include <iaprune/attribute.h>
@@ -905,6 +908,124 @@ out:
 
 /* ---- the parent ------------------------------------------------------------- */
 
+static int parse_list(char *s, const char **out, int max);
+
+/* This thread's CPU time. */
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/*
+ * --threads-ab: the forward (and input×gradient) of one model at several
+ * thread counts, interleaved rep by rep in one process (same weights, same
+ * memory, the load shared alike), so a busy machine biases no count. Prints
+ * the median per count and each count's speed-up over the first.
+ */
+static int threads_ab(const char *model, int batch, int reps, const char *list)
+{
+	struct iap_error err = { 0 };
+	struct iap_graph *g = NULL;
+	struct iap_tensor x = { 0 }, seed = { 0 }, ixg = { 0 };
+	const char *tok[MAX_THREADS];
+	char buf[256];
+	int th[MAX_THREADS], nth, rc;
+	static double tf[MAX_THREADS][64], tg[MAX_THREADS][64];
+	double mf[MAX_THREADS], mg[MAX_THREADS];
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	nth = parse_list(buf, tok, MAX_THREADS);
+	for (int t = 0; t < nth; t++) {
+		th[t] = atoi(tok[t]);
+		if (th[t] < 1 || th[t] > IAP_THREADS_MAX)
+			return 2;
+	}
+	if (nth < 1 || reps < 1 || reps > 64)
+		return 2;
+	rc = model_and_input(model, batch, &g, &x, &err);
+	/* Warm-up at every count (buffers, OpenMP teams, page faults). */
+	for (int t = 0; t < nth && !rc; t++) {
+		iap_threads_set(th[t]);
+		rc = iap_graph_forward(g, &x, &err);
+		rc = rc ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
+	}
+	for (int r = 0; r < reps && !rc; r++)
+		for (int t = 0; t < nth && !rc; t++) {
+			double t0, t1;
+
+			iap_threads_set(th[t]);
+			t0 = now_s();
+			rc = iap_graph_forward(g, &x, &err);
+			t1 = now_s();
+			rc = rc ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
+			tf[t][r] = t1 - t0;
+			tg[t][r] = now_s() - t1;
+		}
+	if (rc) {
+		fprintf(stderr, "bench_models: %s\n", err.msg);
+		goto out;
+	}
+	{
+		FILE *la = fopen("/proc/loadavg", "r");
+		char l[64] = "?";
+
+		if (la) {
+			if (!fgets(l, sizeof(l), la))
+				snprintf(l, sizeof(l), "?");
+			fclose(la);
+			l[strcspn(l, "\n")] = '\0';
+		}
+		printf("%s batch %d, %d reps interleaved (loadavg after: %s):\n", model, batch, reps, l);
+	}
+	for (int t = 0; t < nth; t++) {
+		mf[t] = median(tf[t], reps);
+		mg[t] = median(tg[t], reps);
+		printf("  %2d threads: forward %8.1f ms (x%.2f)   input x gradient %8.1f ms (x%.2f)\n", th[t],
+		       mf[t] * 1e3, mf[0] / mf[t], mg[t] * 1e3, mg[0] / mg[t]);
+	}
+	/*
+	 * Where the work runs, independent of the load: the CPU time of each team
+	 * thread over reps forwards at the last count. With OMP_WAIT_POLICY=passive
+	 * idle threads sleep instead of spinning, so CPU time is work; the
+	 * master's excess over the mean of the others is the serial (or
+	 * unbalanced) part, and Amdahl bounds the speed-up by it.
+	 */
+#ifdef _OPENMP
+	{
+		const int n = th[nth - 1];
+		static double c0[IAP_THREADS_MAX], c1[IAP_THREADS_MAX];
+		double others = 0, serial, total;
+
+		iap_threads_set(n);
+#pragma omp parallel num_threads(n)
+		c0[omp_get_thread_num()] = thread_cpu_s();
+		for (int r = 0; r < reps && !rc; r++)
+			rc = iap_graph_forward(g, &x, &err);
+#pragma omp parallel num_threads(n)
+		c1[omp_get_thread_num()] = thread_cpu_s();
+		for (int t = 1; t < n; t++)
+			others += c1[t] - c0[t];
+		total = (c1[0] - c0[0]) + others;
+		serial = n > 1 ? (c1[0] - c0[0]) - others / (n - 1) : total;
+		if (!rc && n > 1 && total > 0)
+			printf("  forward CPU time on %d threads: master %.1f ms, others %.1f ms each per forward; "
+			       "serial+imbalance %.1f%% -> Amdahl bound x%.2f%s\n", n, (c1[0] - c0[0]) * 1e3 / reps,
+			       others * 1e3 / reps / (n - 1), 100.0 * serial / total,
+			       1.0 / (serial / total + (1.0 - serial / total) / n),
+			       getenv("OMP_WAIT_POLICY") ? "" : " (set OMP_WAIT_POLICY=passive: spinning counts as work)");
+	}
+#endif
+out:
+	iap_tensor_free(&x);
+	iap_tensor_free(&seed);
+	iap_tensor_free(&ixg);
+	iap_graph_free(g);
+	return rc ? 1 : 0;
+}
+
 /* Re-execute this program as a child for one row; read its struct row from a pipe. */
 static int spawn_row(const char *self, const char *model, int batch, const struct bench_cfg *bc,
 		     struct row *rw)
@@ -1185,6 +1306,7 @@ static void usage(void)
 		"                    [--threads N[,N...]]   (every row at each count; scaling table)\n"
 		"       bench_models --profile MODEL [BATCH [REPS]]   (per-node forward times)\n"
 		"       bench_models --profile-walk MODEL lrp|dlb [BATCH [REPS]]   (rule times of one pass)\n"
+		"       bench_models --threads-ab MODEL [BATCH [REPS [T1,T2,...]]]   (thread counts interleaved)\n"
 		"  --quick: batch 1 only, IG with 4 steps (time scaled to 32); also IAP_BENCH_QUICK=1\n");
 }
 
@@ -1233,6 +1355,9 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && !strcmp(argv[1], "--profile"))
 		return profile_model(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 5);
+	if (argc >= 3 && !strcmp(argv[1], "--threads-ab"))
+		return threads_ab(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 5,
+				  argc > 5 ? argv[5] : "1,2");
 	if (argc >= 4 && !strcmp(argv[1], "--profile-walk"))
 		return profile_walk(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 1,
 				    argc > 5 ? atoi(argv[5]) : 3);
