@@ -260,8 +260,9 @@ static struct iap_graph *model(int k)
 				  .width = 0.25, .dropout = 0.5f };
 	struct iap_cnn_cfg rc = { .depth = 18, .num_classes = 10, .in_channels = 3, .image_size = 64,
 				  .width = 0.25 };
-	struct iap_vit_cfg tc = { .patch_size = 8, .image_size = 64, .in_channels = 3, .num_layers = 2,
-				  .num_heads = 4, .hidden_dim = 64, .mlp_dim = 128, .num_classes = 10 };
+	/* 257 tokens of 2 heads × 64: the attention products split over heads from 2 threads on. */
+	struct iap_vit_cfg tc = { .patch_size = 4, .image_size = 64, .in_channels = 3, .num_layers = 2,
+				  .num_heads = 2, .hidden_dim = 128, .mlp_dim = 256, .num_classes = 10 };
 	struct iap_error err = { 0, "" };
 	struct iap_graph *g = NULL;
 

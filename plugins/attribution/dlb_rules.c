@@ -783,7 +783,7 @@ static void attn_dims_of(const struct iap_node *node, const struct iap_tensor *q
 static int rule_attn_context(struct iap_rule_ctx *ctx)
 {
 	struct attn_dims a;
-	float *buf, *rn, *m;
+	float *buf, *rn, *m0;
 
 	if (!ctx->r_in[0] && !ctx->r_in[1])
 		return IAP_OK;
@@ -793,24 +793,30 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 		return size_error(ctx);
 	const int64_t n_o = iap_tensor_numel(ctx->out);
 	const int ld = 3 * a.d;
+	/* Heads split over the team, each thread with its own product scratch (heads write disjoint outputs). */
+	const int64_t per_t = (int64_t)a.t * a.t + (int64_t)a.t * a.dh;
+	const int nt = iap_par_threads(4.0 * a.n * a.h * (double)a.t * a.t * a.dh, IAP_GEMM_GRAIN);
 
-	buf = iap_graph_workspace(ctx->graph, (size_t)(n_o + (int64_t)a.t * a.t + (int64_t)a.t * a.dh),
-				  ctx->err);
+	buf = iap_graph_workspace(ctx->graph, (size_t)(n_o + nt * per_t), ctx->err);
 	if (!buf)
 		return ws_error(ctx);
 	rn = buf;
-	m = rn + n_o;
+	m0 = rn + n_o;
 
 	const float *o = ctx->out->data, *r = ctx->r_out->data;
 
-#pragma omp simd
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt(n_o))
 	for (int64_t i = 0; i < n_o; i++)
 		rn[i] = r[i] / dlb_stab(2.0f * o[i], DLB_ATTN_EPS);
-	for (int64_t n = 0; n < a.n; n++) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *v = ctx->in[1]->data + n * a.t * ld + 2 * a.d;
 		const float *rnn = rn + n * a.t * a.d;
+		float *m = m0 + (int64_t)dlb_thread_num() * per_t;
 
-		for (int h = 0; h < a.h; h++) {
+		{
 			const int64_t woff = (n * a.h + h) * a.t * a.t;
 			const float *w = ctx->in[0]->data + woff;
 
@@ -846,7 +852,7 @@ static int rule_attn_context(struct iap_rule_ctx *ctx)
 static int rule_attn_scores(struct iap_rule_ctx *ctx)
 {
 	struct attn_dims a;
-	float *buf, *rn2, *m;
+	float *buf;
 
 	if (!ctx->r_in[0])
 		return IAP_OK;
@@ -858,17 +864,22 @@ static int rule_attn_scores(struct iap_rule_ctx *ctx)
 	const int ld = 3 * a.d;
 	const float unscale = sqrtf((float)a.dh);
 	const int64_t tt = (int64_t)a.t * a.t;
+	/* As at the context: heads over the team, scratch per thread, disjoint q and k columns per head. */
+	const int64_t per_t = tt + (int64_t)a.t * a.dh;
+	const int nt = iap_par_threads(4.0 * a.n * a.h * (double)tt * a.dh, IAP_GEMM_GRAIN);
 
-	buf = iap_graph_workspace(ctx->graph, (size_t)(tt + (int64_t)a.t * a.dh), ctx->err);
+	buf = iap_graph_workspace(ctx->graph, (size_t)(nt * per_t), ctx->err);
 	if (!buf)
 		return ws_error(ctx);
-	rn2 = buf;
-	m = rn2 + tt;
-	for (int64_t n = 0; n < a.n; n++) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+	for (int64_t nh = 0; nh < a.n * a.h; nh++) {
+		const int64_t n = nh / a.h;
+		const int h = (int)(nh % a.h);
 		const float *base = ctx->in[0]->data + n * a.t * ld;
 		float *rbase = ctx->r_in[0]->data + n * a.t * ld;
+		float *rn2 = buf + (int64_t)dlb_thread_num() * per_t, *m = rn2 + tt;
 
-		for (int h = 0; h < a.h; h++) {
+		{
 			const int64_t soff = (n * a.h + h) * tt;
 			const float *s = ctx->out->data + soff, *r = ctx->r_out->data + soff;
 			const float *q = base + h * a.dh, *k = base + a.d + h * a.dh;

@@ -478,6 +478,9 @@ struct chunk {
 
 /* Element-wise loops split by the engine's work rule (iap_par_nt(), <iaprune/threads.h>). */
 
+/* Elements per block of a per-sample loop whose steps must run in order (16 KB of floats). */
+#define IG_BLOCK ((int64_t)4096)
+
 /* Walk hook: fold this chunk's h and ∂F/∂h at every unit group into the conductances. */
 static int cond_hook(void *user, struct iap_graph *g, const struct iap_node *node,
 		     const struct iap_tensor *r_out)
@@ -491,25 +494,33 @@ static int cond_hook(void *user, struct iap_graph *g, const struct iap_node *nod
 		return 0;
 	(void)g;
 	per = iap_tensor_numel(&node->out) / node->out.shape[0];
-	for (int j = 0; j < ch->n_steps; j++) {
-		int k = ch->k0 + j;
-
-		if (k >= ch->P)
-			break;
-		for (int i = 0; i < ch->bs; i++) {
-			int64_t row = (int64_t)j * ch->bs + i, s = ch->s0 + i;
-			const float *h = node->out.data + row * per, *gr = r_out->data + row * per;
+	const int steps = ch->P - ch->k0 < ch->n_steps ? ch->P - ch->k0 : ch->n_steps;
+	/*
+	 * Step j of a sample needs its step j − 1 (hprev/gprev), so the steps run
+	 * in order inside each (sample, element block), and those blocks split
+	 * over the team in one region for the whole chunk.
+	 */
+#pragma omp parallel for collapse(2) schedule(static) \
+	num_threads(iap_par_nt((int64_t)ch->bs * per * (steps > 0 ? steps : 1)))
+	for (int i = 0; i < ch->bs; i++) {
+		for (int64_t e0 = 0; e0 < per; e0 += IG_BLOCK) {
+			const int64_t e1 = per - e0 < IG_BLOCK ? per : e0 + IG_BLOCK, s = ch->s0 + i;
 			float *hp = st->hprev[gi].data + s * per, *gp = st->gprev[gi].data + s * per;
 			float *c = st->cond[gi].data + s * per;
 
-			/* Segment (k−1, k): Δh times the gradient at its left node. */
-			if (k > 0) {
-#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(per)))
-				for (int64_t e = 0; e < per; e++)
-					c[e] += (h[e] - hp[e]) * gp[e];
+			for (int j = 0; j < steps; j++) {
+				const int64_t row = (int64_t)j * ch->bs + i;
+				const float *h = node->out.data + row * per, *gr = r_out->data + row * per;
+
+				/* Segment (k−1, k): Δh times the gradient at its left node. */
+				if (ch->k0 + j > 0) {
+#pragma omp simd
+					for (int64_t e = e0; e < e1; e++)
+						c[e] += (h[e] - hp[e]) * gp[e];
+				}
+				memcpy(hp + e0, h + e0, (size_t)(e1 - e0) * sizeof(float));
+				memcpy(gp + e0, gr + e0, (size_t)(e1 - e0) * sizeof(float));
 			}
-			memcpy(hp, h, (size_t)per * sizeof(float));
-			memcpy(gp, gr, (size_t)per * sizeof(float));
 		}
 	}
 	return 0;
@@ -669,12 +680,13 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 			ch.k0 = k0;
 			ch.n_steps = S;
 			/* Interpolate: row (j, i) = x' + α (x − x'). */
+			/* Rows are independent: one region for the whole internal batch. */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(iap_par_nt((int64_t)S * bs * in_per))
 			for (int j = 0; j < S; j++) {
-				int k = k0 + j;
-				/* Beyond the path: x (α = 1), x' (α = 0), then padding rows (x'). */
-				double a = k < P ? st->alpha[k] : k == vx ? 1.0 : 0.0;
-
 				for (int i = 0; i < bs; i++) {
+					const int k = k0 + j;
+					/* Beyond the path: x (α = 1), x' (α = 0), then padding rows (x'). */
+					const double a = k < P ? st->alpha[k] : k == vx ? 1.0 : 0.0;
 					const float *xv = x->data + (int64_t)(s0 + i) * in_per;
 					const float *bv = st->xb.data + (int64_t)(s0 + i) * in_per;
 					float *rv = st->rows.data + ((int64_t)j * bs + i) * in_per;
@@ -722,15 +734,26 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 				return iap_error_prefix(err, "ig");
 			if (cond)
 				continue;
-			for (int j = 0; j < S && k0 + j < P; j++) {
-				float w = (float)st->weight[k0 + j];
+			{
+				const int steps = P - k0 < S ? P - k0 : S;
 
+				/* Each sample's sum takes its steps in order; samples and element blocks split. */
+#pragma omp parallel for collapse(2) schedule(static) \
+	num_threads(iap_par_nt((int64_t)steps * bs * in_per))
 				for (int i = 0; i < bs; i++) {
-					const float *gr = g->input_r.data + ((int64_t)j * bs + i) * in_per;
-					float *acc = st->grad_sum.data + (int64_t)(s0 + i) * in_per;
+					for (int64_t e0 = 0; e0 < in_per; e0 += IG_BLOCK) {
+						const int64_t e1 = in_per - e0 < IG_BLOCK ? in_per : e0 + IG_BLOCK;
+						float *acc = st->grad_sum.data + (int64_t)(s0 + i) * in_per;
 
-					for (int64_t e = 0; e < in_per; e++)
-						acc[e] += w * gr[e];
+						for (int j = 0; j < steps; j++) {
+							const float w = (float)st->weight[k0 + j];
+							const float *gr = g->input_r.data + ((int64_t)j * bs + i) * in_per;
+
+#pragma omp simd
+							for (int64_t e = e0; e < e1; e++)
+								acc[e] += w * gr[e];
+						}
+					}
 				}
 			}
 		}
