@@ -1415,10 +1415,12 @@ int main(int argc, char **argv)
 	}
 	self[sl] = '\0';
 
-	if (bc.n_threads == 0) {   /* the engine's default: IAPRUNE_THREADS, else every CPU */
+	/* The engine's default (IAPRUNE_THREADS, else every CPU); also puts OpenBLAS on one thread per call. */
+	if (bc.n_threads == 0) {
 		bc.threads[0] = iap_threads();
 		bc.n_threads = 1;
 	}
+	iap_threads_set(bc.threads[0]);
 	printf("bench_models: OpenBLAS %s, core %s (OPENBLAS_CORETYPE=%s), %d thread per call\n",
 	       openblas_get_config(), openblas_get_corename(),
 	       getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", iap_threads_blas());
