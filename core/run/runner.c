@@ -1366,7 +1366,7 @@ static int finetune_rows(struct run *r)
 			*row = *plain;
 			rc = apply_rate(r, c, ft.rates[k]);
 			rc = rc ? rc : iap_finetune_masked(r->g, &r->split[IAP_SPLIT_TRAIN], &ft, r->err);
-			rc = rc ? rc : evaluate(r, &row->m, NULL);
+			rc = rc ? rc : evaluate(r, &row->m, NULL, NULL);
 			iap_param_copy_restore(&dense, r->g);
 			clear_masks(r);
 			if (rc) {
