@@ -920,6 +920,48 @@ static double thread_cpu_s(void)
 }
 
 /*
+ * The CPU time of each of the n team threads over reps runs of fn. With
+ * OMP_WAIT_POLICY=passive idle threads sleep instead of spinning, so CPU
+ * time is work: the master's excess over the mean of the others is the
+ * serial (or unbalanced) part, and Amdahl bounds the speed-up by it.
+ */
+static int cpu_split(const char *what, int n, int (*fn)(void *, struct iap_error *), void *ctx, int reps,
+		     struct iap_error *err)
+{
+	int rc = 0;
+#ifdef _OPENMP
+	static double c0[IAP_THREADS_MAX], c1[IAP_THREADS_MAX];
+	double others = 0, serial, total;
+
+	rc = fn(ctx, err);   /* warm: buffers shaped for this pass */
+#pragma omp parallel num_threads(n)
+	c0[omp_get_thread_num()] = thread_cpu_s();
+	for (int r = 0; r < reps && !rc; r++)
+		rc = fn(ctx, err);
+#pragma omp parallel num_threads(n)
+	c1[omp_get_thread_num()] = thread_cpu_s();
+	for (int t = 1; t < n; t++)
+		others += c1[t] - c0[t];
+	total = (c1[0] - c0[0]) + others;
+	serial = n > 1 ? (c1[0] - c0[0]) - others / (n - 1) : total;
+	if (!rc && n > 1 && total > 0)
+		printf("  %s CPU time on %d threads: master %.1f ms, others %.1f ms each per pass; "
+		       "serial+imbalance %.1f%% -> Amdahl bound x%.2f%s\n", what, n, (c1[0] - c0[0]) * 1e3 / reps,
+		       others * 1e3 / reps / (n - 1), 100.0 * serial / total,
+		       1.0 / (serial / total + (1.0 - serial / total) / n),
+		       getenv("OMP_WAIT_POLICY") ? "" : " (set OMP_WAIT_POLICY=passive: spinning counts as work)");
+#else
+	(void)what;
+	(void)n;
+	(void)fn;
+	(void)ctx;
+	(void)reps;
+	(void)err;
+#endif
+	return rc;
+}
+
+/*
  * --threads-ab: the forward (and input×gradient) of one model at several
  * thread counts, interleaved rep by rep in one process (same weights, same
  * memory, the load shared alike), so a busy machine biases no count. Prints
@@ -988,36 +1030,30 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 	}
 	/*
 	 * Where the work runs, independent of the load: the CPU time of each team
-	 * thread over reps forwards at the last count. With OMP_WAIT_POLICY=passive
-	 * idle threads sleep instead of spinning, so CPU time is work; the
-	 * master's excess over the mean of the others is the serial (or
-	 * unbalanced) part, and Amdahl bounds the speed-up by it.
+	 * thread over reps passes at the last count (see cpu_split).
 	 */
-#ifdef _OPENMP
 	{
-		const int n = th[nth - 1];
-		static double c0[IAP_THREADS_MAX], c1[IAP_THREADS_MAX];
-		double others = 0, serial, total;
+		struct pass_ctx pc = { .g = g, .x = &x };
+		struct iap_registry *reg = iap_registry_new(&err);
+		struct attr_plugin ap = { 0 };
 
-		iap_threads_set(n);
-#pragma omp parallel num_threads(n)
-		c0[omp_get_thread_num()] = thread_cpu_s();
-		for (int r = 0; r < reps && !rc; r++)
-			rc = iap_graph_forward(g, &x, &err);
-#pragma omp parallel num_threads(n)
-		c1[omp_get_thread_num()] = thread_cpu_s();
-		for (int t = 1; t < n; t++)
-			others += c1[t] - c0[t];
-		total = (c1[0] - c0[0]) + others;
-		serial = n > 1 ? (c1[0] - c0[0]) - others / (n - 1) : total;
-		if (!rc && n > 1 && total > 0)
-			printf("  forward CPU time on %d threads: master %.1f ms, others %.1f ms each per forward; "
-			       "serial+imbalance %.1f%% -> Amdahl bound x%.2f%s\n", n, (c1[0] - c0[0]) * 1e3 / reps,
-			       others * 1e3 / reps / (n - 1), 100.0 * serial / total,
-			       1.0 / (serial / total + (1.0 - serial / total) / n),
-			       getenv("OMP_WAIT_POLICY") ? "" : " (set OMP_WAIT_POLICY=passive: spinning counts as work)");
+		iap_threads_set(th[nth - 1]);
+		rc = cpu_split("forward", th[nth - 1], pass_fwd, &pc, reps, &err);
+		rc = rc ? rc : cpu_split("input x gradient walk", th[nth - 1], pass_grad, &pc, reps, &err);
+		if (!rc && reg && attr_open(reg, "lrp", g, NULL, &ap, &err) == IAP_OK) {
+			pc.ap = &ap;
+			pc.scores = scores_new(g);
+			rc = pc.scores ? cpu_split("LRP pass", th[nth - 1], pass_attr, &pc, reps, &err)
+				       : iap_error_set(&err, IAP_ENOMEM, "scores");
+			scores_free(g, pc.scores);
+		}
+		attr_close(&ap);
+		iap_registry_free(reg);
+		iap_tensor_free(&pc.seed);
+		iap_tensor_free(&pc.ixg);
+		if (rc)
+			fprintf(stderr, "bench_models: %s\n", err.msg);
 	}
-#endif
 out:
 	iap_tensor_free(&x);
 	iap_tensor_free(&seed);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 
 int iap_rule_gradient(struct iap_rule_ctx *ctx)
 {
@@ -111,7 +112,7 @@ int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 		rc = iap_tensor_ensure(&g->input_r, g->input.ndim, g->input.shape, err);
 		if (rc)
 			goto out_free;
-		iap_tensor_zero(&g->input_r);
+		iap_par_zero(g->input_r.data, iap_tensor_numel(&g->input_r));
 	}
 	if (opts->want_param_grads) {
 		for (int i = 0; i < g->n_nodes; i++)
@@ -176,7 +177,7 @@ int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 						       g->nodes[src].out.shape, err);
 				if (rc)
 					goto out_free;
-				iap_tensor_zero(&g->r[src]);
+				iap_par_zero(g->r[src].data, iap_tensor_numel(&g->r[src]));
 				touched[src] = 1;
 			}
 			ctx.r_in[k] = &g->r[src];

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -112,4 +113,20 @@ int iap_par_threads(double work, double grain)
 int iap_par_nt(int64_t n)
 {
 	return iap_par_threads((double)n, (double)IAP_PAR_GRAIN);
+}
+
+void iap_par_zero(float *p, int64_t n)
+{
+	const int nt = p && n > 0 ? iap_par_nt(n) : 1;
+	const int64_t blk = (n + nt - 1) / nt;
+
+	if (!p || n <= 0)
+		return;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+	for (int t = 0; t < nt; t++) {
+		const int64_t lo = t * blk, hi = n - lo < blk ? n : lo + blk;
+
+		if (hi > lo)
+			memset(p + lo, 0, (size_t)(hi - lo) * sizeof(float));
+	}
 }

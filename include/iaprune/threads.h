@@ -70,6 +70,9 @@ int iap_par_threads(double work, double grain);
 /* iap_par_threads(n, IAP_PAR_GRAIN): for memory-bound loops over N elements. */
 int iap_par_nt(int64_t n);
 
+/* p[0..n) = 0, split over the threads like any memory-bound loop (a tensor's zeroing is no serial step). */
+void iap_par_zero(float *p, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif
