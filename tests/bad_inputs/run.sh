@@ -131,7 +131,7 @@ run wide_images.yaml "dataset 'medmnist', train split: wide_images.npz: train_im
 run memory_bomb.yaml "model 'vgg' (504178 parameters, batch size 2) with 6 images needs about 8.7 GiB of memory, more than the limit of 1.0 GiB (--max-memory; the default is 3/4 of physical memory)"
 refused "num_classes.yaml:7:53: model 'vgg': option 'num_classes': 99999999999 is out of range [0, 1e+06]" \
 	env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" run --dry-run num_classes.yaml
-pipeline escape_key.yaml "escape_key.yaml:2:1: unknown key 'se\\e[2Jed\\nx' (known: version, name, seed, output, dataset, model, sampling, attribution, pruning, evaluation, report)"
+pipeline escape_key.yaml "escape_key.yaml:2:1: unknown key 'se\\e[2Jed\\nx' (known: version, name, seed, output, dataset, model, sampling, attribution, pruning, evaluation, report, threads)"
 info() { refused "$2" env IAPRUNE_PLUGIN_PATH="$P" "$IAPRUNE" --max-memory 1G info "$1"; }
 info classes_overflow.safetensors "classes_overflow.safetensors: bad iaprune.input '3x32x32' or iaprune.num_classes '99999999999' (at most 1000000 classes)"
 info huge_input.safetensors "huge_input.safetensors: bad iaprune.input '3x4000000000x4000000000' or iaprune.num_classes '2' (at most 1000000 classes)"
