@@ -62,9 +62,10 @@ int iap_prune_iterative(const struct iap_plugin *policy, const struct iap_opts *
 				if (!prior[gi][u] && keep[gi][u]) {
 					rc = iap_error_set(err, IAP_EINVAL, "policy '%s' (ABI %u.%u) brought back unit %d "
 							   "of '%s' at iterative step %d; iterative pruning needs a "
-							   "policy that honours prior masks (ABI 1.1)", name,
-							   policy->desc->abi_major, policy->desc->abi_minor, u,
-							   g->groups[gi].name, k);
+							   "policy that honours prior masks (prior_keep, part of "
+							   "plugin ABI %d.%d)", name, policy->desc->abi_major,
+							   policy->desc->abi_minor, u, g->groups[gi].name, k,
+							   IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR);
 					break;
 				}
 		if (rc || k == steps)

@@ -27,7 +27,7 @@ typedef int (*iap_rescore_fn)(void *user, struct iap_graph *g, float *const *sco
  * last step prunes what one call at in->rate would count. steps = 1 is one
  * plain policy call with in as given. keep[g] has n_units entries per group;
  * g's masks are cleared on return. A policy that revives a prior unit (one
- * built before ABI 1.1 ignores prior_keep) is refused.
+ * that ignores prior_keep) is refused.
  */
 int iap_prune_iterative(const struct iap_plugin *policy, const struct iap_opts *opts,
 			const struct iap_policy_input *in, struct iap_graph *g, int steps,
