@@ -4,6 +4,8 @@
  * rebuilt .so never gets the old scores) and the content of the samples the
  * scores come from (pixels and labels as the dataset plugin loads them, so
  * a changed file under the same path and indices is not mistaken for the old).
+ * Training checkpoints record the same two for the model plugin and for the
+ * whole training and validation splits.
  */
 #include "config.h"
 
@@ -42,7 +44,7 @@ int iap_key_samples(uint64_t *h, const struct iap_dataset *ds, const int64_t *id
 	for (int64_t i = 0; i < n && !rc; i++) {
 		int label = -1;
 
-		rc = ds->ops->load(ds->state, idx[i], buf, &label, err);
+		rc = ds->ops->load(ds->state, idx ? idx[i] : i, buf, &label, err);
 		if (!rc) {
 			*h = iap_key_bytes(*h, buf, (size_t)per * sizeof(float));
 			*h = iap_key_bytes(*h, &label, sizeof(label));

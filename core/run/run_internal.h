@@ -83,7 +83,7 @@ int iap_contract_heatmap(const struct iap_plugin *p, const struct iap_tensor *x,
 uint64_t iap_key_bytes(uint64_t h, const void *p, size_t n);
 /* The plugin's file content hash: a rebuilt .so gets new scores. */
 uint64_t iap_key_plugin(uint64_t h, const struct iap_plugin *p);
-/* The content of samples idx[0..n) of ds: every pixel and the label. */
+/* The content of samples idx[0..n) of ds (idx NULL: samples 0..n-1): every pixel and the label. */
 int iap_key_samples(uint64_t *h, const struct iap_dataset *ds, const int64_t *idx, int64_t n,
 		    struct iap_error *err);
 

@@ -352,32 +352,42 @@ static void identity_plugin(FILE *f, const char *prefix, const struct iap_plugin
 
 /*
  * What a checkpoint was trained on, beyond the training recipe: the dataset
- * (plugin, options, the data file's size and time, split sizes, shape and
- * classes) and the model (plugin and options). NULL when out of memory.
+ * (plugin, options, split sizes, classes, and the content of the training
+ * and validation samples as loaded, so a file changed under the same size
+ * and time is not taken for the old one) and the model (plugin, options and
+ * the plugin file's content hash, so a rebuilt .so trains afresh). Into
+ * *out; the status of the loads.
  */
-static char *train_identity(const struct run *r)
+static int train_identity(const struct run *r, char **out)
 {
 	const struct iap_dataset_info *info = &r->split[IAP_SPLIT_TRAIN].info;
-	const char *path = iap_opts_str(r->ds_opts, "path");
+	uint64_t content[2] = { 0xcbf29ce484222325ULL, 0xcbf29ce484222325ULL };
 	char *text = NULL;
 	size_t len = 0;
-	struct stat st;
-	FILE *f = open_memstream(&text, &len);
+	FILE *f;
+	int rc = IAP_OK;
 
+	*out = NULL;
+	for (int s = IAP_SPLIT_TRAIN; s <= IAP_SPLIT_VAL && !rc; s++)
+		rc = iap_key_samples(&content[s - IAP_SPLIT_TRAIN], &r->split[s], NULL, r->split[s].count, r->err);
+	if (rc)
+		return iap_error_prefix(r->err, "hashing the dataset for the checkpoint settings");
+	f = open_memstream(&text, &len);
 	if (!f)
-		return NULL;
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	identity_plugin(f, "dataset", r->ds_plugin, r->ds_opts);
-	if (path && stat(path, &st) == 0)
-		fprintf(f, "dataset.file=%lld bytes, modified %lld\n", (long long)st.st_size, (long long)st.st_mtime);
 	fprintf(f, "dataset.splits=%" PRId64 ",%" PRId64 ",%" PRId64 "\n", r->split[0].count, r->split[1].count,
 		r->split[2].count);
 	fprintf(f, "dataset.classes=%d\n", info->n_classes);
+	fprintf(f, "dataset.content=%016" PRIx64 ",%016" PRIx64 "\n", content[0], content[1]);
 	identity_plugin(f, "model", r->model_plugin, r->model_opts);
+	fprintf(f, "model.binary=%016" PRIx64 "\n", r->model_plugin->hash);
 	if (fclose(f) != 0) {
 		free(text);
-		return NULL;
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	}
-	return text;
+	*out = text;
+	return IAP_OK;
 }
 
 static int train_model(struct run *r)
@@ -399,9 +409,9 @@ static int train_model(struct run *r)
 	if (rc)
 		return rc;
 	cfg.checkpoint_dir = ckpt;
-	identity = train_identity(r);
-	if (!identity)
-		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	rc = train_identity(r, &identity);
+	if (rc)
+		return rc;
 	cfg.identity = identity;
 	if (cfg.resume) {
 		char what[600];
