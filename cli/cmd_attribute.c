@@ -45,6 +45,8 @@
 
 #include "cmd_attribute.h"
 #include "model_load.h"
+/* Plugin calls inside call records, so that a crash names the plugin (guard.h). */
+#include "../core/run/calls.h"
 
 enum { EXIT_OK = 0, EXIT_RUN = 1, EXIT_USAGE = 2 };
 #define MAX_LIST 256
@@ -318,7 +320,7 @@ static int run_sampler(const struct iap_cfg_node *root, const struct iap_registr
 			/* The runner's seed for sampler i, so the samples are the ones `run` scores. */
 			iap_rng_seed(&rng, (uint64_t)seed + 101u * (uint64_t)(i + 1));
 			iap_error_clear(&warn);
-			if (!rc && p->desc->ops.sampler->select(opts, ds, g, &rng, (int)k, s->idx, &s->n, &warn)) {
+			if (!rc && iap_call_select(p, opts, ds, g, &rng, (int)k, s->idx, &s->n, &warn)) {
 				*err = warn;
 				rc = iap_error_prefix(err, "sampler '%s'", nm);
 			}
@@ -659,7 +661,7 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 	for (int gi = 0; gi < r->n_groups; gi++)
 		if (!(r->score[gi] = calloc((size_t)j->g->groups[gi].n_units, sizeof(float))))
 			return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	rc = ops->create(j->opts, j->g, &state, err);
+	rc = iap_call_create(j->attr, j->opts, j->g, &state, err);
 	if (rc)
 		return iap_error_prefix(err, "attribution '%s'", j->attr->desc->name);
 	iap_graph_set_training(j->g, 0);
@@ -678,7 +680,7 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 				iap_tensor_zero(x);
 		}
 		if (!rc)
-			rc = iap_attribute_batch(ops, state, j->opts, j->g, x, NULL, r->score, NULL, err);
+			rc = iap_call_attribute_batch(j->attr, state, j->opts, j->g, x, NULL, r->score, NULL, err);
 		goto out;
 	}
 	bsum = calloc((size_t)r->n_groups + 1, sizeof(*bsum));
@@ -720,8 +722,9 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 		if (o->target >= 0)
 			for (int i = 0; i < n; i++)
 				labels[i] = o->target;
-		rc = iap_attribute_samples(j->attr, state, j->opts, j->g, x, so.target == IAP_TARGET_LABEL ? labels : NULL,
-					   bsum, babs, targets, &rin, err);
+		rc = iap_call_attribute_samples(j->attr, state, j->opts, j->g, x,
+						so.target == IAP_TARGET_LABEL ? labels : NULL, bsum, babs, targets, &rin,
+						err);
 		if (rc)
 			break;
 		/* The logits of this batch (the sweeps may have left other rows in the graph). */
@@ -763,11 +766,12 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 		 * A plugin that only scores may reduce in its own way: its score is
 		 * what it adds for the batch, as in `run`.
 		 */
-		if (!own_reduce && (rc = iap_attribute_batch(ops, state, j->opts, j->g, x, labels, r->score, NULL, err)))
+		if (!own_reduce &&
+		    (rc = iap_call_attribute_batch(j->attr, state, j->opts, j->g, x, labels, r->score, NULL, err)))
 			break;
 		/* Completeness gaps, when the method reports them (ABI 1.1). */
 		if (IAP_ATTR_OPS_HAS(ops, completeness)) {
-			d = ops->completeness(state, IAP_DELTA_UNITS, &ng, &nd);
+			d = iap_call_completeness(j->attr, state, IAP_DELTA_UNITS, &ng, &nd);
 			if (d && ng == r->n_groups && nd == n)
 				for (int gi = 0; !rc && gi < ng; gi++) {
 					if (grow(&r->d_units[gi], b0 + n, 1))
@@ -775,14 +779,14 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 					else
 						memcpy(r->d_units[gi] + b0, d + (int64_t)gi * n, (size_t)n * sizeof(float));
 				}
-			d = ops->completeness(state, IAP_DELTA_INPUT, &ng, &nd);
+			d = iap_call_completeness(j->attr, state, IAP_DELTA_INPUT, &ng, &nd);
 			if (!rc && d && nd == n) {
 				if (grow(&r->d_in, b0 + n, 1))
 					rc = iap_error_set(err, IAP_ENOMEM, "out of memory");
 				else
 					memcpy(r->d_in + b0, d, (size_t)n * sizeof(float));
 			}
-			d = ops->completeness(state, IAP_DELTA_GAP, &ng, &nd);
+			d = iap_call_completeness(j->attr, state, IAP_DELTA_GAP, &ng, &nd);
 			if (!rc && d && nd == n) {
 				if (grow(&r->d_gap, b0 + n, 1))
 					rc = iap_error_set(err, IAP_ENOMEM, "out of memory");
@@ -809,7 +813,7 @@ out:
 	free(labels);
 	free(targets);
 	iap_tensor_free(&rin);
-	ops->destroy(state);
+	iap_call_destroy(j->attr, state);
 	return rc;
 }
 
@@ -930,9 +934,8 @@ int cli_attribute(const struct cli_env *env, int argc, char **argv)
 		root = iap_cfg_root(cfg);
 		rc = iap_pipeline_plugin(iap_cfg_get(root, "dataset"), IAP_PLUGIN_DATASET, reg, &ds_plugin, &ds_opts, &err);
 		if (!rc) {
-			ds.ops = ds_plugin->desc->ops.dataset;
 			ds.split = split;
-			rc = ds.ops->open(ds_opts, split, &ds.state, &err);
+			rc = iap_call_dataset_open(ds_plugin, ds_opts, split, &ds, &err);
 			if (rc)
 				iap_error_prefix(&err, "dataset '%s', %s split", ds_plugin->desc->name, iap_split_name(split));
 			else
@@ -946,7 +949,7 @@ int cli_attribute(const struct cli_env *env, int argc, char **argv)
 			rc = iap_pipeline_plugin(iap_cfg_get(root, "model"), IAP_PLUGIN_MODEL, reg, &model_plugin,
 						 &model_opts, &err);
 		if (!rc)
-			rc = model_plugin->desc->ops.model->build(model_opts, &ds.info, &j.g, &err);
+			rc = iap_call_build(model_plugin, model_opts, &ds.info, &j.g, &err);
 		/* The trained model: model.weights, else what `iaprune train` saved. */
 		if (!rc)
 			rc = iap_cfg_get_str(root, "model.weights", NULL, &weights, &err);

@@ -39,6 +39,8 @@
 
 #include "cmd_attribute.h"
 #include "model_load.h"
+/* Plugin calls inside call records, so that a crash names the plugin (guard.h). */
+#include "../core/run/calls.h"
 
 #ifndef IAP_SYSCONFDIR
 #define IAP_SYSCONFDIR "/usr/local/etc"
@@ -684,7 +686,7 @@ static int explain_image(const struct explain_ctx *e, const char *image)
 		if (iap_targets(iap_graph_output(g), NULL, &so, &target, &err))
 			goto fail;
 	}
-	if (attr->desc->ops.attribution->explain(e->state, g, &x, &target, &rel, &err))
+	if (iap_call_explain(attr, e->state, g, &x, &target, &rel, &err))
 		goto fail;
 	map = malloc((size_t)h * (size_t)w * sizeof(float));
 	if (!map) {
@@ -793,7 +795,7 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 	/* An iaprune file describes its model; a plain torchvision one is built by --model. */
 	if (cli_model_load(reg, o.weights, o.model, o.model_options, o.n_model_options, &g, &err))
 		goto fail;
-	if (attr->desc->ops.attribution->create(opts, g, &state, &err)) {
+	if (iap_call_create(attr, opts, g, &state, &err)) {
 		rc = error_exit(EXIT_RUN, "%s", err.msg);
 		goto out;
 	}
@@ -809,7 +811,7 @@ fail:
 	rc = error_exit(exit_for(err.code), "%s", err.msg);
 out:
 	if (state)
-		attr->desc->ops.attribution->destroy(state);
+		iap_call_destroy(attr, state);
 	iap_opts_free(opts);
 	iap_graph_free(g);
 	iap_registry_free(reg);

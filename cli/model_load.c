@@ -11,6 +11,7 @@
 #include <iaprune/weights.h>
 
 #include "model_load.h"
+#include "../core/run/calls.h"
 
 /* The first of the names (also under DataParallel's "module." prefix) in st, or NULL. */
 static const struct iap_st_tensor *find_any(const struct iap_safetensors *st, const char *const *names)
@@ -102,7 +103,7 @@ int cli_model_load(const struct iap_registry *reg, const char *path, const char 
 			rc = default_from_file(opts, p, "image_size", side * (long)proj->shape[2], err);
 	}
 	if (!rc)
-		rc = p->desc->ops.model->build(opts, NULL, out, err);
+		rc = iap_call_build(p, opts, NULL, out, err);
 	if (!rc) {
 		rc = iap_graph_load_weights(*out, st, 0, err);
 		if (rc)

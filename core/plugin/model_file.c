@@ -12,6 +12,8 @@
 #include <iaprune/model.h>
 #include <iaprune/weights.h>
 
+#include "../run/calls.h"
+
 int iap_meta_put(struct iap_meta_list *m, const char *key, const char *value, struct iap_error *err)
 {
 	char *k, *v;
@@ -206,7 +208,7 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 	}
 	/* What the metadata asks to build must fit before it is built (memory.h). */
 	iap_graph_planning(1);
-	rc = plugin->desc->ops.model->build(opts, &info, out, err);
+	rc = iap_call_build(plugin, opts, &info, out, err);
 	iap_graph_planning(0);
 	if (!rc) {
 		char what[4200];
@@ -216,7 +218,7 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 	}
 	iap_graph_free(*out);
 	*out = NULL;
-	rc = rc ? rc : plugin->desc->ops.model->build(opts, &info, out, err);
+	rc = rc ? rc : iap_call_build(plugin, opts, &info, out, err);
 	if (rc)
 		goto out;
 	/* A compacted model: the full architecture, its keep masks applied, compacted. */

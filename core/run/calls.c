@@ -85,6 +85,29 @@ int iap_call_explain(const struct iap_plugin *p, void *state, struct iap_graph *
 	return rc;
 }
 
+int iap_call_attribute_samples(const struct iap_plugin *p, void *state, const struct iap_opts *opts,
+			       struct iap_graph *g, const struct iap_tensor *x, const int *labels,
+			       float *const *sum, float *const *sum_abs, int *targets,
+			       struct iap_tensor *input_relevance, struct iap_error *err)
+{
+	int rc;
+
+	CALL(p, "score", iap_attribute_samples(p, state, opts, g, x, labels, sum, sum_abs, targets,
+					       input_relevance, err));
+	return rc;
+}
+
+const float *iap_call_completeness(const struct iap_plugin *p, void *state, int what, int *n_groups, int *n)
+{
+	struct iap_plugin_call call;
+	const float *d;
+
+	iap_plugin_call_enter(&call, p, "completeness");
+	d = p->desc->ops.attribution->completeness(state, what, n_groups, n);
+	iap_plugin_call_leave(&call);
+	return d;
+}
+
 int iap_call_mask(const struct iap_plugin *p, const struct iap_opts *opts, const struct iap_policy_input *in,
 		  uint8_t *const *keep, struct iap_error *err)
 {

@@ -11,6 +11,7 @@
 
 #include <iaprune/memory.h>
 
+#include "calls.h"
 #include "plan.h"
 
 #define RUNTIME_BYTES ((uint64_t)256 << 20)
@@ -38,7 +39,7 @@ int iap_run_plan_memory(const struct iap_run_plan *p, uint64_t *need, struct iap
 
 	*need = 0;
 	iap_graph_planning(1);
-	rc = p->model->desc->ops.model->build(p->model_opts, info, &g, err);
+	rc = iap_call_build(p->model, p->model_opts, info, &g, err);
 	iap_graph_planning(0);
 	if (rc)
 		return rc;

@@ -1,6 +1,6 @@
 /*
  * What the runner uses from its helper files: thin wrappers that mark each
- * call into a plugin (calls.c, for the crash and exit guard), the checks of
+ * call into a plugin (calls.c and calls.h, for the crash and exit guard), the checks of
  * what plugins hand back (contracts.c), and the score cache key's
  * ingredients (cache_key.c). Internal to libiaprune.
  */
@@ -13,38 +13,7 @@
 #include <iaprune/guard.h>
 #include <iaprune/plugin.h>
 
-/* ---- calls.c: each calls the named entry point inside a call record ---------------- */
-
-int iap_call_build(const struct iap_plugin *p, const struct iap_opts *opts,
-		   const struct iap_dataset_info *data, struct iap_graph **out, struct iap_error *err);
-int iap_call_init_params(const struct iap_plugin *p, const struct iap_opts *opts, struct iap_graph *g,
-			 struct iap_rng *rng, struct iap_error *err);
-int iap_call_select(const struct iap_plugin *p, const struct iap_opts *opts, const struct iap_dataset *ds,
-		    struct iap_graph *g, struct iap_rng *rng, int k, int64_t *out, int64_t *n_out,
-		    struct iap_error *err);
-int iap_call_create(const struct iap_plugin *p, const struct iap_opts *opts, struct iap_graph *g,
-		    void **state, struct iap_error *err);
-void iap_call_destroy(const struct iap_plugin *p, void *state);
-/* iap_attribute_batch (ruleset, seed, score) as entry point "score". */
-int iap_call_attribute_batch(const struct iap_plugin *p, void *state, const struct iap_opts *opts,
-			     struct iap_graph *g, const struct iap_tensor *x, const int *labels,
-			     float *const *scores, int *targets_out, struct iap_error *err);
-int iap_call_explain(const struct iap_plugin *p, void *state, struct iap_graph *g,
-		     const struct iap_tensor *x, const int *targets, struct iap_tensor *relevance,
-		     struct iap_error *err);
-int iap_call_mask(const struct iap_plugin *p, const struct iap_opts *opts, const struct iap_policy_input *in,
-		  uint8_t *const *keep, struct iap_error *err);
-/* mask, with its answer checked (iap_contract_mask) before it reaches keep. */
-int iap_call_mask_checked(const struct iap_plugin *p, const struct iap_opts *opts,
-			  const struct iap_policy_input *in, uint8_t *const *keep, struct iap_error *err);
-/*
- * Open split s of dataset plugin p into d (d->split set by the caller).
- * d->ops and d->state become a guard around the plugin's own, so that every
- * later info, count, load and close (by the runner, training, evaluation or
- * a sampler, from any thread) runs inside a call record.
- */
-int iap_call_dataset_open(const struct iap_plugin *p, const struct iap_opts *opts, enum iap_split s,
-			  struct iap_dataset *d, struct iap_error *err);
+#include "calls.h"
 
 /* ---- contracts.c: what a plugin promised, checked where its answer comes back --------- */
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include <iaprune/attribute.h>
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
 
@@ -44,7 +45,7 @@ __attribute__((constructor)) static void log_ctor(void)
 #endif
 
 #if defined(BAD_SCORE_SEGV)
-/* ---- attribution whose score() faults ---------------------------------------------- */
+/* ---- attribution whose score() and explain() fault ------------------------------- */
 static int a_create(const struct iap_opts *opts, struct iap_graph *g, void **state, struct iap_error *err)
 {
 	(void)opts; (void)g; (void)err;
@@ -65,13 +66,27 @@ static int a_score(void *state, struct iap_graph *g, const struct iap_tensor *x,
 	return IAP_OK;
 }
 
+/* explain() faults too: `iaprune explain` must name the plugin as the runner does. */
+static int a_explain(void *state, struct iap_graph *g, const struct iap_tensor *x, const int *targets,
+		     struct iap_tensor *relevance, struct iap_error *err)
+{
+	(void)state; (void)g; (void)x; (void)targets; (void)relevance; (void)err;
+	crash();
+	return IAP_OK;
+}
+
 static const struct iap_attribution_ops b_ops = {
 	.size = sizeof(struct iap_attribution_ops),
-	.create = a_create, .destroy = a_destroy, .score = a_score,
+	.create = a_create, .destroy = a_destroy, .score = a_score, .explain = a_explain,
+};
+/* The options every attribution offers (attribute.h), so `iaprune attribute` takes it. */
+static const struct iap_option b_options[] = {
+	IAP_ATTR_COMMON_OPTIONS,
+	{ .name = NULL },
 };
 #define B_KIND IAP_PLUGIN_ATTRIBUTION
 #define B_NAME "crash-score"
-#define B_OPS .ops.attribution = &b_ops
+#define B_OPS .ops.attribution = &b_ops, .options = b_options
 
 #elif defined(BAD_OVERPRUNE) || defined(BAD_UNCOUPLED)
 /* ---- policies ------------------------------------------------------------------------ */
