@@ -175,6 +175,28 @@ static void test_spearman_topk(void **state)
 	assert_int_equal(iap_topk_overlap_abs(d5, u5, 5, 0, &ov, &err), IAP_EINVAL);
 }
 
+/* Six images: the pruned model loses images 0 and 1 and gains image 5. */
+static void test_paired_compare(void **state)
+{
+	const int labels[] = { 0, 1, 0, 1, 0, 1 }, base[] = { 0, 1, 0, 1, 0, 0 }, pruned[] = { 1, 0, 0, 1, 0, 1 };
+	struct iap_bootstrap bs;
+	struct iap_paired p;
+	struct iap_error err;
+
+	(void)state;
+	assert_int_equal(iap_bootstrap_init(&bs, 6, 300, 11, &err), 0);
+	assert_int_equal(iap_paired_compare(&bs, labels, base, pruned, &p, &err), 0);
+	assert_int_equal(p.lost, 2);
+	assert_int_equal(p.gained, 1);
+	/* n = 3, k = 1: 2 (1 + 3) / 8 = 1. */
+	assert_true(p.p == 1.0);
+	/* Accuracy 4/6, drop 1/6: both intervals hold the point estimate. */
+	assert_true(p.acc_lo <= 4.0 / 6 && p.acc_hi >= 4.0 / 6);
+	assert_true(p.drop_lo <= 1.0 / 6 && p.drop_hi >= 1.0 / 6);
+	assert_true(p.drop_lo >= -1 && p.drop_hi <= 1);
+	iap_bootstrap_free(&bs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_bootstrap_intervals),
 		cmocka_unit_test(test_threshold),
 		cmocka_unit_test(test_spearman_topk),
+		cmocka_unit_test(test_paired_compare),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,6 +172,32 @@ out:
 	return rc;
 }
 
+int iap_paired_compare(const struct iap_bootstrap *bs, const int *labels, const int *base_pred, const int *pred,
+		       struct iap_paired *out, struct iap_error *err)
+{
+	double *a = malloc((size_t)bs->n * sizeof(*a)), *b = malloc((size_t)bs->n * sizeof(*b));
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return iap_error_set(err, IAP_ENOMEM, "paired comparison: out of memory");
+	}
+	for (int64_t i = 0; i < bs->n; i++) {
+		a[i] = base_pred[i] == labels[i];
+		b[i] = pred[i] == labels[i];
+		out->lost += a[i] > b[i];
+		out->gained += b[i] > a[i];
+	}
+	out->p = iap_mcnemar_exact(out->lost, out->gained);
+	rc = iap_bootstrap_mean_ci(bs, b, &out->acc_lo, &out->acc_hi, err);
+	rc = rc ? rc : iap_bootstrap_diff_ci(bs, a, b, &out->drop_lo, &out->drop_hi, err);
+	free(a);
+	free(b);
+	return rc;
+}
+
 /* ---- relevance maps ---------------------------------------------------------------- */
 
 struct ranked {

@@ -81,6 +81,21 @@ int iap_bootstrap_threshold_ci(const struct iap_bootstrap *bs, int n_rates, cons
 			       const double *base, const double *const *correct, double tolerance,
 			       double *lo, double *hi, struct iap_error *err);
 
+/* A pruned model against the baseline on the same images. */
+struct iap_paired {
+	double acc_lo, acc_hi;      /* 95 % interval of the pruned accuracy */
+	double drop_lo, drop_hi;    /* 95 % interval of baseline − pruned accuracy */
+	int64_t lost, gained;       /* baseline right / pruned wrong, and the reverse */
+	double p;                   /* McNemar's exact p-value on lost and gained */
+};
+
+/*
+ * Compare pred with base_pred (n = bs->n images, labels the truth) on the
+ * resamples of bs. Intervals are NAN when B = 0.
+ */
+int iap_paired_compare(const struct iap_bootstrap *bs, const int *labels, const int *base_pred, const int *pred,
+		       struct iap_paired *out, struct iap_error *err);
+
 /* Spearman's ρ of |a| and |b| (n entries, average ranks); 0 when either is constant. */
 int iap_spearman_abs(const float *a, const float *b, int64_t n, double *rho, struct iap_error *err);
 
