@@ -124,6 +124,9 @@ static const struct field finetune_fields[] = {
 	{ .key = NULL },
 };
 
+/* How magnitude and random are ranked: scores divided by their layer's L2 norm or mean, or as they are. */
+static const char *const baseline_rankings[] = { "l2", "mean", "raw", NULL };
+
 static const struct field pruning_fields[] = {
 	{ .key = "policy", .type = T_MAP, .def = "{plugin: global}", .sub = plugin_ref,
 	  .kind = IAP_PLUGIN_POLICY },
@@ -136,6 +139,7 @@ static const struct field pruning_fields[] = {
 	{ .key = "curve_step", .type = T_FLOAT, .def = "0.05", NOKIND, .has_range = 1, .min = 0.01, .max = 0.5 },
 	{ .key = "iterations", .type = T_INT, .def = "1", NOKIND, .has_range = 1, .min = 1, .max = 100 },
 	{ .key = "finetune", .type = T_MAP, .sub = finetune_fields, NOKIND },
+	{ .key = "baseline_ranking", .type = T_ENUM, .def = "l2", NOKIND, .choices = baseline_rankings },
 	{ .key = NULL },
 };
 
@@ -151,6 +155,9 @@ static const struct field evaluation_fields[] = {
 static const struct field report_fields[] = {
 	{ .key = "heatmaps", .type = T_INT, .def = "2", NOKIND, .has_range = 1, .min = 0, .max = 10000 },
 	{ .key = "save_pruned", .type = T_BOOL, .def = "true", NOKIND },
+	{ .key = "bootstrap", .type = T_INT, .def = "1000", NOKIND, .has_range = 1, .min = 0, .max = 100000 },
+	{ .key = "explain_images", .type = T_INT, .def = "8", NOKIND, .has_range = 1, .min = 0, .max = 10000 },
+	{ .key = "latency", .type = T_BOOL, .def = "true", NOKIND },
 	{ .key = NULL },
 };
 

@@ -40,6 +40,11 @@
 #include <iaprune/safetensors.h>
 #include <iaprune/train.h>
 #include <iaprune/weights.h>
+#include <iaprune/predict.h>
+#include <iaprune/stats.h>
+
+#include "preserve.h"
+#include "ranking.h"
 
 #include "finetune.h"
 #include "iterative.h"
@@ -74,6 +79,7 @@ struct config {
 	struct sampling *smp;       /* NULL for data-free criteria */
 	float **scores;             /* [n_groups][n_units] */
 	double threshold;
+	double th_lo, th_hi;        /* its bootstrap interval (NaN without) */
 };
 
 struct run {
@@ -117,6 +123,12 @@ struct run {
 	struct iap_report_row *ft_rows;   /* pruning.finetune: the fine-tuned set */
 	int n_ft_rows;
 	char ft_note[512];
+	/* Paired statistics: the baseline's answer per image and the resamples every row shares. */
+	struct iap_bootstrap bs;
+	int *labels, *base_pred;
+	float *base_conf;
+	double *base_sens, *base_spec, base_acc_lo, base_acc_hi;
+	int ranking;                /* pruning.baseline_ranking (enum iap_ranking) */
 };
 
 /* ---- messages ---------------------------------------------------------------------- */
@@ -539,6 +551,78 @@ static int evaluate(struct run *r, struct iap_report_metrics *out, struct iap_me
 	return IAP_OK;
 }
 
+/*
+ * Evaluate with per-image predictions: metrics into out, the prediction and
+ * its probability per image into pred and conf, per-class sensitivity and
+ * specificity into sens and spec (all allocated here; NULL on failure).
+ * With small (not NULL), a masked graph runs compacted where compaction
+ * accepts its masks, as iap_evaluate_pruned does, and *small receives that
+ * graph (or NULL) for the caller to free.
+ */
+static int evaluate_paired(struct run *r, struct iap_report_metrics *out, int **pred, float **conf, double **sens,
+			   double **spec, struct iap_graph **small)
+{
+	struct iap_graph *cg = NULL;
+	const struct iap_dataset *ds = &r->split[r->eval_split];
+	int c = ds->info.n_classes, rc;
+	float *probs = malloc((size_t)ds->count * (size_t)c * sizeof(float));
+	int *labels = malloc((size_t)ds->count * sizeof(int));
+	struct iap_metrics m = { 0 };
+
+	*pred = malloc((size_t)ds->count * sizeof(int));
+	*conf = malloc((size_t)ds->count * sizeof(float));
+	*sens = malloc((size_t)c * sizeof(double));
+	*spec = malloc((size_t)c * sizeof(double));
+	if (!probs || !labels || !*pred || !*conf || !*sens || !*spec)
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory for %lld predictions", (long long)ds->count);
+	else
+		rc = IAP_OK;
+	if (!rc && small) {
+		struct iap_error cerr = { 0, "" };
+		int masked = 0;
+
+		*small = NULL;
+		for (int gi = 0; gi < r->g->n_groups; gi++)
+			masked |= r->g->groups[gi].mask != NULL;
+		/* A refusal only means the masked graph runs (see eval_pruned.h). */
+		if (masked && iap_graph_compact(r->g, 0, &cg, &cerr) != IAP_OK)
+			cg = NULL;
+	}
+	rc = rc ? rc : iap_predict(cg ? cg : r->g, ds, r->eval_batch, probs, labels, r->err);
+	rc = rc ? rc : iap_metrics_compute(&m, ds->count, c, labels, probs, r->err);
+	if (!rc) {
+		out->accuracy = m.accuracy;
+		out->balanced_accuracy = m.balanced_accuracy;
+		out->macro_f1 = m.macro_f1;
+		out->auroc = m.auroc_ok ? m.auroc : NAN;
+		out->ece = m.ece;
+		memcpy(*sens, m.sensitivity, (size_t)c * sizeof(double));
+		memcpy(*spec, m.specificity, (size_t)c * sizeof(double));
+		iap_predict_argmax(probs, ds->count, c, *pred, *conf);
+		if (!r->labels) {
+			r->labels = labels;
+			labels = NULL;
+		}
+	}
+	iap_metrics_free(&m);
+	free(probs);
+	free(labels);
+	if (small && !rc)
+		*small = cg;
+	else
+		iap_graph_free(cg);
+	if (rc) {
+		free(*pred);
+		free(*conf);
+		free(*sens);
+		free(*spec);
+		*pred = NULL;
+		*conf = NULL;
+		*sens = *spec = NULL;
+	}
+	return rc;
+}
+
 /* ---- samples and scores ------------------------------------------------------------------ */
 
 static int run_samplers(struct run *r)
@@ -736,7 +820,15 @@ static int compute_scores(struct run *r, struct config *c)
 static int run_attributions(struct run *r)
 {
 	const struct iap_cfg_node *list = iap_cfg_get(r->root, "attribution");
+	const char *ranking = "l2";
 	int rc;
+
+	rc = iap_cfg_get_str(r->root, "pruning.baseline_ranking", "l2", &ranking, r->err);
+	if (rc)
+		return rc;
+	r->ranking = iap_ranking_parse(ranking);
+	if (r->ranking < 0)
+		return iap_error_set(r->err, IAP_EINVAL, "pruning.baseline_ranking: '%s' is not l2, mean or raw", ranking);
 
 	for (int i = 0; list && i < list->n_items && i < 16; i++) {
 		struct attribution *a = &r->attr[r->n_attr];
@@ -768,10 +860,21 @@ static int run_attributions(struct run *r)
 			memset(c, 0, sizeof(*c));
 			c->attr = &r->attr[i];
 			c->smp = data_free ? NULL : &r->smp[s];
+			c->th_lo = c->th_hi = NAN;
 			r->n_cfg++;
 			rc = compute_scores(r, c);
 			if (rc)
 				return rc;
+			if (data_free && r->ranking != IAP_RANK_RAW) {
+				int *n_units = malloc(((size_t)r->g->n_groups + 1) * sizeof(int));
+
+				if (!n_units)
+					return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+				for (int gi = 0; gi < r->g->n_groups; gi++)
+					n_units[gi] = r->g->groups[gi].n_units;
+				iap_scores_normalize((enum iap_ranking)r->ranking, r->g->n_groups, n_units, c->scores);
+				free(n_units);
+			}
 		}
 	}
 	return IAP_OK;
@@ -882,6 +985,46 @@ static int removed(struct run *r, struct iap_graph *small, double *units, double
 	return IAP_OK;
 }
 
+/*
+ * The row's metrics with its predictions and its paired statistics against
+ * the baseline; small as evaluate_paired's.
+ */
+static int evaluate_row(struct run *r, struct iap_report_row *row, struct iap_graph **small)
+{
+	int *pred;
+	float *conf;
+	double *sens, *spec;
+	struct iap_paired p;
+	int rc = evaluate_paired(r, &row->m, &pred, &conf, &sens, &spec, small);
+
+	if (rc)
+		return rc;
+	row->pred = pred;
+	row->confidence = conf;
+	row->sensitivity = sens;
+	row->specificity = spec;
+	rc = iap_paired_compare(&r->bs, r->labels, r->base_pred, pred, &p, r->err);
+	if (rc)
+		return rc;
+	row->has_stats = 1;
+	row->acc_lo = p.acc_lo;
+	row->acc_hi = p.acc_hi;
+	row->drop_lo = p.drop_lo;
+	row->drop_hi = p.drop_hi;
+	row->lost = p.lost;
+	row->gained = p.gained;
+	row->mcnemar_p = p.p;
+	return IAP_OK;
+}
+
+static void free_row(struct iap_report_row *row)
+{
+	free((void *)row->pred);
+	free((void *)row->confidence);
+	free((void *)row->sensitivity);
+	free((void *)row->specificity);
+}
+
 static int add_row(struct run *r, const struct config *c, double rate, struct iap_report_row **out)
 {
 	struct iap_report_row *row;
@@ -904,12 +1047,14 @@ static int add_row(struct run *r, const struct config *c, double rate, struct ia
 	row->policy = r->policy->desc->name;
 	row->rate = rate;
 	rc = apply_rate(r, c, rate);
-	rc = rc ? rc : evaluate(r, &row->m, NULL, &small);
+	rc = rc ? rc : evaluate_row(r, row, &small);
 	rc = rc ? rc : removed(r, small, &row->units_removed, &row->params_removed, &row->macs_removed);
 	iap_graph_free(small);
 	clear_masks(r);
-	if (rc)
+	if (rc) {
+		free_row(row);
 		return iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+	}
 	r->n_rows++;
 	if (out)
 		*out = row;
@@ -967,6 +1112,60 @@ static int rate_list(struct run *r, double **out, int *n_out, double **table, in
 	return IAP_OK;
 }
 
+/*
+ * The threshold's bootstrap interval: the same rule on every resample, over
+ * the configuration's evaluated rates (grid and bisection) in rate order.
+ */
+static int threshold_ci(struct run *r, struct config *c)
+{
+	const int64_t n = r->bs.n;
+	const char *smp = c->smp ? c->smp->name : "-";
+	double *rates = malloc(((size_t)r->n_rows + 1) * sizeof(double)), *base = malloc((size_t)n * sizeof(double));
+	double **correct = calloc((size_t)r->n_rows + 1, sizeof(double *));
+	const struct iap_report_row **rows = calloc((size_t)r->n_rows + 1, sizeof(*rows));
+	int k = 0, rc = IAP_OK;
+
+	if (!rates || !base || !correct || !rows) {
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < r->n_rows; i++) {
+		const struct iap_report_row *row = &r->rows[i];
+		int at;
+
+		if (row->attribution != c->attr->name || strcmp(row->sampler, smp) || !row->pred)
+			continue;
+		/* Insertion in rate order. */
+		for (at = k; at > 0 && rows[at - 1]->rate > row->rate; at--)
+			rows[at] = rows[at - 1];
+		rows[at] = row;
+		k++;
+	}
+	for (int64_t i = 0; i < n; i++)
+		base[i] = r->base_pred[i] == r->labels[i];
+	for (int j = 0; j < k && !rc; j++) {
+		rates[j] = rows[j]->rate;
+		correct[j] = malloc((size_t)n * sizeof(double));
+		if (!correct[j]) {
+			rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+			break;
+		}
+		for (int64_t i = 0; i < n; i++)
+			correct[j][i] = rows[j]->pred[i] == r->labels[i];
+	}
+	if (!rc)
+		rc = iap_bootstrap_threshold_ci(&r->bs, k, rates, base, (const double *const *)correct, r->tolerance,
+						&c->th_lo, &c->th_hi, r->err);
+out:
+	for (int j = 0; correct && j < k; j++)
+		free(correct[j]);
+	free(correct);
+	free(rows);
+	free(rates);
+	free(base);
+	return rc;
+}
+
 /* Largest rate within tolerance, refined to 0.01 between the last passing and first failing rate. */
 static int lossless(struct run *r, struct config *c, const double *rates, int n_rates)
 {
@@ -1005,7 +1204,7 @@ static int lossless(struct run *r, struct config *c, const double *rates, int n_
 			bad = mid;
 	}
 	c->threshold = ok;
-	return IAP_OK;
+	return threshold_ci(r, c);
 }
 
 /* ---- report -------------------------------------------------------------------------------- */
@@ -1172,8 +1371,180 @@ static int save_pruned(struct run *r, const struct config *best, double rate, co
 	return rc;
 }
 
+/* What the report's optional parts hold on to until the report is written. */
+struct extras {
+	struct iap_preserve pv;
+	int have_pv;
+	float *maps;                          /* pruned maps of the preservation images at the gallery's rate */
+	int *pred;
+	struct iap_report_gallery_item *items;
+	struct iap_report_gallery gallery;
+	char expl_config[256], gallery_text[300], ranking[512];
+};
+
+static int pv_apply(void *user, double rate)
+{
+	struct run *r = ((void **)user)[0];
+	const struct config *c = ((void **)user)[1];
+
+	return apply_rate(r, c, rate);
+}
+
+static void pv_clear(void *user)
+{
+	clear_masks(((void **)user)[0]);
+}
+
+/*
+ * Explanation preservation on the best configuration whose method gives
+ * input relevance (the best one, unless it is data-free): every evaluated
+ * rate of it gets ρ and the top-k overlap, and the gallery shows its maps
+ * at its lossless threshold against the dense model's.
+ */
+static int explanation_extras(struct run *r, struct iap_report *rep, struct extras *x, int per_class_maps)
+{
+	const struct config *c = NULL;
+	long per_class = 8;
+	double rate;
+	void *user[2];
+	int rc = iap_cfg_get_int(r->root, "report.explain_images", 8, &per_class, r->err);
+
+	if (rc || per_class < 1)
+		return rc;
+	for (int i = 0; i < r->n_cfg; i++) {
+		const struct config *k = &r->cfg[i];
+
+		if (k->attr->plugin->desc->ops.attribution->explain && (!c || k->threshold > c->threshold + 1e-12))
+			c = k;
+	}
+	if (!c || r->split[r->eval_split].info.in_ndim != 3)
+		return IAP_OK;
+	user[0] = r;
+	user[1] = (void *)c;
+	x->pv.g = r->g;
+	x->pv.ds = &r->split[r->eval_split];
+	x->pv.ops = c->attr->plugin->desc->ops.attribution;
+	x->pv.opts = c->attr->opts;
+	x->pv.per_class = (int)(per_class > per_class_maps ? per_class : per_class_maps);
+	x->pv.topk_frac = 0.1;
+	x->pv.apply = pv_apply;
+	x->pv.clear = pv_clear;
+	x->pv.user = user;
+	say(r, IAP_LOG_STAGE, "explanation preservation: %s / %s, %d images per class", c->attr->name,
+	    c->smp ? c->smp->name : "-", x->pv.per_class);
+	x->have_pv = 1;
+	rc = iap_preserve_init(&x->pv, r->err);
+	for (int i = 0; !rc && i < r->n_rows; i++) {
+		struct iap_report_row *row = &r->rows[i];
+
+		if (row->attribution != c->attr->name || strcmp(row->sampler, c->smp ? c->smp->name : "-"))
+			continue;
+		rc = iap_preserve_measure(&x->pv, row->rate, &row->expl_rho, &row->expl_topk, NULL, NULL, r->err);
+		row->has_expl = !rc;
+	}
+	if (rc)
+		return iap_error_prefix(r->err, "explanation preservation");
+	snprintf(x->expl_config, sizeof(x->expl_config), "%s / %s / %s", c->attr->name, c->smp ? c->smp->name : "-",
+		 r->policy->desc->name);
+	rep->expl_method = c->attr->name;
+	rep->expl_config = x->expl_config;
+	rep->expl_images = x->pv.n;
+	rep->expl_topk_frac = x->pv.topk_frac;
+	if (per_class_maps < 1)
+		return IAP_OK;
+	/* The gallery: the first report.heatmaps images per class, at the threshold (or the first rate). */
+	rate = c->threshold > 0 ? c->threshold : r->n_rows ? r->rows[0].rate : 0;
+	x->maps = malloc((size_t)x->pv.n * (size_t)x->pv.h * (size_t)x->pv.w * sizeof(float));
+	x->pred = malloc((size_t)x->pv.n * sizeof(int));
+	x->items = calloc((size_t)x->pv.n, sizeof(*x->items));
+	if (!x->maps || !x->pred || !x->items)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	{
+		double rho, topk;
+		int *taken = calloc((size_t)x->pv.ds->info.n_classes + 1, sizeof(int));
+
+		if (!taken)
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		rc = iap_preserve_measure(&x->pv, rate, &rho, &topk, x->maps, x->pred, r->err);
+		for (int i = 0; !rc && i < x->pv.n; i++) {
+			struct iap_report_gallery_item *it = &x->items[x->gallery.n];
+			const int64_t plane = (int64_t)x->pv.h * x->pv.w;
+
+			if (taken[x->pv.labels[i]]++ >= per_class_maps)
+				continue;
+			it->image = x->pv.images + i * x->pv.c * plane;
+			it->dense_map = x->pv.dense_maps + i * plane;
+			it->pruned_map = x->maps + i * plane;
+			it->label = x->pv.labels[i];
+			it->dense_pred = x->pv.dense_pred[i];
+			it->pruned_pred = x->pred[i];
+			it->index = x->pv.idx[i];
+			x->gallery.n++;
+		}
+		free(taken);
+	}
+	if (rc)
+		return iap_error_prefix(r->err, "heatmap gallery");
+	snprintf(x->gallery_text, sizeof(x->gallery_text), "%s at %.2f", x->expl_config, rate);
+	x->gallery.channels = x->pv.c;
+	x->gallery.h = x->pv.h;
+	x->gallery.w = x->pv.w;
+	x->gallery.method = c->attr->name;
+	x->gallery.pruned = x->gallery_text;
+	x->gallery.items = x->items;
+	rep->gallery = &x->gallery;
+	return IAP_OK;
+}
+
+static void extras_free(struct extras *x)
+{
+	if (x->have_pv)
+		iap_preserve_free(&x->pv);
+	free(x->maps);
+	free(x->pred);
+	free(x->items);
+}
+
+/*
+ * Forward latency at batch 1 and 16 of the dense model and of the compacted
+ * best configuration at its threshold (report.latency).
+ */
+static int latency_extras(struct run *r, struct iap_report *rep, const struct config *best)
+{
+	const struct iap_dataset *ds = &r->split[r->eval_split];
+	static const int batches[2] = { 1, 16 };
+	struct iap_graph *small = NULL;
+	struct iap_tensor x = { 0 };
+	int64_t idx[16];
+	int labels[16], on = 1, rc;
+
+	rc = iap_cfg_get_bool(r->root, "report.latency", 1, &on, r->err);
+	if (rc || !on || !best || best->threshold <= 0)
+		return rc;
+	rc = apply_rate(r, best, best->threshold);
+	rc = rc ? rc : iap_graph_compact(r->g, 0, &small, r->err);
+	clear_masks(r);
+	for (int i = 0; i < 16; i++)
+		idx[i] = i % ds->count;
+	rep->latency.repeats = 10;
+	for (int k = 0; !rc && k < 2; k++) {
+		rep->latency.batch[k] = batches[k];
+		rc = load_batch(r, ds, idx, batches[k], &x, labels);
+		rc = rc ? rc : iap_forward_latency(r->g, &x, rep->latency.repeats, &rep->latency.dense_ms[k], r->err);
+		rc = rc ? rc : iap_forward_latency(small, &x, rep->latency.repeats, &rep->latency.compact_ms[k], r->err);
+	}
+	rep->latency.has = !rc;
+	if (!rc)
+		say(r, IAP_LOG_INFO, "latency batch 1: dense %.2f ms, compacted %.2f ms; batch 16: %.2f ms, %.2f ms",
+		    rep->latency.dense_ms[0], rep->latency.compact_ms[0], rep->latency.dense_ms[1], rep->latency.compact_ms[1]);
+	iap_tensor_free(&x);
+	iap_graph_free(small);
+	return rc;
+}
+
 static int write_report(struct run *r, const double *table, int n_table, int per_class_maps)
 {
+	struct extras x;
 	struct iap_report rep = { 0 };
 	struct iap_report_threshold *th = calloc((size_t)r->n_cfg + 1, sizeof(*th));
 	struct iap_report_layer *layers = NULL;
@@ -1183,6 +1554,7 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	struct iap_generation gen;
 	int save = 1, rc;
 
+	memset(&x, 0, sizeof(x));
 	if (!th)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	for (int i = 0; i < r->n_cfg; i++) {
@@ -1192,6 +1564,9 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		th[i].attribution = c->attr->name;
 		th[i].policy = r->policy->desc->name;
 		th[i].rate = c->threshold;
+		th[i].has_ci = r->bs.n_boot > 0;
+		th[i].lo = c->th_lo;
+		th[i].hi = c->th_hi;
 		if (!best || c->threshold > best->threshold + 1e-12)
 			best = c;
 	}
@@ -1275,9 +1650,42 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	rep.n_finetuned = r->n_ft_rows;
 	rep.finetuned = r->ft_rows;
 	rep.finetune = r->ft_note[0] ? r->ft_note : NULL;
+	rep.n_classes = r->split[r->eval_split].info.n_classes;
+	rep.class_names = r->split[r->eval_split].info.class_names;
+	rep.has_stats = 1;
+	rep.n_boot = r->bs.n_boot;
+	rep.boot_seed = r->seed ^ 0xb0075ULL;
+	rep.baseline_acc_lo = r->base_acc_lo;
+	rep.baseline_acc_hi = r->base_acc_hi;
+	rep.baseline_sensitivity = r->base_sens;
+	rep.baseline_specificity = r->base_spec;
+	rep.n_images = r->split[r->eval_split].count;
+	rep.labels = r->labels;
+	rep.baseline_pred = r->base_pred;
+	rep.baseline_confidence = r->base_conf;
+	snprintf(x.ranking, sizeof(x.ranking), "%s",
+		 r->ranking == IAP_RANK_RAW ?
+		 "magnitude and random scores ranked globally as they are, unnormalised "
+		 "(pruning.baseline_ranking: raw); small-norm layers go first." :
+		 r->ranking == IAP_RANK_L2 ?
+		 "magnitude and random scores divided by their layer's L2 norm before the global ranking "
+		 "(pruning.baseline_ranking: l2, the layer-wise normalisation of Molchanov et al. 2017); "
+		 "the attribution methods are ranked as the policy says." :
+		 "magnitude and random scores divided by their layer's mean |score| before the global ranking "
+		 "(pruning.baseline_ranking: mean); the attribution methods are ranked as the policy says.");
+	rep.ranking = x.ranking;
+	rc = explanation_extras(r, &rep, &x, per_class_maps);
+	rc = rc ? rc : latency_extras(r, &rep, best);
+	if (rc) {
+		extras_free(&x);
+		free(th);
+		free(layers);
+		return rc;
+	}
 	/* Every report file is staged and the whole set published with one rename (generation.h). */
 	rc = iap_generation_begin(&gen, outpath(r, "report"), r->err);
 	if (rc) {
+		extras_free(&x);
 		free(th);
 		free(layers);
 		return rc;
@@ -1301,6 +1709,7 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		iap_generation_abort(&gen);
 	else
 		rc = iap_generation_commit(&gen, r->err);
+	extras_free(&x);
 	free(th);
 	free(layers);
 	return rc;
@@ -1374,9 +1783,14 @@ static int finetune_rows(struct run *r)
 			if (!plain && (rc = add_row(r, c, ft.rates[k], &plain)))
 				break;
 			*row = *plain;
+			/* Its own predictions and paired statistics, not the plain row's. */
+			row->has_stats = row->has_expl = 0;
+			row->pred = NULL;
+			row->confidence = NULL;
+			row->sensitivity = row->specificity = NULL;
 			rc = apply_rate(r, c, ft.rates[k]);
 			rc = rc ? rc : iap_finetune_masked(r->g, &r->split[IAP_SPLIT_TRAIN], &ft, r->err);
-			rc = rc ? rc : evaluate(r, &row->m, NULL, NULL);
+			rc = rc ? rc : evaluate_row(r, row, NULL);
 			iap_param_copy_restore(&dense, r->g);
 			clear_masks(r);
 			if (rc) {
@@ -1478,6 +1892,29 @@ static int run_prune(struct run *r)
 	return rc;
 }
 
+/* The baseline's metrics and predictions, and the bootstrap resamples (report.bootstrap, the run's seed). */
+static int baseline_stats(struct run *r)
+{
+	const struct iap_dataset *ds = &r->split[r->eval_split];
+	double *correct;
+	long n_boot = 1000;
+	int rc = iap_cfg_get_int(r->root, "report.bootstrap", 1000, &n_boot, r->err);
+
+	rc = rc ? rc : evaluate_paired(r, &r->baseline, &r->base_pred, &r->base_conf, &r->base_sens, &r->base_spec,
+					       NULL);
+	rc = rc ? rc : iap_bootstrap_init(&r->bs, ds->count, (int)n_boot, r->seed ^ 0xb0075ULL, r->err);
+	if (rc)
+		return rc;
+	correct = malloc((size_t)ds->count * sizeof(double));
+	if (!correct)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int64_t i = 0; i < ds->count; i++)
+		correct[i] = r->base_pred[i] == r->labels[i];
+	rc = iap_bootstrap_mean_ci(&r->bs, correct, &r->base_acc_lo, &r->base_acc_hi, r->err);
+	free(correct);
+	return rc;
+}
+
 int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const struct iap_run_opts *o,
 	    struct iap_error *err)
 {
@@ -1565,7 +2002,7 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 		goto out;
 	}
 	say(r, IAP_LOG_STAGE, "baseline on the %s split", split);
-	rc = evaluate(r, &r->baseline, NULL, NULL);
+	rc = baseline_stats(r);
 	if (rc)
 		goto out;
 	say(r, IAP_LOG_INFO, "baseline accuracy %.4f, balanced accuracy %.4f", r->baseline.accuracy,
@@ -1591,9 +2028,19 @@ out:
 	iap_opts_free(r->ds_opts);
 	iap_graph_free(r->g);
 	free(r->ignore);
+	for (int i = 0; i < r->n_rows; i++)
+		free_row(&r->rows[i]);
 	free(r->rows);
+	for (int i = 0; r->ft_rows && i < r->n_ft_rows; i++)
+		free_row(&r->ft_rows[i]);
 	free(r->ft_rows);
 	iap_dir_unlock(r->lock_fd);
+	iap_bootstrap_free(&r->bs);
+	free(r->labels);
+	free(r->base_pred);
+	free(r->base_conf);
+	free(r->base_sens);
+	free(r->base_spec);
 	free(r);
 	return rc;
 }
