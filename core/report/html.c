@@ -377,7 +377,7 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 	const struct iap_report_gallery *g = r->gallery;
 	int rc = IAP_OK;
 
-	fputs("<h2>Heatmaps: dense against pruned</h2>\n<p>", f);
+	fputs("<h2 id=\"heatmaps\">Heatmaps: dense against pruned</h2>\n<p>", f);
 	esc(f, g->method, strlen(g->method));
 	fputs(" relevance on held-out images of the evaluation split; pruned model: ", f);
 	esc(f, g->pruned, strlen(g->pruned));
@@ -389,21 +389,24 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 		char a[64], b[64], c[64], alt[160];
 		const char *label = class_of(r, it->label, a, sizeof(a));
 
-		fprintf(f, "<figure class=\"item\"><div class=\"row\">");
+		fprintf(f, "<figure class=\"item\"><div class=\"row\"><div class=\"cell\">");
 		snprintf(alt, sizeof(alt), "image %lld", (long long)it->index);
 		rc = panel(f, g, it->image, NULL, alt, err);
+		fputs("<span>image</span></div><div class=\"cell\">", f);
 		snprintf(alt, sizeof(alt), "dense relevance, image %lld", (long long)it->index);
 		rc = rc ? rc : panel(f, g, it->image, it->dense_map, alt, err);
+		fputs("<span>dense model</span></div><div class=\"cell\">", f);
 		snprintf(alt, sizeof(alt), "pruned relevance, image %lld", (long long)it->index);
 		rc = rc ? rc : panel(f, g, it->image, it->pruned_map, alt, err);
-		fprintf(f, "</div><figcaption>image %lld · class <b>", (long long)it->index);
+		fprintf(f, "<span>pruned model</span></div></div><figcaption>image %lld of the evaluation split · "
+			   "true class <b>", (long long)it->index);
 		esc(f, label, strlen(label));
-		fputs("</b> · image | dense: ", f);
+		fputs("</b> · dense predicts ", f);
 		esc(f, class_of(r, it->dense_pred, b, sizeof(b)), 64);
-		fprintf(f, " <span class=\"%s\">%s</span> | pruned: ", it->dense_pred == it->label ? "ok" : "bad",
+		fprintf(f, " <span class=\"%s\">(%s)</span> · pruned predicts ", it->dense_pred == it->label ? "ok" : "bad",
 			it->dense_pred == it->label ? "correct" : "wrong");
 		esc(f, class_of(r, it->pruned_pred, c, sizeof(c)), 64);
-		fprintf(f, " <span class=\"%s\">%s</span></figcaption></figure>\n",
+		fprintf(f, " <span class=\"%s\">(%s)</span></figcaption></figure>\n",
 			it->pruned_pred == it->label ? "ok" : "bad", it->pruned_pred == it->label ? "correct" : "wrong");
 	}
 	fputs("</div>\n", f);
@@ -442,12 +445,13 @@ int iap_report_write_html(const struct iap_report *r, const char *path, struct i
 	      "td:not(:first-child){text-align:right}tr:nth-child(even) td{background:#fafafa}\n"
 	      "code{background:#f4f4f4;padding:0 3px}\n"
 	      ".grid{display:flex;flex-wrap:wrap;gap:18px}.item{margin:0}.row{display:flex;gap:4px}\n"
+	      ".cell{display:flex;flex-direction:column;align-items:center;font-size:12px;color:#555}\n"
 	      "figcaption{font-size:13px;margin-top:4px}.ok{color:#1a7f37;font-weight:bold}"
 	      ".bad{color:#c62828;font-weight:bold}\n.bar figcaption{max-width:520px}\n"
 	      "</style></head><body>\n", af.fp);
 	markdown_to_html(af.fp, md);
 	free(md);
-	fputs("<h2>Curves</h2>\n<div class=\"curves\">\n", af.fp);
+	fputs("<h2 id=\"curves\">Curves</h2>\n<div class=\"curves\">\n", af.fp);
 	rc = iap_report_svg_stream(r, af.fp, err);
 	fputs("</div>\n", af.fp);
 	if (!rc && r->gallery && r->gallery->n > 0)
