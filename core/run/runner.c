@@ -1401,7 +1401,8 @@ static void pv_clear(void *user)
  * rate of it gets ρ and the top-k overlap, and the gallery shows its maps
  * at its lossless threshold against the dense model's.
  */
-static int explanation_extras(struct run *r, struct iap_report *rep, struct extras *x, int per_class_maps)
+static int explanation_extras(struct run *r, struct iap_report *rep, struct extras *x, int per_class_maps,
+			      const double *table, int n_table)
 {
 	const struct config *c = NULL;
 	long per_class = 8;
@@ -1437,7 +1438,14 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 	for (int i = 0; !rc && i < r->n_rows; i++) {
 		struct iap_report_row *row = &r->rows[i];
 
+		int wanted = fabs(row->rate - c->threshold) < 1e-9;
+
 		if (row->attribution != c->attr->name || strcmp(row->sampler, c->smp ? c->smp->name : "-"))
+			continue;
+		/* The paper's rates and the threshold: explaining at every curve rate costs too much on big models. */
+		for (int j = 0; j < n_table; j++)
+			wanted |= fabs(row->rate - table[j]) < 1e-9;
+		if (!wanted)
 			continue;
 		rc = iap_preserve_measure(&x->pv, row->rate, &row->expl_rho, &row->expl_topk, NULL, NULL, r->err);
 		row->has_expl = !rc;
@@ -1674,7 +1682,7 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		 "magnitude and random scores divided by their layer's mean |score| before the global ranking "
 		 "(pruning.baseline_ranking: mean); the attribution methods are ranked as the policy says.");
 	rep.ranking = x.ranking;
-	rc = explanation_extras(r, &rep, &x, per_class_maps);
+	rc = explanation_extras(r, &rep, &x, per_class_maps, table, n_table);
 	rc = rc ? rc : latency_extras(r, &rep, best);
 	if (rc) {
 		extras_free(&x);
@@ -1834,9 +1842,14 @@ static int run_experiment(struct run *r)
 			progress(r, "pruned evaluations", ++done, total);
 		}
 		rc = rc ? rc : lossless(r, &r->cfg[i], rates, n_rates);
-		if (!rc)
-			say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f", r->cfg[i].attr->name,
-			    r->cfg[i].smp ? r->cfg[i].smp->name : "-", r->cfg[i].threshold);
+		if (!rc) {
+			char ci[64] = "";
+
+			if (isfinite(r->cfg[i].th_lo))
+				snprintf(ci, sizeof(ci), " (95%% interval %.2f to %.2f)", r->cfg[i].th_lo, r->cfg[i].th_hi);
+			say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f%s", r->cfg[i].attr->name,
+			    r->cfg[i].smp ? r->cfg[i].smp->name : "-", r->cfg[i].threshold, ci);
+		}
 	}
 	rc = rc ? rc : finetune_rows(r);
 	rc = rc ? rc : iap_cfg_get_int(r->root, "report.heatmaps", 0, &maps, r->err);
