@@ -368,8 +368,9 @@ static void colour_bar(FILE *f)
 	      "</linearGradient></defs><rect x=\"10\" y=\"4\" width=\"300\" height=\"16\" fill=\"url(#bwr)\" "
 	      "stroke=\"#333\"/><g font-size=\"11\" text-anchor=\"middle\"><text x=\"10\" y=\"36\">−1</text>"
 	      "<text x=\"160\" y=\"36\">0</text><text x=\"310\" y=\"36\">+1</text></g></svg>"
-	      "<figcaption>relevance ÷ the map's 99.5th percentile of |R|: red for the predicted class, blue "
-	      "against it, clipped at ±1; the gray image shows through in proportion</figcaption></figure>\n", f);
+	      "<figcaption>relevance ÷ the map's 99.5th percentile of |R|: red for the explained class (the "
+	      "method's target), blue against it, clipped at ±1; the gray image shows through in proportion</figcaption>"
+	      "</figure>\n", f);
 }
 
 static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
@@ -381,6 +382,13 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 	esc(f, g->method, strlen(g->method));
 	fputs(" relevance on held-out images of the evaluation split; pruned model: ", f);
 	esc(f, g->pruned, strlen(g->pruned));
+	{
+		int big = g->h > g->w ? g->h : g->w, s = big >= 224 ? 1 : (223 + big) / big;
+
+		fprintf(f, ". Images and maps at the model's input resolution (%d×%d)", g->w, g->h);
+		if (s > 1)
+			fprintf(f, ", shown enlarged %d× (bilinear)", s);
+	}
 	fputs(".</p>\n", f);
 	colour_bar(f);
 	fputs("<div class=\"grid\">\n", f);
