@@ -254,17 +254,23 @@ void iap_report_md_explanation(const struct iap_report *r, FILE *f)
 		   "| rate | Spearman ρ | top-%.0f %% overlap | accuracy drop (points) |\n|---:|---:|---:|---:|\n",
 		r->expl_method, r->expl_images, r->expl_config ? r->expl_config : "the best configuration",
 		100.0 * r->expl_topk_frac, 100.0 * r->expl_topk_frac);
-	for (int j = 0; j < r->n_table_rates; j++)
+	/* Every measured rate (the paper's and the threshold), in rate order. */
+	for (double last = -1;;) {
+		const struct iap_report_row *next = NULL;
+
 		for (int i = 0; i < r->n_rows; i++) {
 			const struct iap_report_row *row = &r->rows[i];
 
-			if (!row->has_expl || fabs(row->rate - r->table_rates[j]) > 1e-9)
-				continue;
-			fprintf(f, "| %.2f | %.3f | %.3f | ", row->rate, row->expl_rho, row->expl_topk);
-			drop_cell(f, r->baseline.accuracy - row->m.accuracy, row->has_stats, row->drop_lo, row->drop_hi);
-			fputs(" |\n", f);
-			break;
+			if (row->has_expl && row->rate > last + 1e-9 && (!next || row->rate < next->rate))
+				next = row;
 		}
+		if (!next)
+			break;
+		fprintf(f, "| %.2f | %.3f | %.3f | ", next->rate, next->expl_rho, next->expl_topk);
+		drop_cell(f, r->baseline.accuracy - next->m.accuracy, next->has_stats, next->drop_lo, next->drop_hi);
+		fputs(" |\n", f);
+		last = next->rate;
+	}
 }
 
 void iap_report_md_latency(const struct iap_report *r, FILE *f)
