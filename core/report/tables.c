@@ -62,7 +62,8 @@ void iap_report_md_table1(const struct iap_report *r, FILE *f, const int *first,
 	fputs("; after the · the parameters / multiply-accumulates removed. The last column is the largest\n"
 	      "rate whose drop stays within the tolerance (refined to 0.01)", f);
 	if (r->has_stats)
-		fputs(", with the bootstrap interval of that threshold", f);
+		fputs(", with the bootstrap interval of that threshold (the same rule on every resample, so its ends\n"
+		      "are evaluated rates and the upper one cannot pass the largest rate evaluated)", f);
 	fputs(".\n\n| attribution | sampler | policy |", f);
 	for (int j = 0; j < r->n_table_rates; j++)
 		fprintf(f, " %.2f |", r->table_rates[j]);
