@@ -14,6 +14,13 @@
 
 #include "internal.h"
 
+/* A fraction in points, with what rounds to zero printed as 0.0 (not "-0.0"). */
+static double points(double v)
+{
+	v *= 100.0;
+	return fabs(v) < 0.05 ? 0.0 : v;
+}
+
 /* "1.3 [−1.9, 4.5]" in points, or just "1.3" without an interval. */
 static void drop_cell(FILE *f, double drop, int has_ci, double lo, double hi)
 {
@@ -21,9 +28,9 @@ static void drop_cell(FILE *f, double drop, int has_ci, double lo, double hi)
 		fputs("n/a", f);
 		return;
 	}
-	fprintf(f, "%.1f", 100.0 * drop + 0.0);
+	fprintf(f, "%.1f", points(drop));
 	if (has_ci && isfinite(lo) && isfinite(hi))
-		fprintf(f, " [%.1f, %.1f]", 100.0 * lo + 0.0, 100.0 * hi + 0.0);
+		fprintf(f, " [%.1f, %.1f]", points(lo), points(hi));
 }
 
 static void class_name(const struct iap_report *r, int k, char *buf, size_t len)
