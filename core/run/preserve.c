@@ -12,6 +12,7 @@
 #include <iaprune/heatmap.h>
 #include <iaprune/stats.h>
 
+#include "calls.h"
 #include "preserve.h"
 
 /* Explained in chunks so a large model's relevance tensors stay small. */
@@ -55,7 +56,7 @@ static int explain_all(struct iap_preserve *p, int pick_targets, float *maps, in
 		}
 		if (pick_targets)
 			rc = iap_targets(out, p->labels + s, &so, p->targets + s, err);
-		rc = rc ? rc : p->ops->explain(p->state, p->g, &x, p->targets + s, &rel, err);
+		rc = rc ? rc : iap_call_explain(p->plugin, p->state, p->g, &x, p->targets + s, &rel, err);
 		for (int i = 0; !rc && i < n; i++)
 			iap_heatmap_reduce(rel.data + i * per, p->c, p->h, p->w, maps + (s + i) * plane);
 	}
@@ -71,7 +72,7 @@ int iap_preserve_init(struct iap_preserve *p, struct iap_error *err)
 	int64_t per, cap;
 	int rc = IAP_OK;
 
-	if (ds->info.in_ndim != 3 || !p->ops->explain || p->per_class < 1)
+	if (ds->info.in_ndim != 3 || !p->plugin->desc->ops.attribution->explain || p->per_class < 1)
 		return iap_error_set(err, IAP_EINVAL, "explanation preservation needs images and an attribution with input relevance");
 	p->c = (int)ds->info.in_shape[0];
 	p->h = (int)ds->info.in_shape[1];
@@ -106,7 +107,7 @@ int iap_preserve_init(struct iap_preserve *p, struct iap_error *err)
 		return rc;
 	if (p->n == 0)
 		return iap_error_set(err, IAP_EINVAL, "explanation preservation: the evaluation split has no images");
-	rc = p->ops->create(p->opts, p->g, &p->state, err);
+	rc = iap_call_create(p->plugin, p->opts, p->g, &p->state, err);
 	if (rc)
 		return rc;
 	return explain_all(p, 1, p->dense_maps, p->dense_pred, err);
@@ -156,7 +157,7 @@ int iap_preserve_measure(struct iap_preserve *p, double rate, double *rho, doubl
 void iap_preserve_free(struct iap_preserve *p)
 {
 	if (p->state)
-		p->ops->destroy(p->state);
+		iap_call_destroy(p->plugin, p->state);
 	free(p->idx);
 	free(p->images);
 	free(p->labels);

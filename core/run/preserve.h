@@ -20,7 +20,7 @@ struct iap_preserve {
 	/* Set by the caller. */
 	struct iap_graph *g;
 	const struct iap_dataset *ds;
-	const struct iap_attribution_ops *ops;
+	const struct iap_plugin *plugin; /* an attribution: called through the runner's call records */
 	const struct iap_opts *opts;
 	int per_class;
 	double topk_frac;

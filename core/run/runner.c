@@ -1424,7 +1424,7 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 	user[1] = (void *)c;
 	x->pv.g = r->g;
 	x->pv.ds = &r->split[r->eval_split];
-	x->pv.ops = c->attr->plugin->desc->ops.attribution;
+	x->pv.plugin = c->attr->plugin;
 	x->pv.opts = c->attr->opts;
 	x->pv.per_class = (int)(per_class > per_class_maps ? per_class : per_class_maps);
 	x->pv.topk_frac = 0.1;
