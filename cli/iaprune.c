@@ -76,7 +76,8 @@ static void usage_main(FILE *f)
 		"\n"
 		"--max-memory SIZE (like 8G or 50%%; default 3/4 of physical memory) refuses runs\n"
 		"estimated to need more.\n"
-		"'iaprune COMMAND --help' describes a command; man iaprune for details.\n"
+		"'iaprune COMMAND --help' describes a command; 'man iaprune' for details\n"
+		"(from the source tree before installing: 'man ./man/iaprune.1').\n"
 		"Exit status: 0 ok, 1 the run failed, 2 usage or input error.\n");
 }
 
@@ -162,6 +163,61 @@ static int uninstalled(void)
 #endif
 }
 
+/*
+ * From the build tree, its plugin folders stand in for the installed
+ * directory, unless the environment says which system path to use (tests).
+ */
+static int from_build_tree(void)
+{
+	return uninstalled() && !getenv(IAP_PLUGIN_SYSTEM_PATH_ENV);
+}
+
+enum { BUILD_TREE_KINDS = 5 };
+
+/* The build tree's plugin folder number k (0 .. BUILD_TREE_KINDS-1); 0 when there is none. */
+static int build_tree_dir(int k, char *dir, size_t len)
+{
+#ifdef IAP_ABS_BUILDDIR
+	static const char *const kinds[BUILD_TREE_KINDS] = { "models", "attribution", "samplers", "policies",
+							     "datasets" };
+
+	snprintf(dir, len, "%s/plugins/%s/.libs", IAP_ABS_BUILDDIR, kinds[k]);
+	return 1;
+#else
+	(void)k;
+	(void)dir;
+	(void)len;
+	return 0;
+#endif
+}
+
+/* The plugin search path load_plugins uses, in order, one directory or variable per line. */
+static void print_search_path(const struct common *c, FILE *f)
+{
+	const char *env;
+	int build_tree = from_build_tree();
+
+	for (int i = 0; i < c->n_plugin_path; i++)
+		fprintf(f, "  --plugin-path %s\n", c->plugin_path[i]);
+	env = getenv(IAP_PLUGIN_PATH_ENV);
+	if (env)
+		fprintf(f, "  %s=%s\n", IAP_PLUGIN_PATH_ENV, env);
+	/* Searched where the installed directory would be (iap_registry_add_system_dir). */
+	for (int k = 0; build_tree && k < BUILD_TREE_KINDS; k++) {
+		char dir[4200];
+
+		if (build_tree_dir(k, dir, sizeof(dir)))
+			fprintf(f, "  %s (build tree)\n", dir);
+	}
+	env = getenv(IAP_PLUGIN_SYSTEM_PATH_ENV);
+	if (build_tree)
+		fprintf(f, "  (not %s/<kind>/: this iaprune runs from its build tree)\n", iap_plugin_dir());
+	else if (env)
+		fprintf(f, "  %s=%s (replaces %s)\n", IAP_PLUGIN_SYSTEM_PATH_ENV, env, iap_plugin_dir());
+	else
+		fprintf(f, "  %s/<kind>/\n", iap_plugin_dir());
+}
+
 static struct iap_registry *load_plugins(const struct common *c)
 {
 	struct iap_error err = { 0, "" };
@@ -176,23 +232,20 @@ static struct iap_registry *load_plugins(const struct common *c)
 		if (iap_registry_add_dir(reg, c->plugin_path[i], &err))
 			goto fail;
 	}
-#ifdef IAP_ABS_BUILDDIR
-	/*
-	 * From the build tree, its plugin folders stand in for the installed
-	 * directory, unless the environment says which system path to use (tests).
-	 */
-	if (uninstalled() && !getenv(IAP_PLUGIN_SYSTEM_PATH_ENV)) {
-		static const char *const kinds[] = { "models", "attribution", "samplers", "policies", "datasets" };
-
-		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+	if (from_build_tree()) {
+		for (int k = 0; k < BUILD_TREE_KINDS; k++) {
 			char dir[4200];
 
-			snprintf(dir, sizeof(dir), "%s/plugins/%s/.libs", IAP_ABS_BUILDDIR, kinds[k]);
-			if (access(dir, R_OK | X_OK) == 0 && iap_registry_add_system_dir(reg, dir, &err))
+			if (build_tree_dir(k, dir, sizeof(dir)) && access(dir, R_OK | X_OK) == 0 &&
+			    iap_registry_add_system_dir(reg, dir, &err))
 				goto fail;
 		}
+		/*
+		 * Instead of the installed folder, not as well: an installed copy of
+		 * the same plugins would otherwise be a duplicate of every one.
+		 */
+		setenv(IAP_PLUGIN_SYSTEM_PATH_ENV, "", 1);
 	}
-#endif
 	if (iap_registry_scan(reg, &err))
 		goto fail;
 	for (int i = 0; i < iap_registry_diag_count(reg); i++)
@@ -569,7 +622,7 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 		goto out_cfg;
 	if (o.dry_run) {
 		/* The pipeline as it would run: overrides applied, every default written out. */
-		if (iap_cfg_dump(iap_cfg_root(cfg), stdout) || fflush(stdout))
+		if (iap_pipeline_dump(cfg, reg, stdout) || fflush(stdout))
 			rc = error_exit(EXIT_RUN, "cannot write the pipeline to standard output");
 		goto out_cfg;
 	}
@@ -1038,7 +1091,6 @@ static int info_weights(struct common *c, const char *path)
 static int cmd_info(const struct command *cmd, struct common *c, int argc, char **argv)
 {
 	static const int allowed[] = { 0 };
-	const char *env;
 	struct cmd_opts o;
 	int rc;
 
@@ -1052,16 +1104,7 @@ static int cmd_info(const struct command *cmd, struct common *c, int argc, char 
 	printf("pipeline version %d\n", IAP_PIPELINE_VERSION);
 	printf("default pipeline %s\n", default_pipeline());
 	printf("plugin search path (in order):\n");
-	for (int i = 0; i < c->n_plugin_path; i++)
-		printf("  --plugin-path %s\n", c->plugin_path[i]);
-	env = getenv(IAP_PLUGIN_PATH_ENV);
-	if (env)
-		printf("  %s=%s\n", IAP_PLUGIN_PATH_ENV, env);
-	env = getenv(IAP_PLUGIN_SYSTEM_PATH_ENV);
-	if (env)
-		printf("  %s=%s (replaces %s)\n", IAP_PLUGIN_SYSTEM_PATH_ENV, env, iap_plugin_dir());
-	else
-		printf("  %s/<kind>/\n", iap_plugin_dir());
+	print_search_path(c, stdout);
 	return EXIT_OK;
 }
 
@@ -1136,6 +1179,8 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			printf("threads %d (of %d CPUs available), OpenBLAS kernels %s, %d thread per call\n",
 			       iap_threads(), iap_threads_available(), iap_blas_core(), iap_threads_blas());
+			printf("plugin search path (in order):\n");
+			print_search_path(&c, stdout);
 			return EXIT_OK;
 		case OPT_PLUGIN_PATH:
 			if (add_plugin_path(&c, optarg))
