@@ -782,9 +782,8 @@ out_free_value:
 /* ---- dump ----------------------------------------------------------------------- */
 
 /* Plain when YAML would read it back as the same string; double-quoted otherwise. */
-static void dump_scalar(const struct iap_cfg_node *n, FILE *f)
+void cfgi_dump_scalar(const char *v, FILE *f)
 {
-	const char *v = n->value;
 	int plain = 1;
 
 	if (!v) {
@@ -822,15 +821,26 @@ static int is_simple_seq(const struct iap_cfg_node *n)
 	return 1;
 }
 
-static void dump(const struct iap_cfg_node *n, FILE *f, int indent, int inline_first)
+static void dump_scalar(const struct iap_cfg_node *n, FILE *f)
 {
+	cfgi_dump_scalar(n->value, f);
+}
+
+static void dump(const struct iap_cfg_node *n, FILE *f, int indent, int inline_first,
+		 const struct cfgi_dump_hooks *h)
+{
+	int first = 1;
+
 	for (int i = 0; i < n->n_items; i++) {
 		const struct iap_cfg_node *c = n->items[i];
-		int pad = (i == 0 && inline_first) ? 0 : indent;
+		int pad = (first && inline_first) ? 0 : indent;
 
+		if (h && h->skip && h->skip(c, h->user))
+			continue;
+		first = 0;
 		fprintf(f, "%*s", pad, "");
 		if (n->kind == IAP_CFG_MAP) {
-			dump_scalar(&(struct iap_cfg_node){ .kind = IAP_CFG_SCALAR, .value = c->key }, f);
+			cfgi_dump_scalar(c->key, f);
 			fputc(':', f);
 		} else {
 			fputc('-', f);
@@ -841,6 +851,8 @@ static void dump(const struct iap_cfg_node *n, FILE *f, int indent, int inline_f
 			fputc('\n', f);
 		} else if (c->n_items == 0) {
 			fputs(c->kind == IAP_CFG_MAP ? " {}\n" : " []\n", f);
+			if (h && h->after && c->kind == IAP_CFG_MAP)
+				h->after(c, f, indent + 2, h->user);
 		} else if (c->kind == IAP_CFG_SEQ && is_simple_seq(c)) {
 			fputs(" [", f);
 			for (int j = 0; j < c->n_items; j++) {
@@ -851,11 +863,23 @@ static void dump(const struct iap_cfg_node *n, FILE *f, int indent, int inline_f
 			fputs("]\n", f);
 		} else if (n->kind == IAP_CFG_SEQ && c->kind == IAP_CFG_MAP) {
 			fputc(' ', f);
-			dump(c, f, indent + 2, 1);
+			dump(c, f, indent + 2, 1, h);
 		} else {
 			fputc('\n', f);
-			dump(c, f, indent + 2, 0);
+			dump(c, f, indent + 2, 0, h);
 		}
+	}
+	if (h && h->after && n->kind == IAP_CFG_MAP && n->n_items)
+		h->after(n, f, indent, h->user);
+}
+
+void cfgi_dump(const struct iap_cfg_node *node, FILE *f, const struct cfgi_dump_hooks *h)
+{
+	if (node->kind == IAP_CFG_SCALAR) {
+		dump_scalar(node, f);
+		fputc('\n', f);
+	} else {
+		dump(node, f, 0, 0, h);
 	}
 }
 
@@ -863,11 +887,6 @@ int iap_cfg_dump(const struct iap_cfg_node *node, FILE *f)
 {
 	if (!node)
 		return IAP_OK;
-	if (node->kind == IAP_CFG_SCALAR) {
-		dump_scalar(node, f);
-		fputc('\n', f);
-	} else {
-		dump(node, f, 0, 0);
-	}
+	cfgi_dump(node, f, NULL);
 	return ferror(f) ? IAP_EIO : IAP_OK;
 }

@@ -5,6 +5,8 @@
 #ifndef IAP_CFG_INTERNAL_H
 #define IAP_CFG_INTERNAL_H
 
+#include <stdio.h>
+
 #include <iaprune/pipeline.h>
 
 struct iap_cfg_node *cfgi_node_new(enum iap_cfg_kind kind, const char *file, int line, int col);
@@ -21,5 +23,19 @@ int cfgi_at(struct iap_error *err, int code, const struct iap_cfg_node *n, const
 	__attribute__((format(printf, 4, 5)));
 int cfgi_at_key(struct iap_error *err, int code, const struct iap_cfg_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/*
+ * iap_cfg_dump with hooks (iap_pipeline_dump): skip(entry) leaves a map
+ * entry or list item out; after(map) may add lines (comments) at the end of
+ * a map's entries, indented as they are. Either may be NULL.
+ */
+struct cfgi_dump_hooks {
+	int (*skip)(const struct iap_cfg_node *entry, void *user);
+	void (*after)(const struct iap_cfg_node *map, FILE *f, int indent, void *user);
+	void *user;
+};
+void cfgi_dump(const struct iap_cfg_node *node, FILE *f, const struct cfgi_dump_hooks *h);
+/* A scalar as YAML reads it back: plain when it can be, double-quoted otherwise; NULL is null. */
+void cfgi_dump_scalar(const char *v, FILE *f);
 
 #endif

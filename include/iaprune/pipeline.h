@@ -107,6 +107,15 @@ int iap_cfg_dump(const struct iap_cfg_node *node, FILE *f);
 int iap_pipeline_validate(struct iap_cfg *cfg, const struct iap_registry *reg, struct iap_error *err);
 
 /*
+ * Write a validated pipeline as it would run (iaprune run --dry-run): every
+ * key, each plugin's unset options with their defaults as "# name: value"
+ * comments (written as keys they could change what the plugin does, e.g. a
+ * ViT size overriding its preset), and no model.train when model.weights is
+ * given. reg may be NULL (no option comments). IAP_EIO when f fails.
+ */
+int iap_pipeline_dump(const struct iap_cfg *cfg, const struct iap_registry *reg, FILE *f);
+
+/*
  * Resolve one plugin reference (a map with "plugin:" and optional
  * "options:", e.g. an item of "attribution:") of the given kind: the
  * plugin and its option values (free with iap_opts_free).
