@@ -27,7 +27,7 @@ static const char *const norm_choices[] = { "l1", "l2", NULL };
 static const struct iap_option magnitude_options[] = {
 	{ .name = "norm", .type = IAP_OPT_ENUM, .def = "l1", .choices = norm_choices,
 	  .help = "norm of each unit's incoming weights" },
-	IAP_ATTR_COMMON_OPTIONS,
+	/* No common options: no samples, so no relevance to reduce, target or seed (norms are never negative). */
 	{ .name = NULL },
 };
 
