@@ -182,6 +182,20 @@ static void test_vgg11_bn(void **state)
 	check_logits(&vgg11_bn_case, "vgg11_bn");
 }
 
+/* The same ResNet18 weights on 28x28 (MedMNIST) and 1x1 images (gen_small_images.py). */
+static void test_resnet18_small_images(void **state)
+{
+	struct model_case c = resnet18_case;
+
+	(void)state;
+	c.cnn.image_size = 28;
+	c.io = "resnet18_28";
+	check_logits(&c, "resnet18");
+	c.cnn.image_size = 1;
+	c.io = "resnet18_1";
+	check_logits(&c, "resnet18");
+}
+
 static void test_resnet18(void **state)
 {
 	(void)state;
@@ -267,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_vgg11),
 		cmocka_unit_test(test_vgg11_bn),
 		cmocka_unit_test(test_resnet18),
+		cmocka_unit_test(test_resnet18_small_images),
 		cmocka_unit_test(test_resnet50),
 		cmocka_unit_test(test_vit),
 		cmocka_unit_test(test_vit_legacy_names),

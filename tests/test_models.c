@@ -163,6 +163,56 @@ static void test_bad_configs(void **state)
 	assert_null(g);
 }
 
+/*
+ * The smallest images torchvision's architectures take (checked with
+ * torchvision 0.14): ResNet any size from 1 (padded stride-2 stages, adaptive
+ * pool), VGG 32 (five floor-halving pools; 31 ends at 0 pixels), ViT one
+ * patch. One below each is refused with the minimum in the message.
+ */
+static void test_smallest_images(void **state)
+{
+	struct iap_cnn_cfg cnn = { .depth = 18, .num_classes = 2, .in_channels = 3, .width = 0.0625 };
+	struct iap_vit_cfg vit = { .patch_size = 16, .in_channels = 3, .num_layers = 1, .num_heads = 2,
+				   .hidden_dim = 8, .mlp_dim = 8, .num_classes = 2 };
+	static const int resnet_ok[] = { 1, 2, 3, 7, 28, 31 };
+	struct iap_graph *g;
+	struct iap_error err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(resnet_ok) / sizeof(resnet_ok[0]); i++) {
+		struct iap_tensor x = { 0 };
+		int64_t shape[4] = { 1, 3, resnet_ok[i], resnet_ok[i] };
+
+		cnn.image_size = resnet_ok[i];
+		if (iap_resnet_build(&cnn, &g, &err))
+			fail_msg("resnet18 at %d: %s", resnet_ok[i], err.msg);
+		assert_int_equal(iap_tensor_alloc(&x, 4, shape, &err), IAP_OK);
+		for (int64_t k = 0; k < iap_tensor_numel(&x); k++)
+			x.data[k] = (float)(k % 7) - 3.0f;
+		if (iap_graph_forward(g, &x, &err))
+			fail_msg("resnet18 forward at %d: %s", resnet_ok[i], err.msg);
+		assert_int_equal(iap_graph_output(g)->shape[1], 2);
+		iap_tensor_free(&x);
+		iap_graph_free(g);
+	}
+	cnn.image_size = 0;
+	assert_int_equal(iap_resnet_build(&cnn, &g, &err), IAP_EINVAL);
+	assert_string_equal(err.msg, "resnet: image_size 0 is too small (minimum 1)");
+	cnn.depth = 11;
+	cnn.image_size = 32;
+	assert_int_equal(iap_vgg_build(&cnn, &g, &err), IAP_OK);
+	iap_graph_free(g);
+	cnn.image_size = 31;
+	assert_int_equal(iap_vgg_build(&cnn, &g, &err), IAP_EINVAL);
+	assert_string_equal(err.msg, "vgg: image_size 31 is too small for five 2x2 max pools (minimum 32)");
+	vit.image_size = 16;
+	assert_int_equal(iap_vit_build(&vit, &g, &err), IAP_OK);
+	iap_graph_free(g);
+	vit.image_size = 0;
+	assert_int_equal(iap_vit_build(&vit, &g, &err), IAP_EINVAL);
+	assert_string_equal(err.msg, "vit: image_size 0 is smaller than one patch (minimum 16)");
+}
+
 /* A small VGG runs, and a masked channel is exactly zero after its BatchNorm. */
 static void test_small_vgg_runs_and_masks(void **state)
 {
@@ -207,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_vit_counts),
 		cmocka_unit_test(test_resnet_coupling),
 		cmocka_unit_test(test_bad_configs),
+		cmocka_unit_test(test_smallest_images),
 		cmocka_unit_test(test_small_vgg_runs_and_masks),
 	};
 

@@ -57,8 +57,12 @@ int iap_resnet_build(const struct iap_cnn_cfg *cfg, struct iap_graph **out, stru
 	if (!spec)
 		return iap_error_set(err, IAP_EINVAL, "resnet: depth must be 18, 34, 50, 101 or 152, not %d",
 				     cfg->depth);
-	if (cfg->image_size < 32)
-		return iap_error_set(err, IAP_EINVAL, "resnet: image_size %d is too small (minimum 32)",
+	/*
+	 * As torchvision: every stride-2 convolution and the max pool pad enough
+	 * to keep one pixel, and the average pool is adaptive, so 1x1 works.
+	 */
+	if (cfg->image_size < 1)
+		return iap_error_set(err, IAP_EINVAL, "resnet: image_size %d is too small (minimum 1)",
 				     cfg->image_size);
 	g = iap_graph_new(3, in_shape, err);
 	if (!g)

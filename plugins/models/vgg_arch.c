@@ -29,6 +29,7 @@ int iap_vgg_build(const struct iap_cnn_cfg *cfg, struct iap_graph **out, struct 
 	*out = NULL;
 	if (!layers)
 		return iap_error_set(err, IAP_EINVAL, "vgg: depth must be 11, 13, 16 or 19, not %d", cfg->depth);
+	/* As torchvision: five floor-halving pools must leave a pixel (31 leaves 0, as PyTorch refuses). */
 	if (cfg->image_size < 32)
 		return iap_error_set(err, IAP_EINVAL,
 				     "vgg: image_size %d is too small for five 2x2 max pools (minimum 32)",

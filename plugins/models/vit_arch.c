@@ -46,6 +46,10 @@ int iap_vit_build(const struct iap_vit_cfg *cfg, struct iap_graph **out, struct 
 	int x, rc;
 
 	*out = NULL;
+	/* As torchvision: any whole number of patches, one at least (image_size == patch_size). */
+	if (cfg->patch_size >= 1 && cfg->image_size < cfg->patch_size)
+		return iap_error_set(err, IAP_EINVAL, "vit: image_size %d is smaller than one patch (minimum %d)",
+				     cfg->image_size, cfg->patch_size);
 	if (cfg->patch_size < 1 || cfg->image_size % cfg->patch_size != 0)
 		return iap_error_set(err, IAP_EINVAL, "vit: image_size %d is not divisible by patch_size %d",
 				     cfg->image_size, cfg->patch_size);
