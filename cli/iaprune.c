@@ -620,6 +620,11 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 	rc = set_threads(o.jobs, cfg);
 	if (rc)
 		goto out_cfg;
+	if ((mode == IAP_RUN_ALL || mode == IAP_RUN_PRUNE) && !iap_cfg_child(iap_cfg_root(cfg), "attribution")) {
+		rc = error_exit(EXIT_USAGE, "%s: missing required key 'attribution' ('%s' needs at least one method)",
+				o.pipeline ? o.pipeline : default_pipeline(), cmd->name);
+		goto out_cfg;
+	}
 	if (o.dry_run) {
 		/* The pipeline as it would run: overrides applied, every default written out. */
 		if (iap_pipeline_dump(cfg, reg, stdout) || fflush(stdout))

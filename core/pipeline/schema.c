@@ -169,8 +169,9 @@ static const struct field top_fields[] = {
 	{ .key = "dataset", .type = T_MAP, .required = 1, .sub = dataset_fields, .kind = IAP_PLUGIN_DATASET },
 	{ .key = "model", .type = T_MAP, .required = 1, .sub = model_fields, .kind = IAP_PLUGIN_MODEL },
 	{ .key = "sampling", .type = T_LIST, .def = "[]", .sub = sampler_fields, .kind = IAP_PLUGIN_SAMPLER },
-	{ .key = "attribution", .type = T_LIST, .required = 1, .sub = attribution_fields,
-	  .kind = IAP_PLUGIN_ATTRIBUTION, .min_items = 1 },
+	/* Optional: train and eval need none; run and prune check they have one (iap_run). */
+	{ .key = "attribution", .type = T_LIST, .sub = attribution_fields, .kind = IAP_PLUGIN_ATTRIBUTION,
+	  .min_items = 1 },
 	{ .key = "pruning", .type = T_MAP, .def = "{}", .sub = pruning_fields, NOKIND },
 	{ .key = "evaluation", .type = T_MAP, .def = "{}", .sub = evaluation_fields, NOKIND },
 	{ .key = "report", .type = T_MAP, .def = "{}", .sub = report_fields, NOKIND },

@@ -823,6 +823,9 @@ static int run_attributions(struct run *r)
 	const char *ranking = "l2";
 	int rc;
 
+	if (!list || list->n_items == 0)
+		return iap_error_set(r->err, IAP_EINVAL,
+				     "the pipeline has no 'attribution' list (run and prune need at least one method)");
 	rc = iap_cfg_get_str(r->root, "pruning.baseline_ranking", "l2", &ranking, r->err);
 	if (rc)
 		return rc;
