@@ -193,12 +193,18 @@ static void test_header_length_lies(void **state)
 	(void)state;
 	assert_int_equal(iap_safetensors_open_mem(buf, 5, "t.safetensors", &st, &err), IAP_EFORMAT);
 	assert_string_equal(err.msg, "t.safetensors: 5 bytes is too short for a safetensors file");
-	buf[0] = 200; /* header claims 200 bytes, file has 64 */
+	buf[0] = 200; /* header claims 200 bytes, file has 64 (a truncated file: the JSON starts) */
+	buf[8] = '{';
 	assert_int_equal(iap_safetensors_open_mem(buf, 64, "t.safetensors", &st, &err), IAP_EFORMAT);
 	assert_string_equal(err.msg, "t.safetensors: header length 200 runs past the end of the file (64 bytes)");
 	memset(buf, 0xff, 8);
+	buf[8] = '{';
 	assert_int_equal(iap_safetensors_open_mem(buf, 64, "t.safetensors", &st, &err), IAP_EFORMAT);
 	assert_string_equal(err.msg, "t.safetensors: header length 18446744073709551615 exceeds the 100 MB limit");
+	/* A PNG (or any other format) is named as not a safetensors file, not as a header that is too long. */
+	memcpy(buf, "\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
+	assert_int_equal(iap_safetensors_open_mem(buf, 64, "scan.png", &st, &err), IAP_EFORMAT);
+	assert_string_equal(err.msg, "scan.png: not a safetensors file (no JSON header after the 8-byte length)");
 	assert_int_equal(iap_safetensors_open("/nonexistent/x.safetensors", &st, &err), IAP_EIO);
 	assert_string_equal(err.msg, "/nonexistent/x.safetensors: No such file or directory");
 }

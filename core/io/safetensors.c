@@ -522,6 +522,13 @@ static int parse(struct iap_safetensors *st, struct iap_error *err)
 				     st->path, st->map_len);
 	for (int i = 7; i >= 0; i--)
 		hlen = hlen << 8 | b[i];
+	/*
+	 * A length that cannot be right and no JSON object where the header
+	 * would start: another format (an image, a .pth zip), not a broken file.
+	 */
+	if (st->map_len > 8 && b[8] != '{' && (hlen > IAP_ST_MAX_HEADER || hlen > st->map_len - 8))
+		return iap_error_set(err, IAP_EFORMAT,
+				     "%s: not a safetensors file (no JSON header after the 8-byte length)", st->path);
 	if (hlen > IAP_ST_MAX_HEADER)
 		return iap_error_set(err, IAP_EFORMAT, "%s: header length %" PRIu64 " exceeds the 100 MB limit",
 				     st->path, hlen);
@@ -708,6 +715,24 @@ int iap_safetensors_read_f32(const struct iap_safetensors *st, const struct iap_
 	}
 }
 
+int iap_safetensors_read_i64(const struct iap_safetensors *st, const struct iap_st_tensor *t, int64_t *dst,
+			     struct iap_error *err)
+{
+	const unsigned char *src = st->data + t->begin;
+
+	if (t->dtype != IAP_ST_I64)
+		return iap_error_set(err, IAP_EFORMAT, "%s: tensor '%s' is %s, not I64", st->path, t->name,
+				     dtypes[t->dtype].name);
+	for (int64_t i = 0; i < t->numel; i++) {
+		uint64_t v = 0;
+
+		for (int k = 7; k >= 0; k--)
+			v = v << 8 | src[8 * i + k];
+		dst[i] = (int64_t)v;
+	}
+	return IAP_OK;
+}
+
 /* ---- writer ---------------------------------------------------------------------- */
 
 struct sbuf {
@@ -767,6 +792,13 @@ static void sb_json_string(struct sbuf *b, const char *s)
 int iap_safetensors_write(const char *path, const struct iap_st_entry *entries, int n,
 			  const struct iap_st_meta *meta, int n_meta, struct iap_error *err)
 {
+	return iap_safetensors_write_ex(path, entries, n, NULL, 0, meta, n_meta, err);
+}
+
+int iap_safetensors_write_ex(const char *path, const struct iap_st_entry *entries, int n,
+			     const struct iap_st_i64 *ints, int n_ints, const struct iap_st_meta *meta,
+			     int n_meta, struct iap_error *err)
+{
 	struct iap_atomic_file af;
 	struct sbuf h = { 0 };
 	uint64_t off = 0, hlen;
@@ -801,6 +833,16 @@ int iap_safetensors_write(const char *path, const struct iap_st_entry *entries, 
 		snprintf(num, sizeof(num), "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
 		sb_puts(&h, num);
 		off += bytes;
+	}
+	/* Scalars (shape []) after the floats, 8 bytes each. */
+	for (int i = 0; i < n_ints; i++) {
+		if (i || n || n_meta > 0)
+			sb_puts(&h, ",");
+		sb_json_string(&h, ints[i].name);
+		snprintf(num, sizeof(num), ":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}",
+			 off, off + 8);
+		sb_puts(&h, num);
+		off += 8;
 	}
 	sb_puts(&h, "}");
 	/* The data buffer starts 8-byte aligned, as the format recommends. */
@@ -842,6 +884,14 @@ int iap_safetensors_write(const char *path, const struct iap_st_entry *entries, 
 			}
 			fwrite(buf, 4, (size_t)m, af.fp);
 		}
+	}
+	for (int i = 0; i < n_ints; i++) {
+		unsigned char b8[8];
+		uint64_t v = (uint64_t)ints[i].value;
+
+		for (int k = 0; k < 8; k++)
+			b8[k] = (unsigned char)(v >> (8 * k));
+		fwrite(b8, 1, 8, af.fp);
 	}
 	if (ferror(af.fp))
 		return iap_atomic_fail(&af, err);

@@ -5,8 +5,8 @@
  * length (at most 100 MB), a JSON header mapping tensor names to dtype, shape
  * and data_offsets (relative to the data buffer, contiguous, no holes and no
  * overlaps, covering the buffer exactly), and an optional "__metadata__"
- * object of strings. F32, F16 and BF16 tensors are read as float32; I64 is
- * accepted (PyTorch's num_batches_tracked) but not converted. Everything else
+ * object of strings. F32, F16 and BF16 tensors are read as float32; I64
+ * (PyTorch's num_batches_tracked) is read as int64. Everything else
  * is an error naming the file and the tensor. Nothing is ever read past the
  * end of the file: the file is mapped once and every offset is checked first.
  */
@@ -79,6 +79,10 @@ const char *iap_safetensors_meta(const struct iap_safetensors *st, const char *k
 int iap_safetensors_read_f32(const struct iap_safetensors *st, const struct iap_st_tensor *t,
 			     float *dst, struct iap_error *err);
 
+/* Read an I64 tensor into dst, which holds exactly t->numel values. */
+int iap_safetensors_read_i64(const struct iap_safetensors *st, const struct iap_st_tensor *t, int64_t *dst,
+			     struct iap_error *err);
+
 /* dtype as the format spells it ("F32", ...). */
 const char *iap_st_dtype_name(enum iap_st_dtype dtype);
 
@@ -96,6 +100,17 @@ struct iap_st_entry {
  */
 int iap_safetensors_write(const char *path, const struct iap_st_entry *entries, int n,
 			  const struct iap_st_meta *meta, int n_meta, struct iap_error *err);
+
+/* One I64 scalar (shape []) to write, e.g. a BatchNorm's num_batches_tracked. */
+struct iap_st_i64 {
+	const char *name;
+	int64_t value;
+};
+
+/* iap_safetensors_write with n_ints I64 scalars after the float tensors. */
+int iap_safetensors_write_ex(const char *path, const struct iap_st_entry *entries, int n,
+			     const struct iap_st_i64 *ints, int n_ints, const struct iap_st_meta *meta,
+			     int n_meta, struct iap_error *err);
 
 #ifdef __cplusplus
 }
