@@ -82,6 +82,27 @@ static void namelist_str(const struct namelist *l, char *out, size_t len)
 		snprintf(out, len, "%s", l->buf);
 }
 
+/* "<bn>.num_batches_tracked" (an I64 scalar) into that BatchNorm's counter; other BN-less names are ignored. */
+static int load_batches_tracked(struct iap_graph *g, const struct iap_safetensors *st,
+				const struct iap_st_tensor *t, const char *name, struct iap_error *err)
+{
+	size_t len = strlen(name) - strlen(".num_batches_tracked");
+	int64_t v;
+
+	if (t->dtype != IAP_ST_I64 || t->numel != 1 || strlen(name) <= strlen(".num_batches_tracked"))
+		return IAP_OK;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct iap_node *n = &g->nodes[i];
+
+		if (n->kind != IAP_OP_BATCHNORM2D || strlen(n->name) != len || strncmp(n->name, name, len))
+			continue;
+		if (iap_safetensors_read_i64(st, t, &v, err))
+			return err ? err->code : IAP_EFORMAT;
+		n->attr.norm.batches_tracked = v;
+	}
+	return IAP_OK;
+}
+
 int iap_graph_load_weights(struct iap_graph *g, const struct iap_safetensors *st, unsigned flags,
 			   struct iap_error *err)
 {
@@ -99,6 +120,9 @@ int iap_graph_load_weights(struct iap_graph *g, const struct iap_safetensors *st
 		src[i].t = &st->tensors[i];
 		if (ends_with(name, "num_batches_tracked")) {
 			src[i].ignored = 1;
+			rc = load_batches_tracked(g, st, &st->tensors[i], name, err);
+			if (rc)
+				goto out_free;
 			continue;
 		}
 		if (ends_with(name, "_mask")) {
@@ -224,21 +248,70 @@ int iap_graph_save_weights(const struct iap_graph *g, const char *path,
 			   const struct iap_st_meta *meta, int n_meta, struct iap_error *err)
 {
 	struct iap_st_entry *entries;
-	int n = 0, rc;
+	struct iap_st_i64 *ints;
+	char **names;
+	int n = 0, n_bn = 0, rc = IAP_OK;
 
-	for (int i = 0; i < g->n_nodes; i++)
+	for (int i = 0; i < g->n_nodes; i++) {
 		n += g->nodes[i].n_params;
+		n_bn += g->nodes[i].kind == IAP_OP_BATCHNORM2D;
+	}
 	entries = calloc((size_t)(unsigned)n + 1, sizeof(*entries));
-	if (!entries)
-		return iap_error_set(err, IAP_ENOMEM, "%s: out of memory", path);
+	ints = calloc((size_t)(unsigned)n_bn + 1, sizeof(*ints));
+	names = calloc((size_t)(unsigned)n_bn + 1, sizeof(*names));
+	if (!entries || !ints || !names) {
+		rc = iap_error_set(err, IAP_ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
 	n = 0;
-	for (int i = 0; i < g->n_nodes; i++)
-		for (int k = 0; k < g->nodes[i].n_params; k++) {
-			entries[n].name = g->nodes[i].params[k].key;
-			entries[n].tensor = &g->nodes[i].params[k].value;
+	n_bn = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const struct iap_node *nd = &g->nodes[i];
+
+		for (int k = 0; k < nd->n_params; k++) {
+			entries[n].name = nd->params[k].key;
+			entries[n].tensor = &nd->params[k].value;
 			n++;
 		}
-	rc = iap_safetensors_write(path, entries, n, meta, n_meta, err);
+		/* torchvision's BatchNorm has this buffer too: without it a strict load_state_dict fails. */
+		if (nd->kind == IAP_OP_BATCHNORM2D) {
+			size_t len = strlen(nd->name) + sizeof(".num_batches_tracked");
+
+			names[n_bn] = malloc(len);
+			if (!names[n_bn]) {
+				rc = iap_error_set(err, IAP_ENOMEM, "%s: out of memory", path);
+				goto out;
+			}
+			snprintf(names[n_bn], len, "%s%snum_batches_tracked", nd->name, nd->name[0] ? "." : "");
+			ints[n_bn].name = names[n_bn];
+			ints[n_bn].value = nd->attr.norm.batches_tracked;
+			n_bn++;
+		}
+	}
+	rc = iap_safetensors_write_ex(path, entries, n, ints, n_bn, meta, n_meta, err);
+out:
+	for (int i = 0; names && i < n_bn; i++)
+		free(names[i]);
+	free(names);
+	free(ints);
 	free(entries);
 	return rc;
+}
+
+int iap_weights_half_note(const struct iap_safetensors *st, char *buf, size_t len)
+{
+	int f16 = 0, bf16 = 0;
+
+	for (int i = 0; i < st->n_tensors; i++) {
+		f16 += st->tensors[i].dtype == IAP_ST_F16;
+		bf16 += st->tensors[i].dtype == IAP_ST_BF16;
+	}
+	if (!f16 && !bf16)
+		return 0;
+	if (f16 && bf16)
+		snprintf(buf, len, "%s: %d F16 and %d BF16 tensors converted to float32", st->path, f16, bf16);
+	else
+		snprintf(buf, len, "%s: %d %s tensor%s converted to float32", st->path, f16 ? f16 : bf16,
+			 f16 ? "F16" : "BF16", f16 + bf16 == 1 ? "" : "s");
+	return 1;
 }

@@ -74,6 +74,9 @@ static int bn_forward(struct iap_graph *g, struct iap_node *node,
 	float mom = node->attr.norm.momentum;
 
 	node->aux[1].data[0] = training ? 1.0f : 0.0f;
+	/* As PyTorch's num_batches_tracked: one per training forward (saved with the weights). */
+	if (training)
+		node->attr.norm.batches_tracked++;
 
 	/* One channel per iteration: the statistics are independent per channel. */
 #pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)(n * c * inner)))

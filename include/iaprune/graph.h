@@ -103,6 +103,7 @@ struct iap_norm_attr {
 	float eps;
 	float momentum;             /* batchnorm running-stat update, PyTorch default 0.1 */
 	int affine;
+	int64_t batches_tracked;    /* batchnorm: PyTorch's num_batches_tracked (training forwards; loaded, saved) */
 };
 
 struct iap_dropout_attr {
