@@ -686,6 +686,89 @@ static void test_shape_only(void **state)
 	iap_graph_free(g);
 }
 
+
+/* ---- baking the consumers' side ----------------------------------------------------- */
+
+static struct iap_param *param_of(struct iap_graph *g, const char *key)
+{
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_params; k++)
+			if (!strcmp(g->nodes[i].params[k].key, key))
+				return &g->nodes[i].params[k];
+	fail_msg("no parameter '%s'", key);
+	return NULL;
+}
+
+/* How many of weight w's input columns [c0, c1) (all rows, all kernel taps) are not zero. */
+static int64_t nonzero_columns(const struct iap_param *w, int64_t c0, int64_t c1)
+{
+	const int64_t n_out = w->value.shape[0], n_in = w->value.shape[1];
+	const int64_t inner = iap_tensor_numel(&w->value) / (n_out * n_in);
+	int64_t nz = 0;
+
+	for (int64_t o = 0; o < n_out; o++)
+		for (int64_t i = c0; i < c1; i++)
+			for (int64_t t = 0; t < inner; t++)
+				nz += w->value.data[(o * n_in + i) * inner + t] != 0.0f;
+	return nz;
+}
+
+/* Prune unit u of the group named name (every other unit kept). */
+static void prune_one(struct iap_graph *g, const char *name, int u)
+{
+	struct iap_error err;
+
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		uint8_t keep[4096];
+
+		if (strcmp(g->groups[gi].name, name))
+			continue;
+		assert_true(g->groups[gi].n_units <= (int)sizeof(keep));
+		memset(keep, 1, sizeof(keep));
+		keep[u] = 0;
+		check_ok(iap_graph_set_mask(g, gi, keep, &err), &err);
+		return;
+	}
+	fail_msg("no unit group '%s'", name);
+}
+
+/*
+ * A baked unit is zero on both sides: the next conv's input channel, the
+ * classifier's block of columns after flatten (7x7 per channel), out_proj's
+ * columns of a pruned head; outputs are unchanged, other columns untouched.
+ */
+static void test_bake_consumers(void **state)
+{
+	struct iap_graph *g;
+	struct iap_param *w;
+	int64_t before;
+
+	(void)state;
+	g = build_cnn(iap_vgg_build, 11, 1, 1900);
+	prune_one(g, "features.0", 1);
+	prune_one(g, "features.25", 2);
+	w = param_of(g, "features.4.weight");
+	before = nonzero_columns(w, 0, w->value.shape[1]);
+	assert_true(nonzero_columns(w, 1, 2) > 0);
+	assert_true(nonzero_columns(param_of(g, "classifier.0.weight"), 2 * 49, 3 * 49) > 0);
+	bake_and_compare(g, "vgg11_bn consumers baked");
+	assert_int_equal(nonzero_columns(w, 1, 2), 0);
+	assert_int_equal(nonzero_columns(w, 0, w->value.shape[1]),
+			 before - w->value.shape[0] * 9);
+	assert_int_equal(nonzero_columns(param_of(g, "classifier.0.weight"), 2 * 49, 3 * 49), 0);
+	assert_true(nonzero_columns(param_of(g, "classifier.0.weight"), 3 * 49, 4 * 49) > 0);
+	iap_graph_free(g);
+
+	g = build_vit(2000);
+	prune_one(g, "encoder.layers.encoder_layer_0.self_attention", 1);
+	w = param_of(g, "encoder.layers.encoder_layer_0.self_attention.out_proj.weight");
+	assert_true(nonzero_columns(w, 8, 16) > 0);
+	bake_and_compare(g, "vit head consumers baked");
+	assert_int_equal(nonzero_columns(w, 8, 16), 0);
+	assert_true(nonzero_columns(w, 0, 8) > 0);
+	iap_graph_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -698,6 +781,7 @@ int main(void)
 		cmocka_unit_test(test_add_mismatch),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_bake),
+		cmocka_unit_test(test_bake_consumers),
 		cmocka_unit_test(test_shape_only),
 	};
 

@@ -642,6 +642,55 @@ out_free:
 	return rc;
 }
 
+/* Every node's keep list: what compaction removes (c->g, flags and err set; plan_free after). */
+static int plan(struct compact_ctx *c)
+{
+	const struct iap_graph *g = c->g;
+	int rc;
+
+	if (!g->finalized)
+		return iap_error_set(c->err, IAP_EINVAL, "compaction needs a finalized graph");
+	if (g->in_ndim < 1)
+		return iap_error_set(c->err, IAP_EINVAL, "graph has no input shape");
+	c->input = (struct keep){ .n = g->in_shape[unit_axis(g->in_ndim)], .group = -1 };
+	c->gkeep = calloc((size_t)g->n_groups + 1, sizeof(*c->gkeep));
+	c->k = calloc((size_t)g->n_nodes, sizeof(*c->k));
+	c->forced = calloc((size_t)g->n_nodes, sizeof(*c->forced));
+	if (!c->gkeep || !c->k || !c->forced)
+		return iap_error_set(c->err, IAP_ENOMEM, "out of memory");
+	rc = decide_groups(c);
+	if (rc)
+		return rc;
+	rc = plan_attention(c);
+	if (rc)
+		return rc;
+	for (int i = 0; i < g->n_nodes; i++) {
+		rc = node_keep(c, i);
+		if (rc)
+			return rc;
+	}
+	if (c->k[g->output].idx)
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "the graph output '%s' would lose positions (unit group '%s' reaches it)",
+				     g->nodes[g->output].name, group_name(g, c->k[g->output].group));
+	return IAP_OK;
+}
+
+static void plan_free(struct compact_ctx *c)
+{
+	const struct iap_graph *g = c->g;
+
+	for (int i = 0; c->k && i < g->n_nodes; i++)
+		keep_release(&c->k[i]);
+	for (int i = 0; c->forced && i < g->n_nodes; i++)
+		keep_release(&c->forced[i]);
+	for (int gi = 0; c->gkeep && gi < g->n_groups; gi++)
+		free(c->gkeep[gi]);
+	free(c->k);
+	free(c->forced);
+	free(c->gkeep);
+}
+
 int iap_graph_compact(const struct iap_graph *g, unsigned flags, struct iap_graph **out,
 		      struct iap_error *err)
 {
@@ -649,47 +698,10 @@ int iap_graph_compact(const struct iap_graph *g, unsigned flags, struct iap_grap
 	int rc;
 
 	*out = NULL;
-	if (!g->finalized)
-		return iap_error_set(err, IAP_EINVAL, "compaction needs a finalized graph");
-	if (g->in_ndim < 1)
-		return iap_error_set(err, IAP_EINVAL, "graph has no input shape");
-	c.input = (struct keep){ .n = g->in_shape[unit_axis(g->in_ndim)], .group = -1 };
-	c.gkeep = calloc((size_t)g->n_groups + 1, sizeof(*c.gkeep));
-	c.k = calloc((size_t)g->n_nodes, sizeof(*c.k));
-	c.forced = calloc((size_t)g->n_nodes, sizeof(*c.forced));
-	if (!c.gkeep || !c.k || !c.forced) {
-		rc = iap_error_set(err, IAP_ENOMEM, "out of memory");
-		goto out_free;
-	}
-	rc = decide_groups(&c);
-	if (rc)
-		goto out_free;
-	rc = plan_attention(&c);
-	if (rc)
-		goto out_free;
-	for (int i = 0; i < g->n_nodes; i++) {
-		rc = node_keep(&c, i);
-		if (rc)
-			goto out_free;
-	}
-	if (c.k[g->output].idx) {
-		rc = iap_error_set(err, IAP_EUNSUPPORTED,
-				   "the graph output '%s' would lose positions (unit group '%s' reaches it)",
-				   g->nodes[g->output].name, group_name(g, c.k[g->output].group));
-		goto out_free;
-	}
-	rc = build_compact(&c, out);
-
-out_free:
-	for (int i = 0; c.k && i < g->n_nodes; i++)
-		keep_release(&c.k[i]);
-	for (int i = 0; c.forced && i < g->n_nodes; i++)
-		keep_release(&c.forced[i]);
-	for (int gi = 0; c.gkeep && gi < g->n_groups; gi++)
-		free(c.gkeep[gi]);
-	free(c.k);
-	free(c.forced);
-	free(c.gkeep);
+	rc = plan(&c);
+	if (!rc)
+		rc = build_compact(&c, out);
+	plan_free(&c);
 	return rc;
 }
 
@@ -753,6 +765,58 @@ unsupported:
 			     grp->name, iap_op_name(n->kind), n->name);
 }
 
+/* Zero the input columns of weight w [out, in, ...] that kin does not keep. */
+static int zero_columns(struct iap_param *w, const struct keep *kin, struct iap_error *err)
+{
+	const int64_t n_out = w->value.shape[0], n_in = w->value.shape[1];
+	const int64_t inner = n_out > 0 && n_in > 0 ? iap_tensor_numel(&w->value) / (n_out * n_in) : 0;
+	uint8_t *kept = calloc((size_t)n_in + 1, 1);
+
+	if (!kept)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	for (int64_t j = 0; j < kin->n; j++)
+		if (kin->idx[j] >= 0 && kin->idx[j] < n_in)
+			kept[kin->idx[j]] = 1;
+	for (int64_t o = 0; o < n_out; o++)
+		for (int64_t i = 0; i < n_in; i++)
+			if (!kept[i])
+				memset(w->value.data + (o * n_in + i) * inner, 0, (size_t)inner * sizeof(float));
+	free(kept);
+	return IAP_OK;
+}
+
+/*
+ * The consumers' side of the baked units: every conv or linear weight column
+ * that reads a position compaction would remove (zero in the masked graph)
+ * is zeroed too, so the file shows the pruning on both sides of a layer.
+ * Outputs do not change (those inputs are 0). A graph compaction refuses is
+ * left with its units baked only.
+ */
+static int bake_consumers(struct iap_graph *g, struct iap_error *err)
+{
+	struct iap_error plan_err;
+	struct compact_ctx c = { .g = g, .flags = 0, .err = &plan_err };
+	int rc = plan(&c);
+
+	if (rc) {
+		plan_free(&c);
+		return rc == IAP_ENOMEM ? iap_error_set(err, rc, "%s", plan_err.msg) : IAP_OK;
+	}
+	for (int i = 0; !rc && i < g->n_nodes; i++) {
+		struct iap_node *n = &g->nodes[i];
+		const struct keep *kin;
+
+		if ((n->kind != IAP_OP_CONV2D && n->kind != IAP_OP_LINEAR) || n->n_inputs < 1)
+			continue;
+		kin = input_keep(&c, n, 0);
+		if (!kin->idx || !n->n_params || n->params[0].value.ndim < 2 || !n->params[0].value.data)
+			continue;
+		rc = zero_columns(&n->params[0], kin, err);
+	}
+	plan_free(&c);
+	return rc;
+}
+
 int iap_graph_bake_masks(struct iap_graph *g, struct iap_error *err)
 {
 	if (g->shape_only)
@@ -770,7 +834,7 @@ int iap_graph_bake_masks(struct iap_graph *g, struct iap_error *err)
 				return rc;
 		}
 	}
-	return IAP_OK;
+	return bake_consumers(g, err);
 }
 
 /* ---- keep masks as metadata -------------------------------------------------------- */

@@ -234,6 +234,16 @@ int iap_model_from_weights(const struct iap_registry *reg, const char *path, str
 			goto out;
 		}
 	}
+	/* A masked model: same shapes, its masks set again (the zeros are in the weights already). */
+	else if (iap_safetensors_meta(st, IAP_MASK_META_KEY)) {
+		rc = iap_graph_apply_keep_metadata(*out, iap_safetensors_meta(st, IAP_MASK_META_KEY), err);
+		if (rc) {
+			iap_error_prefix(err, "%s", path);
+			iap_graph_free(*out);
+			*out = NULL;
+			goto out;
+		}
+	}
 	rc = iap_graph_load_weights(*out, st, 0, err);
 	if (rc) {
 		iap_graph_free(*out);

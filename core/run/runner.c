@@ -202,6 +202,20 @@ static int load_batch(struct run *r, const struct iap_dataset *ds, const int64_t
 
 /* ---- model -------------------------------------------------------------------------- */
 
+/* Half-precision exports load as float32; the user is told (the file is already known to open). */
+static void note_half_precision(struct run *r, const char *path)
+{
+	struct iap_safetensors *st;
+	struct iap_error e;
+	char note[512];
+
+	if (iap_safetensors_open(path, &st, &e))
+		return;
+	if (iap_weights_half_note(st, note, sizeof(note)))
+		say(r, IAP_LOG_INFO, "note: %s", note);
+	iap_safetensors_close(st);
+}
+
 static int resolve(struct run *r, const char *path, int kind, const struct iap_plugin **p,
 		   struct iap_opts **opts)
 {
@@ -210,8 +224,9 @@ static int resolve(struct run *r, const char *path, int kind, const struct iap_p
 	return iap_pipeline_plugin(ref, kind, r->reg, p, opts, r->err);
 }
 
-static int save_model(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
-		      const char *extra_value)
+/* Save g with the model description and up to two more metadata entries (NULL keys: none). */
+static int save_model2(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
+		       const char *extra_value, const char *extra2_key, const char *extra2_value)
 {
 	struct iap_meta_list meta = { 0 };
 	int rc = iap_model_meta(&meta, r->model_plugin, r->model_opts, g,
@@ -219,10 +234,18 @@ static int save_model(struct run *r, struct iap_graph *g, const char *path, cons
 
 	if (!rc && extra_key)
 		rc = iap_meta_put(&meta, extra_key, extra_value, r->err);
+	if (!rc && extra2_key)
+		rc = iap_meta_put(&meta, extra2_key, extra2_value, r->err);
 	if (!rc)
 		rc = iap_graph_save_weights(g, path, meta.items, meta.n, r->err);
 	iap_meta_free(&meta);
 	return rc;
+}
+
+static int save_model(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
+		      const char *extra_value)
+{
+	return save_model2(r, g, path, extra_key, extra_value, NULL, NULL);
 }
 
 struct train_ui {
@@ -519,6 +542,7 @@ static int prepare_model(struct run *r)
 		rc = iap_graph_load_weights_file(r->g, weights, 0, r->err);
 		if (rc)
 			return rc;
+		note_half_precision(r, weights);
 	} else {
 		rc = train_model(r);
 		if (rc)
@@ -1367,7 +1391,13 @@ static int save_pruned(struct run *r, const struct config *best, double rate, co
 		rc = rc ? rc : iap_graph_bake_masks(copy, r->err);
 		for (int gi = 0; !rc && gi < copy->n_groups; gi++)
 			rc = iap_graph_set_mask(copy, gi, NULL, r->err);
-		rc = rc ? rc : save_model(r, copy, masked_path, "iaprune.pruning", note);
+		/* Which units are pruned, so 'iaprune info' counts them (the graph is not compacted on load). */
+		keep = rc ? NULL : iap_graph_keep_metadata(r->g, r->err);
+		if (!rc && !keep)
+			rc = r->err ? r->err->code : IAP_ENOMEM;
+		rc = rc ? rc : save_model2(r, copy, masked_path, "iaprune.pruning", note, IAP_MASK_META_KEY, keep);
+		free(keep);
+		keep = NULL;
 		iap_graph_free(copy);
 	}
 	clear_masks(r);

@@ -35,6 +35,11 @@ extern "C" {
 
 /* The safetensors __metadata__ key under which the keep masks are stored. */
 #define IAP_KEEP_META_KEY "iaprune.keep"
+/*
+ * The same masks on a masked (same-shape, zeros baked in) file: loading sets
+ * them as the graph's masks instead of compacting, so the pruned units count.
+ */
+#define IAP_MASK_META_KEY "iaprune.mask"
 
 enum iap_compact_flags {
 	/* Refuse coupled groups whose masks differ instead of keeping the union. */
@@ -62,8 +67,13 @@ int iap_graph_compact(const struct iap_graph *g, unsigned flags, struct iap_grap
  * or linear row and bias, and when a BatchNorm follows set its weight and bias
  * to 0 (so its output is 0 whatever the running statistics); for a pruned
  * attention head, zero its v rows and bias in the packed in_proj (its context
- * columns become 0). Afterwards g computes the same outputs with or without
- * its masks; the masks are left as they are.
+ * columns become 0). The consumers' side is zeroed too: every conv or linear
+ * weight column reading a position that compaction would remove (for
+ * example the next conv's input channel of a pruned filter, the classifier
+ * columns of a pruned VGG channel after flatten, out_proj's columns of a
+ * pruned head); a graph iap_graph_compact refuses gets its units zeroed
+ * only. Afterwards g computes the same outputs with or without its masks;
+ * the masks are left as they are.
  */
 int iap_graph_bake_masks(struct iap_graph *g, struct iap_error *err);
 
