@@ -36,6 +36,7 @@
 #include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
 #include <iaprune/threads.h>
+#include <iaprune/weights.h>
 
 #include "cmd_attribute.h"
 #include "model_load.h"
@@ -674,6 +675,48 @@ static int cmd_prune(const struct command *cmd, struct common *c, int argc, char
 	return run_mode(cmd, c, argc, argv, IAP_RUN_PRUNE);
 }
 
+/* Half-precision weights are read as float32: say so (on stderr, like warnings). */
+static void note_half_precision(const char *path)
+{
+	struct iap_safetensors *st;
+	struct iap_error err;
+	char note[512];
+
+	if (iap_safetensors_open(path, &st, &err))
+		return;
+	if (iap_weights_half_note(st, note, sizeof(note)))
+		fprintf(stderr, "%s: note: %s\n", prog, note);
+	iap_safetensors_close(st);
+}
+
+/* "dir/scan.png" -> "dir/scan.NAME.png" (the image's own extension dropped, none added twice). */
+static void explain_output_name(const char *image, const char *name, char *out, size_t len)
+{
+	const char *base = strrchr(image, '/'), *dot;
+
+	base = base ? base + 1 : image;
+	dot = strrchr(base, '.');
+	if (!dot || dot == base)
+		dot = image + strlen(image);
+	snprintf(out, len, "%.*s.%s.png", (int)(dot - image), image, name);
+}
+
+/* The h x w map resized to img's [C, H, W] size and blended over img (values in [0, 1]). */
+static int explain_write_native(const char *out, const struct iap_tensor *img, const float *map, int h, int w,
+				const struct iap_heatmap_opts *ho, struct iap_error *err)
+{
+	const int ic = (int)img->shape[0], ih = (int)img->shape[1], iw = (int)img->shape[2];
+	float *big = malloc((size_t)ih * (size_t)iw * sizeof(float));
+	int rc;
+
+	if (!big)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	rc = iap_image_resize(NULL, map, 1, h, w, big, ih, iw, err);
+	rc = rc ? rc : iap_heatmap_write_png(out, img->data, ic, ih, iw, big, ho, err);
+	free(big);
+	return rc;
+}
+
 /* ---- explain: heatmaps of images, the model loaded once -------------------------------------- */
 
 /* What every image of one explain call shares. */
@@ -753,15 +796,14 @@ static int explain_image(const struct explain_ctx *e, const char *image)
 	}
 	iap_heatmap_reduce(rel.data, ch, h, w, map);
 	iap_heatmap_opts_init(&ho);
-	ho.mean = mean;
-	ho.std = std;
 	if (e->out_dir)
 		explain_path_in(out, sizeof(out), e->out_dir, image, attr->desc->name, "png");
 	else if (o->output)
 		snprintf(out, sizeof(out), "%s", o->output);
 	else
-		snprintf(out, sizeof(out), "%s.%s.png", image, attr->desc->name);
-	if (iap_heatmap_write_png(out, x.data, ch, h, w, map, &ho, &err))
+		explain_output_name(image, attr->desc->name, out, sizeof(out));
+	/* Drawn over the image as it was given, at its own size: the map is resized, not the picture. */
+	if (explain_write_native(out, &img, map, h, w, &ho, &err))
 		goto fail;
 	/* The raw relevance, [channels, H, W] float32, for analysis elsewhere. */
 	if (e->raw_dir)
@@ -853,6 +895,7 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 	/* An iaprune file describes its model; a plain torchvision one is built by --model. */
 	if (cli_model_load(reg, o.weights, o.model, o.model_options, o.n_model_options, &g, &err))
 		goto fail;
+	note_half_precision(o.weights);
 	if (iap_call_create(attr, opts, g, &state, &err)) {
 		rc = error_exit(EXIT_RUN, "%s", err.msg);
 		goto out;
@@ -1087,6 +1130,7 @@ static int info_weights(struct common *c, const char *path)
 		iap_registry_free(reg);
 		return error_exit(exit_for(err.code), "%s", err.msg);
 	}
+	note_half_precision(path);
 	iap_graph_print_summary(g, stdout);
 	iap_graph_free(g);
 	iap_registry_free(reg);
