@@ -53,7 +53,7 @@ done
 cat >"$tmp/p.yaml" <<'YAML'
 version: 1
 dataset: {plugin: test-data}
-model: {plugin: test-mlp, weights: w.safetensors}
+model: {plugin: test-mlp}
 sampling: [{plugin: test-first, name: s}]
 attribution: [{plugin: test-grad, name: a, options: {steps: 1}}]
 pruning: {policy: test-lowest}
