@@ -303,7 +303,9 @@ static void test_json_and_text(void **state)
 	assert_non_null(strstr(text, "accuracy           0.6667\n"));
 	assert_non_null(strstr(text, "AUROC (binary)     0.7222\n"));
 	assert_non_null(strstr(text, "mal\"ignant        3   0.6667   0.6667   0.6667   0.6667   0.7222\n"));
-	assert_non_null(strstr(text, "benign            2        1\n"));
+	assert_non_null(strstr(text, "benign            2          1\n"));
+	/* The confusion matrix's columns are named like its rows, not numbered. */
+	assert_non_null(strstr(text, "columns predicted)\n             benign mal\"ignant\n"));
 	iap_metrics_free(&m);
 }
 

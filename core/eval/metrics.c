@@ -461,6 +461,13 @@ int iap_metrics_json_string(const struct iap_metrics *m, const char *const *clas
 	return IAP_OK;
 }
 
+static int col_width(const char *const *class_names, int k)
+{
+	int n = class_names && class_names[k] ? (int)strlen(class_names[k]) : 0;
+
+	return n > 8 ? n : 8;
+}
+
 int iap_metrics_write_text(const struct iap_metrics *m, const char *const *class_names, FILE *fp,
 			   struct iap_error *err)
 {
@@ -507,9 +514,14 @@ int iap_metrics_write_text(const struct iap_metrics *m, const char *const *class
 			sink_printf(&s, "%8s\n", "n/a");
 	}
 
+	/* Columns are named like the rows (each at least 8 wide, wider for a longer name). */
 	sink_printf(&s, "\nconfusion (rows true, columns predicted)\n%-*s", w, "");
-	for (int p = 0; p < c; p++)
-		sink_printf(&s, " %8d", p);
+	for (int p = 0; p < c; p++) {
+		if (class_names && class_names[p])
+			sink_printf(&s, " %*s", col_width(class_names, p), class_names[p]);
+		else
+			sink_printf(&s, " %8d", p);
+	}
 	sink_printf(&s, "\n");
 	for (int t = 0; t < c; t++) {
 		char name[32];
@@ -518,7 +530,7 @@ int iap_metrics_write_text(const struct iap_metrics *m, const char *const *class
 			snprintf(name, sizeof(name), "%d", t);
 		sink_printf(&s, "%-*s", w, class_names && class_names[t] ? class_names[t] : name);
 		for (int p = 0; p < c; p++)
-			sink_printf(&s, " %8lld", (long long)m->confusion[(int64_t)t * c + p]);
+			sink_printf(&s, " %*lld", col_width(class_names, p), (long long)m->confusion[(int64_t)t * c + p]);
 		sink_printf(&s, "\n");
 	}
 	if (s.failed)
