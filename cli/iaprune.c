@@ -33,6 +33,7 @@
 #include <iaprune/model.h>
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
+#include <iaprune/rng.h>
 #include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
 #include <iaprune/threads.h>
@@ -523,7 +524,25 @@ struct ui {
 	int tty;
 	int progress_shown;
 	time_t last;
+	double run_start, stage_start;   /* monotonic seconds; stage_start 0: no stage yet */
 };
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The wall time of the stage that just ended, as a line of its own (logs are read without a terminal too). */
+static void ui_stage_end(struct ui *u)
+{
+	if (u->quiet || u->stage_start <= 0)
+		return;
+	fprintf(stderr, "    stage took %.1f s\n", now_s() - u->stage_start);
+	u->stage_start = 0;
+}
 
 static void ui_clear(struct ui *u)
 {
@@ -542,6 +561,10 @@ static void ui_log(void *user, enum iap_log_level level, const char *fmt, va_lis
 	char msg[4096];
 
 	ui_clear(u);
+	if (level == IAP_LOG_STAGE) {
+		ui_stage_end(u);
+		u->stage_start = now_s();
+	}
 	fputs(level == IAP_LOG_WARN ? "iaprune: warning: " : level == IAP_LOG_STAGE ? "==> " : "    ", stderr);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	/* Messages quote names from files; only eval's metrics table has line breaks of its own. */
@@ -643,8 +666,13 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 	ro.prune_sampler = o.sampler;
 	ro.compact = o.compact;
 	ro.out_path = o.output;
-	if (iap_run(cfg, reg, &ro, &err)) {
-		ui_clear(&u);
+	u.run_start = now_s();
+	rc = iap_run(cfg, reg, &ro, &err);
+	ui_clear(&u);
+	ui_stage_end(&u);
+	if (!rc && !u.quiet)
+		fprintf(stderr, "==> done in %.1f s\n", now_s() - u.run_start);
+	if (rc) {
 		/* Bad input (files, shapes, options, unreadable paths) is status 2; anything else a failed run. */
 		rc = error_exit(exit_for(err.code), "%s", err.msg);
 	}
@@ -1137,15 +1165,89 @@ static int info_weights(struct common *c, const char *path)
 	return EXIT_OK;
 }
 
+/*
+ * `info --model NAME [--model-option KEY=VALUE]...`: the layer table of a model
+ * spec without weights, sized as without a dataset (1000 classes, 3
+ * channels, 224 pixels unless its options say otherwise), its parameters
+ * initialised as for training (seed 0) so the zeros column means something.
+ */
+static int info_model(struct common *c, const char *name, const char *const *options, int n_options)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_registry *reg;
+	const struct iap_plugin *p;
+	struct iap_opts *opts = NULL;
+	struct iap_graph *g = NULL;
+	int rc = EXIT_USAGE;
+	char what[160];
+
+	reg = load_plugins(c);
+	if (!reg)
+		return EXIT_RUN;
+	p = iap_registry_find(reg, IAP_PLUGIN_MODEL, name);
+	if (!p) {
+		error_exit(EXIT_USAGE, "info: no model plugin '%s' (see 'iaprune plugins --kind model')", name);
+		goto out;
+	}
+	snprintf(what, sizeof(what), "model '%s'", name);
+	if (iap_opts_defaults(p->desc->options, &opts, &err))
+		goto fail;
+	for (int i = 0; i < n_options; i++) {
+		char key[256];
+		const char *eq = strchr(options[i], '=');
+
+		if (!eq || eq == options[i] || (size_t)(eq - options[i]) >= sizeof(key)) {
+			error_exit(EXIT_USAGE, "info: --model-option wants KEY=VALUE, not '%s'", options[i]);
+			goto out;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - options[i]), options[i]);
+		if (iap_opts_set(opts, what, key, eq + 1, &err))
+			goto fail;
+	}
+	if (p->desc->ops.model->build(opts, NULL, &g, &err))
+		goto fail;
+	if (p->desc->ops.model->init_params) {
+		struct iap_rng rng;
+
+		iap_rng_seed(&rng, 0);
+		if (p->desc->ops.model->init_params(opts, g, &rng, &err)) {
+			rc = EXIT_RUN;
+			goto fail;
+		}
+	}
+	printf("model %s", name);
+	for (int i = 0; i < n_options; i++)
+		printf("%s%s", i ? ", " : " (", options[i]);
+	printf("%s: input [%lld, %lld, %lld], %lld classes; no weights file: parameters as initialised for training\n\n",
+	       n_options ? ")" : "", (long long)g->in_shape[0], (long long)g->in_shape[1], (long long)g->in_shape[2],
+	       (long long)g->nodes[g->output].out_shape[0]);
+	iap_graph_print_summary(g, stdout);
+	rc = EXIT_OK;
+	goto out;
+fail:
+	error_exit(rc, "%s", err.msg);
+out:
+	iap_graph_free(g);
+	iap_opts_free(opts);
+	iap_registry_free(reg);
+	return rc;
+}
+
 static int cmd_info(const struct command *cmd, struct common *c, int argc, char **argv)
 {
-	static const int allowed[] = { 0 };
+	static const int allowed[] = { OPT_MODEL, OPT_MODEL_OPTION, 0 };
 	struct cmd_opts o;
 	int rc;
 
 	rc = parse_cmd(cmd, c, argc, argv, allowed, 1, &o);
 	if (rc >= 0)
 		return rc;
+	if (o.model && o.pipeline)
+		return error_exit(EXIT_USAGE, "info: give WEIGHTS or --model NAME, not both");
+	if (o.n_model_options && !o.model)
+		return error_exit(EXIT_USAGE, "info: --model-option sets the options of --model NAME");
+	if (o.model)
+		return info_model(c, o.model, o.model_options, o.n_model_options);
 	if (o.pipeline)
 		return info_weights(c, o.pipeline);
 	printf("iaprune %s\n", PACKAGE_VERSION);
@@ -1168,11 +1270,13 @@ static const struct command commands[] = {
 	  "List the plugins found on the search path by kind (-v: with their files), or\n"
 	  "describe one plugin and its options.",
 	  NULL, cmd_plugins },
-	{ "info", "[WEIGHTS]",
+	{ "info", "[WEIGHTS | --model NAME [--model-option KEY=VALUE]...]",
 	  "Without an argument: the version, plugin ABI, default pipeline and plugin search path.\n"
 	  "With a safetensors file: the model's layer table (output shapes, parameters,\n"
 	  "multiply-accumulates, prunable and pruned units, zero weights) when the file\n"
-	  "carries iaprune's model description, otherwise its tensors.",
+	  "carries iaprune's model description, otherwise its tensors.\n"
+	  "With --model NAME: the same table for a model plugin's architecture without weights\n"
+	  "(--model-option sets its options, e.g. --model vgg --model-option depth=19).",
 	  NULL, cmd_info },
 	{ "train", "[-q] [-j N] [--set KEY=VALUE]... [PIPELINE]",
 	  "Train the pipeline's model (or load model.weights) and save it with its description\n"
