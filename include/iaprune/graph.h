@@ -401,7 +401,11 @@ int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 		       const struct iap_tensor *seed, const struct iap_walk_opts *opts,
 		       struct iap_error *err);
 
-/* What the last walk brought to node id's output (NULL if it was not visited). */
+/*
+ * What the last walk brought to node id's output, where the walk kept it:
+ * every visited node when it ran with a hook, otherwise only nodes on a path
+ * to what it computed (input relevance, parameter gradients); else NULL.
+ */
 const struct iap_tensor *iap_graph_node_r(const struct iap_graph *g, int id);
 
 /* ---- units and masks ----------------------------------------------------- */

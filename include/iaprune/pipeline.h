@@ -101,7 +101,7 @@ int iap_cfg_dump(const struct iap_cfg_node *node, FILE *f);
  * every default it leaves out, so later readers need not know them. With a
  * registry, also check that each named plugin exists and that its options
  * match its schema: "pipeline.yaml:12:5: attribution 'lrp': unknown option
- * 'epsilonn' (known: rule, epsilon, gamma)". Returns IAP_EINVAL (or
+ * 'epsilonn' (known: composite, epsilon, ...)". Returns IAP_EINVAL (or
  * IAP_EFORMAT for a non-map document) with the first problem found.
  */
 int iap_pipeline_validate(struct iap_cfg *cfg, const struct iap_registry *reg, struct iap_error *err);
