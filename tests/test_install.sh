@@ -25,7 +25,7 @@ not_ok() {
 }
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-echo "1..8"
+echo "1..12"
 
 # Where make install puts things (the configured directories, under DESTDIR).
 var() { sed -n "s|^$1 = ||p" "$IAP_TEST_BUILDDIR/Makefile" | head -n 1; }
@@ -44,6 +44,9 @@ expand() {
 bindir=$(expand "$(var bindir)")
 libdir=$(expand "$(var libdir)")
 sysconfdir=$(expand "$(var sysconfdir)")
+mandir=$(expand "$(expand "$(var mandir)")")
+includedir=$(expand "$(var includedir)")
+docdir=$(expand "$(expand "$(var docdir)" | sed "s|\${PACKAGE_TARNAME}|$(var PACKAGE_TARNAME)|")")
 plugindir=$libdir/iaprune/plugins
 
 (cd "$IAP_TEST_BUILDDIR" && $MAKE install DESTDIR="$dest") >"$tmp/log" 2>&1
@@ -62,6 +65,32 @@ check "the installed default pipeline validates" "[ \$? -eq 0 ] && grep -q '^  p
 LD_LIBRARY_PATH=$dest$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} IAPRUNE_PLUGIN_SYSTEM_PATH=$dest$plugindir \
 	"$dest$bindir/iaprune" info >"$tmp/log" 2>&1
 check "the installed iaprune does not take the build tree's plugins" "! grep -q 'build tree' $tmp/log"
+
+# The manual as installed: an alias for every function a section-3 page names, a page for every header.
+: >"$tmp/log"
+m3=$dest$mandir/man3
+for page in "$m3"/*.3; do
+	grep -q '^\.so ' "$page" && continue
+	for name in $(sed -n 's/^\.Nm \([a-z_0-9]*\).*/\1/p' "$page"); do
+		[ "$m3/$name.3" = "$page" ] && continue
+		grep -qx ".so man3/${page##*/}" "$m3/$name.3" 2>/dev/null || echo "no alias $name.3 -> ${page##*/}" >>"$tmp/log"
+	done
+done
+check "every function a section-3 page names has an alias page" "[ ! -s $tmp/log ] && [ -f $m3/iap_graph_forward.3 ]"
+: >"$tmp/log"
+for h in "$dest$includedir"/iaprune/*.h; do
+	h=${h##*/}
+	grep -lqx ".In iaprune/$h" "$m3"/*.3 2>/dev/null || echo "no page has .In iaprune/$h" >>"$tmp/log"
+done
+check "every installed header has a page ($(ls "$dest$includedir"/iaprune/*.h | wc -l) headers)" "[ ! -s $tmp/log ]"
+if command -v man >/dev/null 2>&1; then
+	MANPATH=$dest$mandir MANWIDTH=80 man -P cat iap_graph_forward >"$tmp/log" 2>&1
+	check "man iap_graph_forward opens iap_graph(3)" "grep -q 'IAP_GRAPH(3)' $tmp/log"
+else
+	ok "man iap_graph_forward opens iap_graph(3) # SKIP no man here"
+fi
+check "the example plugin is installed under docdir" \
+	"[ -s '$dest$docdir/examples/sampler-stride/stride.c' ] && [ -s '$dest$docdir/examples/sampler-stride/Makefile' ]"
 
 # The hook's decisions, with id and ldconfig stand-ins (the real ones never run here).
 mkdir "$tmp/bin"
