@@ -1,6 +1,7 @@
 #!/bin/sh
-# Man pages: each page lints clean (mandoc -Tlint, or groff -mdoc -ww -z
-# without mandoc), cross-references to iaprune's own pages resolve, and
+# Man pages: each page lints clean (mandoc -Tlint and groff -mandoc -ww -z,
+# whichever are installed), renders no word as a flag it is not, every
+# installed header has a page, cross-references to iaprune's own pages resolve, and
 # the pages stay in step with the code: every pipeline key the validator
 # knows is documented in iaprune-pipeline(5), every command in iaprune(1),
 # and every option of every plugin built in the tree in iaprune-plugins(7)
@@ -11,9 +12,8 @@ set -u
 : "${MANDOC:=$(command -v mandoc || true)}"
 IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
 man="$IAP_TEST_SRCDIR/man"
-pages="iaprune.1 iaprune-pipeline.5 iaprune-plugin.7 iaprune-plugins.7 iap_plugin_descriptor.3
-	iap_opts_int.3 iap_graph.3 iap_tensor.3 iap_safetensors.3 iap_attribute.3"
-
+# Every page of the manual (a new page is linted without being listed here).
+pages=$(cd "$man" && ls *.1 *.3 *.5 *.7)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-man.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
@@ -23,7 +23,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$tmp/log"; }
 
 set -- $pages
-echo "1..$(($# + 3))"
+echo "1..$(($# + 5))"
 
 for p in $pages; do
 	: >"$tmp/log"
@@ -43,8 +43,10 @@ for p in $pages; do
 			*) echo "$line" >>"$tmp/log" ;;
 			esac
 		done <"$tmp/raw"
-	else
-		groff -mdoc -ww -z "$man/$p" >"$tmp/log" 2>&1
+	fi
+	# groff as man-db renders the page, every warning on (both linters when both are here).
+	if command -v groff >/dev/null 2>&1; then
+		groff -mandoc -ww -z "$man/$p" >>"$tmp/log" 2>&1
 	fi
 	if [ -s "$tmp/log" ]; then not_ok "$p lints clean"; else ok "$p lints clean"; fi
 done
@@ -196,5 +198,45 @@ fi
 [ -s "$tmp/notes" ] && cat "$tmp/notes"
 if [ -s "$tmp/log" ]; then not_ok "every shipped plugin option is documented in iaprune-plugins(7)"
 else ok "every shipped plugin option is documented in iaprune-plugins(7)"; fi
+
+# Rendered as a reader sees them, the pages show only real flags: every
+# "-word" is an option iaprune takes (from each command's --help) or a
+# compiler, linker or pkg-config flag of iaprune-plugin(7)'s build recipe;
+# a macro that swallows the text after it ("Fl -attribution ; the first")
+# prints "-the -first" and fails here.
+: >"$tmp/log"
+{
+	"$IAPRUNE" --help
+	for c in $(cat "$tmp/cmds"); do "$IAPRUNE" "$c" --help; done
+} 2>/dev/null | grep -oE -- '(^|[ [(|])--?[a-zA-Z][a-zA-Z-]*' | sed 's/^[ [(|]*//' >"$tmp/allowed"
+# -h and -V: the short forms of --help and --version, which --help spells out only.
+printf '%s\n' -h -V -fPIC -shared -std -fvisibility -Wl -module -avoid-version -no-undefined \
+	-export-symbols-regex --cflags --libs -degrees >>"$tmp/allowed"
+renderers=
+command -v groff >/dev/null 2>&1 && renderers="groff"
+[ -n "$MANDOC" ] && renderers="$renderers mandoc"
+for r in $renderers; do
+	for p in $pages; do
+		case $r in
+		groff) groff -mandoc -Tutf8 "$man/$p" 2>/dev/null ;;
+		mandoc) "$MANDOC" -Tutf8 "$man/$p" 2>/dev/null ;;
+		esac | sed 's/.\x08//g; s/\xe2\x80\x90/-/g' | grep -oE -- '(^|[ [(])--?[a-zA-Z][a-zA-Z_-]*' |
+			sed 's/^[ [(]*//' | sort -u | while read -r tok; do
+				grep -qxF -- "$tok" "$tmp/allowed" || echo "$p ($r): '$tok' is not a flag" >>"$tmp/log"
+			done
+	done
+done
+[ -n "$renderers" ] || echo "# no groff or mandoc to render with"
+if [ -s "$tmp/log" ]; then not_ok "rendered pages show no word as a flag (option lists intact)"
+else ok "rendered pages show no word as a flag (option lists intact)"; fi
+
+# Every installed header (include/iaprune/*.h) is the ".In" of some section-3 page.
+: >"$tmp/log"
+for h in "$IAP_TEST_SRCDIR"/include/iaprune/*.h; do
+	h=${h##*/}
+	grep -qx ".In iaprune/$h" "$man"/*.3 || echo "no page has .In iaprune/$h" >>"$tmp/log"
+done
+if [ -s "$tmp/log" ]; then not_ok "every installed header has a page"
+else ok "every installed header has a page"; fi
 
 [ "$failed" -eq 0 ]
