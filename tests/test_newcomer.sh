@@ -27,7 +27,7 @@ not_ok() {
 }
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-echo "1..24"
+echo "1..25"
 
 # 1. The README's man command works (man-db is what install-deps installs for it), and --help names it.
 check "install-deps installs man-db" "grep -q 'man-db' '$IAP_TEST_SRCDIR/tools/install-deps'"
