@@ -29,7 +29,7 @@ M="--weights $FX/vgg11.safetensors --model vgg --model-option depth=11 --model-o
 
 "$IAPRUNE" explain $M "$tmp/a.png" "$tmp/b.png" >"$tmp/out" 2>"$tmp/err"
 check "two images, a plain torchvision file: exit 0, a heatmap each" \
-	"[ $? -eq 0 ] && [ -s $tmp/a.png.lrp.png ] && [ -s $tmp/b.png.lrp.png ] && [ \$(grep -c 'heatmap ' $tmp/out) -eq 2 ]"
+	"[ $? -eq 0 ] && [ -s $tmp/a.lrp.png ] && [ -s $tmp/b.lrp.png ] && [ \$(grep -c 'heatmap ' $tmp/out) -eq 2 ]"
 mkdir "$tmp/maps" "$tmp/raw"
 "$IAPRUNE" explain $M --attribution ig --option steps=4 -o "$tmp/maps" --raw "$tmp/raw" \
 	"$tmp/a.png" "$tmp/b.png" >"$tmp/out" 2>"$tmp/err"
