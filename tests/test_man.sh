@@ -210,8 +210,9 @@ else ok "every shipped plugin option is documented in iaprune-plugins(7)"; fi
 	"$IAPRUNE" --help
 	for c in $(cat "$tmp/cmds"); do "$IAPRUNE" "$c" --help; done
 } 2>/dev/null | grep -oE -- '(^|[ [(|])--?[a-zA-Z][a-zA-Z-]*' | sed 's/^[ [(|]*//' >"$tmp/allowed"
-# -h and -V: the short forms of --help and --version, which --help spells out only.
-printf '%s\n' -h -V -fPIC -shared -std -fvisibility -Wl -module -avoid-version -no-undefined \
+# -h and -V: the short forms of --help and --version, which --help spells out only;
+# --threads: the long form of -j.
+printf '%s\n' -h -V --threads -fPIC -shared -std -fvisibility -Wl -module -avoid-version -no-undefined \
 	-export-symbols-regex --cflags --libs -degrees >>"$tmp/allowed"
 renderers=
 command -v groff >/dev/null 2>&1 && renderers="groff"
