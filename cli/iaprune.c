@@ -1204,13 +1204,14 @@ static int info_model(struct common *c, const char *name, const char *const *opt
 		if (iap_opts_set(opts, what, key, eq + 1, &err))
 			goto fail;
 	}
-	if (p->desc->ops.model->build(opts, NULL, &g, &err))
+	/* Through the guarded calls, like every other call into a plugin. */
+	if (iap_call_build(p, opts, NULL, &g, &err))
 		goto fail;
 	if (p->desc->ops.model->init_params) {
 		struct iap_rng rng;
 
 		iap_rng_seed(&rng, 0);
-		if (p->desc->ops.model->init_params(opts, g, &rng, &err)) {
+		if (iap_call_init_params(p, opts, g, &rng, &err)) {
 			rc = EXIT_RUN;
 			goto fail;
 		}

@@ -34,6 +34,8 @@ model:
   train: {epochs: 1, batch_size: 64}
 attribution:
   - plugin: magnitude
+# Layer by layer, so every convolution loses filters (a global ranking may take only linear units).
+pruning: {policy: layerwise}
 YAML
 "$IAPRUNE" train -q "$tmp/p.yaml" >"$tmp/log" 2>&1 &&
 	"$IAPRUNE" prune -q --rate 0.5 -o "$tmp/p50.safetensors" "$tmp/p.yaml" >>"$tmp/log" 2>&1
