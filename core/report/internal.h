@@ -18,6 +18,8 @@ const struct iap_report_threshold *iap_report_threshold_of(const struct iap_repo
 void iap_report_md_value(FILE *f, double v, const char *fmt);
 /* 1234567 → "1.23 M". */
 void iap_report_human(char *buf, size_t len, double v);
+/* A CSV field, quoted when it holds a comma, quote or newline. */
+void iap_report_csv_field(FILE *f, const char *s);
 /* 1 for the data-free baselines (magnitude, random). */
 int iap_report_is_baseline(const char *attribution);
 

@@ -17,21 +17,7 @@
 #include <iaprune/atomic.h>
 #include <iaprune/report.h>
 
-/* A CSV field, quoted when it holds a comma, quote or newline. */
-static void field(FILE *f, const char *s)
-{
-	if (s && !strpbrk(s, ",\"\n\r")) {
-		fputs(s, f);
-		return;
-	}
-	fputc('"', f);
-	for (; s && *s; s++) {
-		if (*s == '"')
-			fputc('"', f);
-		fputc(*s, f);
-	}
-	fputc('"', f);
-}
+#include "internal.h"
 
 static void lines(FILE *f, const struct iap_report *r, const char *row, const char *sampler, const char *attr,
 		  const char *policy, double rate, const int *pred, const float *conf)
@@ -39,11 +25,11 @@ static void lines(FILE *f, const struct iap_report *r, const char *row, const ch
 	for (int64_t i = 0; i < r->n_images; i++) {
 		fputs(row, f);
 		fputc(',', f);
-		field(f, sampler);
+		iap_report_csv_field(f, sampler);
 		fputc(',', f);
-		field(f, attr);
+		iap_report_csv_field(f, attr);
 		fputc(',', f);
-		field(f, policy);
+		iap_report_csv_field(f, policy);
 		fprintf(f, ",%.4g,%lld,%d,%d,", rate, (long long)i, r->labels[i], pred[i]);
 		if (conf)
 			fprintf(f, "%.6g", (double)conf[i]);

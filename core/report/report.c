@@ -71,8 +71,7 @@ static void csv_num(FILE *f, double v)
 		fprintf(f, "%.6g", v);
 }
 
-/* A CSV field, quoted when it holds a comma, quote or newline. */
-static void csv_str(FILE *f, const char *s)
+void iap_report_csv_field(FILE *f, const char *s)
 {
 	if (s && !strpbrk(s, ",\"\n\r")) {
 		fputs(s, f);
@@ -136,9 +135,9 @@ int iap_report_write_csv(const struct iap_report *r, const char *path, struct ia
 
 			class_label(r, k, name, sizeof(name));
 			fputs(",sensitivity_", af.fp);
-			csv_str(af.fp, name);
+			iap_report_csv_field(af.fp, name);
 			fputs(",specificity_", af.fp);
-			csv_str(af.fp, name);
+			iap_report_csv_field(af.fp, name);
 		}
 		fputs(",explanation_spearman,explanation_topk", af.fp);
 	}
@@ -146,11 +145,11 @@ int iap_report_write_csv(const struct iap_report *r, const char *path, struct ia
 	for (int i = 0; i < r->n_rows + r->n_finetuned; i++) {
 		const struct iap_report_row *row = i < r->n_rows ? &r->rows[i] : &r->finetuned[i - r->n_rows];
 
-		csv_str(af.fp, row->sampler);
+		iap_report_csv_field(af.fp, row->sampler);
 		fputc(',', af.fp);
-		csv_str(af.fp, row->attribution);
+		iap_report_csv_field(af.fp, row->attribution);
 		fputc(',', af.fp);
-		csv_str(af.fp, row->policy);
+		iap_report_csv_field(af.fp, row->policy);
 		fprintf(af.fp, ",%.4g,%.6g,%.6g,%.6g", row->rate, row->units_removed, row->params_removed,
 			row->macs_removed);
 		for (int k = 0; k < 5; k++) {

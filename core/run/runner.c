@@ -692,17 +692,6 @@ static int run_samplers(struct run *r)
 	return IAP_OK;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 /* What the scores depend on: the weights, the method and its options, the samples. */
 static uint64_t score_key(const struct run *r, const struct config *c)
 {
@@ -713,21 +702,21 @@ static uint64_t score_key(const struct run *r, const struct config *c)
 		for (int k = 0; k < r->g->nodes[i].n_params; k++) {
 			const struct iap_param *p = &r->g->nodes[i].params[k];
 
-			h = fnv(h, p->key, strlen(p->key));
-			h = fnv(h, p->value.data, (size_t)iap_tensor_numel(&p->value) * sizeof(float));
+			h = iap_key_bytes(h, p->key, strlen(p->key));
+			h = iap_key_bytes(h, p->value.data, (size_t)iap_tensor_numel(&p->value) * sizeof(float));
 		}
 	h = iap_key_plugin(h, c->attr->plugin);
-	h = fnv(h, c->attr->plugin->desc->name, strlen(c->attr->plugin->desc->name));
-	h = fnv(h, c->attr->plugin->desc->version, strlen(c->attr->plugin->desc->version));
+	h = iap_key_bytes(h, c->attr->plugin->desc->name, strlen(c->attr->plugin->desc->name));
+	h = iap_key_bytes(h, c->attr->plugin->desc->version, strlen(c->attr->plugin->desc->version));
 	for (int i = 0; i < iap_opts_count(c->attr->opts); i++) {
 		const char *n = iap_opts_name(c->attr->opts, i);
 
 		iap_opts_format(c->attr->opts, i, buf, sizeof(buf));
-		h = fnv(h, n, strlen(n));
-		h = fnv(h, buf, strlen(buf));
+		h = iap_key_bytes(h, n, strlen(n));
+		h = iap_key_bytes(h, buf, strlen(buf));
 	}
 	if (c->smp)
-		h = fnv(h, c->smp->idx, (size_t)c->smp->n * sizeof(int64_t));
+		h = iap_key_bytes(h, c->smp->idx, (size_t)c->smp->n * sizeof(int64_t));
 	return h;
 }
 

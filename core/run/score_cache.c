@@ -17,23 +17,13 @@
 
 #include <iaprune/safetensors.h>
 
+#include "run_internal.h"
 #include "score_cache.h"
 
 #define CACHE_FORMAT "iaprune-scores-1"
 #define META_FORMAT "iaprune.cache"
 #define META_KEY "iaprune.key"
 #define META_SUM "iaprune.checksum"
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
 
 /* FNV-1a over every group's name, unit count and little-endian value bits. */
 static uint64_t checksum(const struct iap_graph *g, float *const *scores)
@@ -44,8 +34,8 @@ static uint64_t checksum(const struct iap_graph *g, float *const *scores)
 		const struct iap_unit_group *grp = &g->groups[gi];
 		uint32_t n = (uint32_t)grp->n_units;
 
-		h = fnv(h, grp->name, strlen(grp->name) + 1);
-		h = fnv(h, &n, sizeof(n));
+		h = iap_key_bytes(h, grp->name, strlen(grp->name) + 1);
+		h = iap_key_bytes(h, &n, sizeof(n));
 		for (int u = 0; u < grp->n_units; u++) {
 			uint32_t bits;
 			unsigned char le[4];
@@ -55,7 +45,7 @@ static uint64_t checksum(const struct iap_graph *g, float *const *scores)
 			le[1] = (unsigned char)(bits >> 8);
 			le[2] = (unsigned char)(bits >> 16);
 			le[3] = (unsigned char)(bits >> 24);
-			h = fnv(h, le, 4);
+			h = iap_key_bytes(h, le, 4);
 		}
 	}
 	return h;
