@@ -819,6 +819,116 @@ static void test_kvasir_cpn(void **state)
 
 /* ---- setup ------------------------------------------------------------------------------------ */
 
+/* ---- load_original (ABI 2.1): the stored image, before resizing and normalisation ---------------------- */
+
+/* A w x h gray PNG whose pixel (x, y) is (5x + 3y) mod 256, so a resize or a transpose shows. */
+static void write_pattern_png(const char *path, int w, int h)
+{
+	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+	png_infop info = png_create_info_struct(png);
+	unsigned char row[256];
+	FILE *fp;
+
+	mkdirs(path);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_true(w <= 256);
+	if (setjmp(png_jmpbuf(png)))
+		fail_msg("libpng failed writing %s", path);
+	png_init_io(png, fp);
+	png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	png_write_info(png, info);
+	for (int y = 0; y < h; y++) {
+		for (int x = 0; x < w; x++)
+			row[x] = (unsigned char)((5 * x + 3 * y) % 256);
+		png_write_row(png, row);
+	}
+	png_write_end(png, NULL);
+	png_destroy_write_struct(&png, &info);
+	fclose(fp);
+}
+
+static int load_original(struct opened *o, int64_t i, struct iap_tensor *t, struct iap_error *err)
+{
+	const struct iap_dataset_ops *ops = o->p->desc->ops.dataset;
+
+	assert_true(IAP_DATASET_OPS_HAS(ops, load_original));
+	return ops->load_original(o->state, i, t, err);
+}
+
+static void test_load_original(void **state)
+{
+	static const char *const names[] = { "imagefolder", "csv", "medmnist", "mura", "kvasir", "fetal_planes",
+					     "cpn" };
+	const char *src = getenv("IAP_TEST_SRCDIR");
+	char path[1100];
+	struct opened o;
+	struct iap_tensor t = { 0 };
+	struct iap_npz *npz;
+	struct iap_npy raw = { 0 };
+	struct iap_error e = { 0 };
+
+	(void)state;
+	/* Every bundled dataset plugin has it (they share common.c's). */
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		const struct iap_plugin *p = iap_registry_find(reg, IAP_PLUGIN_DATASET, names[k]);
+
+		assert_non_null(p);
+		assert_true(IAP_DATASET_OPS_HAS(p->desc->ops.dataset, load_original));
+	}
+
+	/* imagefolder: 48x40 PNGs, the model's input 32x32; the stored pixels come back exactly, in [0, 1]. */
+	for (int k = 0; k < 2; k++) {
+		write_pattern_png(pathf("orig/train/a/%d.png", k), 48, 40);
+		write_pattern_png(pathf("orig/train/b/%d.png", k), 48, 40);
+	}
+	write_pattern_png(pathf("orig/test/a/x.png"), 48, 40);
+	write_pattern_png(pathf("orig/test/b/y.png"), 48, 40);
+	OPEN(&o, "imagefolder", IAP_SPLIT_TEST, rootopt("root", "orig"), "image_size=32");
+	assert_int_equal(o.info.in_shape[1], 32);
+	assert_int_equal(o.info.in_shape[2], 32);
+	assert_int_equal(load_original(&o, 1, &t, &e), IAP_OK);
+	assert_int_equal(t.ndim, 3);
+	assert_int_equal(t.shape[0], 1);
+	assert_int_equal(t.shape[1], 40);
+	assert_int_equal(t.shape[2], 48);
+	for (int y = 0; y < 40; y++)
+		for (int x = 0; x < 48; x++)
+			assert_float_equal(t.data[y * 48 + x], ((5 * x + 3 * y) % 256) / 255.0f, 1e-7);
+	assert_int_not_equal(load_original(&o, 2, &t, &e), IAP_OK);
+	assert_string_equal(e.msg, "imagefolder: sample 2 out of range (2 samples)");
+	done(&o);
+	/* channels=3: the dataset's channel count, gray replicated, at the stored size still */
+	OPEN(&o, "imagefolder", IAP_SPLIT_TEST, rootopt("root", "orig"), "image_size=32", "channels=3");
+	assert_int_equal(load_original(&o, 0, &t, &e), IAP_OK);
+	assert_int_equal(t.shape[0], 3);
+	assert_int_equal(t.shape[1], 40);
+	assert_int_equal(t.shape[2], 48);
+	assert_memory_equal(t.data, t.data + 40 * 48, sizeof(float) * 40 * 48);
+	assert_float_equal(t.data[2 * 40 * 48 + 39 * 48 + 47], ((5 * 47 + 3 * 39) % 256) / 255.0f, 1e-7);
+	done(&o);
+
+	/* medmnist: the stored 28x28 uint8 / 255, though the model's input is 32x32 and normalised. */
+	if (!src)
+		src = "..";
+	snprintf(path, sizeof(path), "path=%s/data/breastmnist.npz", src);
+	assert_int_equal(iap_npz_open(path + 5, &npz, &e), IAP_OK);
+	assert_int_equal(iap_npz_read(npz, "test_images", IAP_NPY_U1, &raw, &e), IAP_OK);
+	OPEN(&o, "medmnist", IAP_SPLIT_TEST, path, "image_size=32");
+	assert_int_equal(o.info.in_shape[1], 32);
+	assert_int_equal(load_original(&o, 5, &t, &e), IAP_OK);
+	assert_int_equal(t.shape[0], 1);
+	assert_int_equal(t.shape[1], 28);
+	assert_int_equal(t.shape[2], 28);
+	for (int i = 0; i < 28 * 28; i++)
+		assert_true(t.data[i] == ((uint8_t *)raw.data)[5 * 784 + i] / 255.0f);
+	done(&o);
+	iap_npy_free(&raw);
+	iap_npz_close(npz);
+	iap_tensor_free(&t);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st;
@@ -865,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_mura),
 		cmocka_unit_test(test_fetal_planes),
 		cmocka_unit_test(test_kvasir_cpn),
+		cmocka_unit_test(test_load_original),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -9,7 +9,9 @@
  * model's relevance and the pruned model's, each blended over the image in
  * gray with the bwr colormap of heatmap.h (each map scaled to its own 99.5th
  * percentile of |R|), a colour bar, and a caption with the true class and
- * both predictions. Images smaller than 224 pixels are enlarged (image and
+ * both predictions. Where the dataset gives the stored image (an item's
+ * native), the maps are resampled to its size and drawn over it; else over
+ * the model's input. Images smaller than 224 pixels are enlarged (image and
  * map resized together) so a 28-pixel scan is not a thumbnail.
  */
 #include "config.h"
@@ -321,25 +323,55 @@ static int render(const float *img, int c, int h, int w, const float *map, uint8
 	return IAP_OK;
 }
 
-/* One panel (image alone when map is NULL), enlarged to about 224 pixels. */
-static int panel(FILE *f, const struct iap_report_gallery *g, const float *img, const float *map, const char *alt,
-		 struct iap_error *err)
+/* The size an item is drawn from: its stored image's when it has one, else the model's input. */
+static void item_size(const struct iap_report_gallery *g, const struct iap_report_gallery_item *it, int *h, int *w)
 {
-	int big = g->h > g->w ? g->h : g->w, s = big >= 224 ? 1 : (223 + big) / big;
-	int oh = g->h * s, ow = g->w * s, rc = IAP_OK;
-	float *bi = NULL, *bm = NULL;
-	uint8_t *px = malloc((size_t)oh * (size_t)ow * 3);
+	*h = it->native ? it->native_h : g->h;
+	*w = it->native ? it->native_w : g->w;
+}
 
+/* The integer enlargement that brings a side under 224 pixels to about 224. */
+static int enlargement(int h, int w)
+{
+	int big = h > w ? h : w;
+
+	return big >= 224 ? 1 : (223 + big) / big;
+}
+
+/*
+ * One panel (image alone when map is NULL), enlarged to about 224 pixels.
+ * With the item's stored image, the map (at the model's input resolution)
+ * is first resampled to the stored size.
+ */
+static int panel(FILE *f, const struct iap_report_gallery *g, const struct iap_report_gallery_item *it,
+		 const float *map, const char *alt, struct iap_error *err)
+{
+	const float *img = it->native ? it->native : it->image;
+	int h, w, s, oh, ow, rc = IAP_OK;
+	float *bi = NULL, *bm = NULL, *nm = NULL;
+	uint8_t *px;
+
+	item_size(g, it, &h, &w);
+	s = enlargement(h, w);
+	oh = h * s;
+	ow = w * s;
+	px = malloc((size_t)oh * (size_t)ow * 3);
 	if (!px)
 		return iap_error_set(err, IAP_ENOMEM, "report.html: out of memory");
-	if (s > 1) {
+	if (it->native && map) {
+		nm = malloc((size_t)h * (size_t)w * sizeof(float));
+		rc = nm ? iap_image_resize(NULL, map, 1, g->h, g->w, nm, h, w, err)
+			: iap_error_set(err, IAP_ENOMEM, "report.html: out of memory");
+		map = nm;
+	}
+	if (!rc && s > 1) {
 		bi = malloc((size_t)g->channels * (size_t)oh * (size_t)ow * sizeof(float));
 		bm = map ? malloc((size_t)oh * (size_t)ow * sizeof(float)) : NULL;
 		if (!bi || (map && !bm))
 			rc = iap_error_set(err, IAP_ENOMEM, "report.html: out of memory");
-		rc = rc ? rc : iap_image_resize(NULL, img, g->channels, g->h, g->w, bi, oh, ow, err);
+		rc = rc ? rc : iap_image_resize(NULL, img, g->channels, h, w, bi, oh, ow, err);
 		if (!rc && map)
-			rc = iap_image_resize(NULL, map, 1, g->h, g->w, bm, oh, ow, err);
+			rc = iap_image_resize(NULL, map, 1, h, w, bm, oh, ow, err);
 		img = bi;
 		map = bm;
 	}
@@ -347,6 +379,7 @@ static int panel(FILE *f, const struct iap_report_gallery *g, const float *img, 
 	rc = rc ? rc : img_tag(f, px, oh, ow, alt, err);
 	free(bi);
 	free(bm);
+	free(nm);
 	free(px);
 	return rc;
 }
@@ -383,11 +416,30 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 	fputs(" relevance on held-out images of the evaluation split; pruned model: ", f);
 	esc(f, g->pruned, strlen(g->pruned));
 	{
-		int big = g->h > g->w ? g->h : g->w, s = big >= 224 ? 1 : (223 + big) / big;
+		int n_native = 0, same = 1, h, w, s;
 
-		fprintf(f, ". Images and maps at the model's input resolution (%d×%d)", g->w, g->h);
-		if (s > 1)
-			fprintf(f, ", shown enlarged %d× (bilinear)", s);
+		for (int i = 0; i < g->n; i++) {
+			n_native += g->items[i].native != NULL;
+			same &= g->items[i].native_h == g->items[0].native_h && g->items[i].native_w == g->items[0].native_w;
+		}
+		item_size(g, &g->items[0], &h, &w);
+		s = enlargement(h, w);
+		if (n_native < g->n) {
+			/* The dataset plugin has no load_original (ABI 2.1): the model's input is all there is. */
+			fprintf(f, ". Images and maps at the model's input resolution (%d×%d)", g->w, g->h);
+			if (s > 1)
+				fprintf(f, ", shown enlarged %d× (bilinear)", s);
+		} else {
+			fputs(". Images at their stored resolution", f);
+			if (same)
+				fprintf(f, " (%d×%d)", w, h);
+			fprintf(f, "; each map resampled (bilinear) to it from the model's input resolution (%d×%d)",
+				g->w, g->h);
+			if (same && s > 1)
+				fprintf(f, "; shown enlarged %d× (bilinear)", s);
+			else if (!same)
+				fputs("; images under 224 pixels shown enlarged (the caption gives each size)", f);
+		}
 	}
 	fputs(".</p>\n", f);
 	colour_bar(f);
@@ -399,15 +451,18 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 
 		fprintf(f, "<figure class=\"item\"><div class=\"row\"><div class=\"cell\">");
 		snprintf(alt, sizeof(alt), "image %lld", (long long)it->index);
-		rc = panel(f, g, it->image, NULL, alt, err);
+		rc = panel(f, g, it, NULL, alt, err);
 		fputs("<span>image</span></div><div class=\"cell\">", f);
 		snprintf(alt, sizeof(alt), "dense relevance, image %lld", (long long)it->index);
-		rc = rc ? rc : panel(f, g, it->image, it->dense_map, alt, err);
+		rc = rc ? rc : panel(f, g, it, it->dense_map, alt, err);
 		fputs("<span>dense model</span></div><div class=\"cell\">", f);
 		snprintf(alt, sizeof(alt), "pruned relevance, image %lld", (long long)it->index);
-		rc = rc ? rc : panel(f, g, it->image, it->pruned_map, alt, err);
-		fprintf(f, "<span>pruned model</span></div></div><figcaption>image %lld of the evaluation split · "
-			   "true class <b>", (long long)it->index);
+		rc = rc ? rc : panel(f, g, it, it->pruned_map, alt, err);
+		fprintf(f, "<span>pruned model</span></div></div><figcaption>image %lld of the evaluation split",
+			(long long)it->index);
+		if (it->native)
+			fprintf(f, " (stored %d×%d)", it->native_w, it->native_h);
+		fputs(" · true class <b>", f);
 		esc(f, label, strlen(label));
 		fputs("</b> · dense predicts ", f);
 		esc(f, class_of(r, it->dense_pred, b, sizeof(b)), 64);

@@ -197,6 +197,15 @@ static int guarded_load(void *state, int64_t i, float *image, int *label, struct
 	return rc;
 }
 
+static int guarded_load_original(void *state, int64_t i, struct iap_tensor *image, struct iap_error *err)
+{
+	struct guarded *gd = state;
+	int rc;
+
+	CALL(gd->p, "load_original", gd->ops->load_original(gd->state, i, image, err));
+	return rc;
+}
+
 static const struct iap_dataset_ops guarded_ops = {
 	.size = sizeof(struct iap_dataset_ops),
 	.open = NULL,   /* the split is already open */
@@ -204,6 +213,17 @@ static const struct iap_dataset_ops guarded_ops = {
 	.count = guarded_count,
 	.info = guarded_info,
 	.load = guarded_load,
+};
+
+/* The same with load_original, for plugins that have it (IAP_DATASET_OPS_HAS stays truthful). */
+static const struct iap_dataset_ops guarded_ops_original = {
+	.size = sizeof(struct iap_dataset_ops),
+	.open = NULL,
+	.close = guarded_close,
+	.count = guarded_count,
+	.info = guarded_info,
+	.load = guarded_load,
+	.load_original = guarded_load_original,
 };
 
 int iap_call_dataset_open(const struct iap_plugin *p, const struct iap_opts *opts, enum iap_split s,
@@ -222,7 +242,7 @@ int iap_call_dataset_open(const struct iap_plugin *p, const struct iap_opts *opt
 		free(gd);
 		return rc;
 	}
-	d->ops = &guarded_ops;
+	d->ops = IAP_DATASET_OPS_HAS(gd->ops, load_original) ? &guarded_ops_original : &guarded_ops;
 	d->state = gd;
 	return IAP_OK;
 }

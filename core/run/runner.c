@@ -43,6 +43,7 @@
 #include <iaprune/predict.h>
 #include <iaprune/stats.h>
 
+#include "native.h"
 #include "preserve.h"
 #include "ranking.h"
 
@@ -1297,12 +1298,16 @@ static int write_heatmaps(struct run *r, int per_class)
 			float lo[3] = { 0 }, span[3] = { 1, 1, 1 };
 			struct iap_heatmap_opts ho;
 			struct iap_score_opts so;
+			struct iap_native nv = { 0 };
+			const float *im = NULL, *mp = map;
+			int vh = h, vw = w;
 
 			if (!map) {
 				rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 				break;
 			}
 			rc = load_batch(r, ds, &pick[i], 1, &x, &label);
+			im = x.data;
 			rc = rc ? rc : iap_graph_forward(r->g, &x, r->err);
 			if (!rc) {
 				iap_score_opts_from(r->attr[a].opts, &so);
@@ -1311,24 +1316,29 @@ static int write_heatmaps(struct run *r, int per_class)
 			rc = rc ? rc : iap_call_explain(r->attr[a].plugin, state, r->g, &x, &target, &rel, r->err);
 			rc = rc ? rc : iap_contract_heatmap(r->attr[a].plugin, &x, &rel, r->err);
 			if (!rc) {
+				iap_heatmap_reduce(rel.data, c, h, w, map);
+				/* The stored image with the map resampled to it, where the dataset can give it. */
+				rc = iap_native_view(ds, pick[i], &im, &mp, &vh, &vw, &nv, r->err);
+			}
+			if (!rc) {
 				/* Show the image stretched to its own range: the normalisation is the dataset's. */
 				for (int ch = 0; ch < c && ch < 3; ch++) {
 					float mn = INFINITY, mx = -INFINITY;
 
-					for (int k = 0; k < h * w; k++) {
-						mn = fminf(mn, x.data[ch * h * w + k]);
-						mx = fmaxf(mx, x.data[ch * h * w + k]);
+					for (int k = 0; k < vh * vw; k++) {
+						mn = fminf(mn, im[ch * vh * vw + k]);
+						mx = fmaxf(mx, im[ch * vh * vw + k]);
 					}
 					lo[ch] = mn;
 					span[ch] = mx > mn ? mx - mn : 1;
 				}
-				iap_heatmap_reduce(rel.data, c, h, w, map);
 				iap_heatmap_opts_init(&ho);
 				ho.mean = lo;
 				ho.std = span;
 				snprintf(file, sizeof(file), "%s/%s-class%d-%03" PRId64 ".png", dir, r->attr[a].name, label, i);
-				rc = write_heatmap_scaled(file, x.data, c, h, w, map, &ho, r->err);
+				rc = write_heatmap_scaled(file, im, c, vh, vw, mp, &ho, r->err);
 			}
+			iap_native_free(&nv);
 			free(map);
 		}
 		iap_call_destroy(r->attr[a].plugin, state);
@@ -1400,6 +1410,7 @@ struct extras {
 	float *maps;                          /* pruned maps of the preservation images at the gallery's rate */
 	int *pred;
 	struct iap_report_gallery_item *items;
+	struct iap_tensor *natives;           /* [gallery.n] the items' stored images (native.h) */
 	struct iap_report_gallery gallery;
 	char expl_config[256], gallery_text[300], ranking[512];
 };
@@ -1487,7 +1498,8 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 	x->maps = malloc((size_t)x->pv.n * (size_t)x->pv.h * (size_t)x->pv.w * sizeof(float));
 	x->pred = malloc((size_t)x->pv.n * sizeof(int));
 	x->items = calloc((size_t)x->pv.n, sizeof(*x->items));
-	if (!x->maps || !x->pred || !x->items)
+	x->natives = calloc((size_t)x->pv.n, sizeof(*x->natives));
+	if (!x->maps || !x->pred || !x->items || !x->natives)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	{
 		double rho, topk;
@@ -1510,6 +1522,7 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 			it->pruned_pred = x->pred[i];
 			it->index = x->pv.idx[i];
 			x->gallery.n++;
+			rc = iap_native_item(x->pv.ds, it, &x->natives[x->gallery.n - 1], r->err);
 		}
 		free(taken);
 	}
@@ -1533,6 +1546,9 @@ static void extras_free(struct extras *x)
 	free(x->maps);
 	free(x->pred);
 	free(x->items);
+	for (int i = 0; x->natives && i < x->gallery.n; i++)
+		iap_tensor_free(&x->natives[i]);
+	free(x->natives);
 }
 
 /*

@@ -35,9 +35,10 @@ extern "C" {
  * iap_graph_group(); struct iap_plugin gained hash, struct iap_plugin_diag signal.
  * What 1.1 added (iap_policy_input.prior_keep, the attribution ops'
  * unit_relevance and completeness) stays.
+ * 2.1: the dataset ops' optional load_original (IAP_DATASET_OPS_HAS).
  */
 #define IAP_PLUGIN_ABI_MAJOR 2
-#define IAP_PLUGIN_ABI_MINOR 0
+#define IAP_PLUGIN_ABI_MINOR 1
 
 /*
  * The ops (enum iap_op_kind) each minor of this major knows. Appending an op
@@ -45,6 +46,7 @@ extern "C" {
  * and bump IAP_PLUGIN_ABI_MINOR. The assertion fails until both are done.
  */
 #define IAP_PLUGIN_ABI_OPS_2_0 19
+#define IAP_PLUGIN_ABI_OPS_2_1 19
 #define IAP_PLUGIN_ABI_CAT_(a, b) a##b
 #define IAP_PLUGIN_ABI_CAT(a, b) IAP_PLUGIN_ABI_CAT_(a, b)
 #define IAP_PLUGIN_ABI_OPS IAP_PLUGIN_ABI_CAT(IAP_PLUGIN_ABI_OPS_2_, IAP_PLUGIN_ABI_MINOR)
@@ -322,7 +324,21 @@ struct iap_dataset_ops {
 	int64_t (*count)(void *state);
 	int (*info)(void *state, struct iap_dataset_info *info, struct iap_error *err);
 	int (*load)(void *state, int64_t i, float *image, int *label, struct iap_error *err);
+
+	/* ---- ABI 2.1 (read only when size covers it; optional) ---- */
+
+	/*
+	 * Sample i as stored, before any resizing or normalisation, for display
+	 * (report heatmaps): resizes image (iap_tensor_ensure) to [C, h, w] with
+	 * C = info.in_shape[0] and h, w the image's own size, values in [0, 1].
+	 * The caller owns image (iap_tensor_free). Thread-safe as load() is.
+	 */
+	int (*load_original)(void *state, int64_t i, struct iap_tensor *image, struct iap_error *err);
 };
+
+/* 1 when a dataset plugin's ops (built with ops->size) have member m. */
+#define IAP_DATASET_OPS_HAS(ops, m) \
+	((ops)->size >= offsetof(struct iap_dataset_ops, m) + sizeof((ops)->m) && (ops)->m)
 
 /* ---- the descriptor ---------------------------------------------------------- */
 

@@ -91,6 +91,13 @@ struct iap_report_gallery_item {
 	const float *pruned_map;    /* [h][w] of the pruned model */
 	int label, dense_pred, pruned_pred;
 	int64_t index;              /* in the evaluation split */
+	/*
+	 * The image as stored ([channels][native_h][native_w] in [0, 1]), or NULL:
+	 * then the maps are drawn over image at the model's resolution. With it,
+	 * the maps are resampled to the stored size and drawn over it.
+	 */
+	const float *native;
+	int native_h, native_w;
 };
 
 struct iap_report_gallery {

@@ -449,6 +449,17 @@ int ds_load(void *state, int64_t i, float *image, int *label, struct iap_error *
 	return rc;
 }
 
+int ds_load_original(void *state, int64_t i, struct iap_tensor *image, struct iap_error *err)
+{
+	struct ds *d = state;
+
+	if (i < 0 || i >= d->n)
+		return iap_error_set(err, IAP_EINVAL, "%s: sample %lld out of range (%lld samples)",
+				     d->plugin, (long long)i, (long long)d->n);
+	/* The decode load() starts from, so the pixels are the ones the model's input was resized from. */
+	return decode(d, i, d->C, image, err);
+}
+
 int64_t ds_count(void *state)
 {
 	return ((struct ds *)state)->n;

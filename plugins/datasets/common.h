@@ -160,6 +160,8 @@ void ds_close(void *state);
 int64_t ds_count(void *state);
 int ds_info(void *state, struct iap_dataset_info *info, struct iap_error *err);
 int ds_load(void *state, int64_t i, float *image, int *label, struct iap_error *err);
+/* Sample i decoded with the dataset's channel count, at its own size, in [0, 1] (no resize, no normalisation). */
+int ds_load_original(void *state, int64_t i, struct iap_tensor *image, struct iap_error *err);
 
 /*
  * Exported beside the descriptor (the build keeps '^iap_plugin_'): how many
@@ -176,6 +178,7 @@ IAP_PLUGIN_EXPORT int64_t iap_plugin_dataset_skipped(void *state, const char **f
 		.count = ds_count, \
 		.info = ds_info, \
 		.load = ds_load, \
+		.load_original = ds_load_original, \
 	};
 
 #endif
