@@ -258,8 +258,8 @@ static struct iap_report stats_sample(struct iap_report_row *r5)
 		dmap[k] = k % 5 == 0 ? 1.0f : k % 3 == 0 ? -0.5f : 0.0f;
 		pmap[k] = k % 4 == 0 ? 0.8f : 0.0f;
 	}
-	items[0] = (struct iap_report_gallery_item){ image, dmap, pmap, 1, 1, 0, 7 };
-	items[1] = (struct iap_report_gallery_item){ image, dmap, dmap, 0, 0, 0, 9 };
+	items[0] = (struct iap_report_gallery_item){ image, dmap, pmap, 1, 1, 0, 7, NULL, 0, 0 };
+	items[1] = (struct iap_report_gallery_item){ image, dmap, dmap, 0, 0, 0, 9, NULL, 0, 0 };
 	gal = (struct iap_report_gallery){ 1, 4, 4, "lrp", "lrp / clustering / global at 0.37", 2, items };
 	r.rows = r5;
 	r.thresholds = thresholds_ci;
@@ -292,19 +292,19 @@ static int b64(int c)
 	       c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
-/* Decode the first data: URI PNG of html with the library's PNG reader. */
-static void check_first_png(const char *html)
+/* Decode the first data: URI PNG at or after p with the library's PNG reader into t. */
+static void png_at(const char *p, struct iap_tensor *t)
 {
-	const char *p = strstr(html, "data:image/png;base64,");
-	unsigned char *buf = malloc(strlen(html));
+	unsigned char *buf;
 	size_t n = 0;
 	uint32_t acc = 0;
 	int bits = 0;
-	struct iap_tensor t = { 0 };
 	struct iap_error err;
-	float mn = 1, mx = 0;
 
+	p = strstr(p, "data:image/png;base64,");
 	assert_non_null(p);
+	buf = malloc(strlen(p));
+	assert_non_null(buf);
 	for (p += strlen("data:image/png;base64,"); b64(*p) >= 0; p++) {
 		acc = acc << 6 | (uint32_t)b64(*p);
 		bits += 6;
@@ -313,8 +313,18 @@ static void check_first_png(const char *html)
 			buf[n++] = (unsigned char)(acc >> bits);
 		}
 	}
-	/* CRCs and zlib stream checked by libpng; the 4-pixel image enlarged to 224. */
-	assert_int_equal(iap_image_decode(buf, n, "<html>", 3, &t, &err), IAP_OK);
+	/* CRCs and zlib stream checked by libpng. */
+	assert_int_equal(iap_image_decode(buf, n, "<html>", 3, t, &err), IAP_OK);
+	free(buf);
+}
+
+/* The first data: URI PNG of html: the 4-pixel image enlarged to 224, black to white. */
+static void check_first_png(const char *html)
+{
+	struct iap_tensor t = { 0 };
+	float mn = 1, mx = 0;
+
+	png_at(html, &t);
 	assert_int_equal(t.shape[1], 224);
 	assert_int_equal(t.shape[2], 224);
 	for (int64_t i = 0; i < iap_tensor_numel(&t); i++) {
@@ -324,7 +334,6 @@ static void check_first_png(const char *html)
 	/* The gray ramp stretched to its range: black to white. */
 	assert_true(mn < 0.05f && mx > 0.95f);
 	iap_tensor_free(&t);
-	free(buf);
 }
 
 static void test_statistics_and_html(void **state)
@@ -410,6 +419,60 @@ static void test_statistics_and_html(void **state)
 }
 
 /*
+ * Gallery items with their stored images (a dataset with load_original): the
+ * panels take the stored 6x3 size (enlarged 38x to 228x114), the maps are
+ * resampled from the model's 4x4 to it, and the page says so.
+ */
+static void test_html_native(void **state)
+{
+	char dir[] = "/tmp/iap-report-XXXXXX", path[300];
+	struct iap_report_row r5[5];
+	struct iap_report r = stats_sample(r5);
+	struct iap_error err;
+	struct iap_tensor t = { 0 };
+	float native[18];
+	const char *p;
+	char *s;
+
+	(void)state;
+	/* Left half black, right half white: the picture shows which image was drawn, and its orientation. */
+	for (int k = 0; k < 18; k++)
+		native[k] = k % 6 < 3 ? 0.0f : 1.0f;
+	for (int i = 0; i < 2; i++) {
+		items[i].native = native;
+		items[i].native_h = 3;
+		items[i].native_w = 6;
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/report.html", dir);
+	assert_int_equal(iap_report_write_html(&r, path, &err), IAP_OK);
+	s = slurp(path);
+	assert_non_null(strstr(s, ". Images at their stored resolution (6×3); each map resampled (bilinear) to it from "
+				  "the model's input resolution (4×4); shown enlarged 38× (bilinear).</p>"));
+	assert_non_null(strstr(s, "image 7 of the evaluation split (stored 6×3) · true class"));
+	assert_null(strstr(s, "model's input resolution (4×4), shown enlarged"));
+	/* Every panel (image, dense, pruned; two items) at the stored size. */
+	p = s;
+	for (int k = 0; k < 6; k++) {
+		p = strstr(p, "<img width=\"228\" height=\"114\"");
+		assert_non_null(p);
+		p++;
+	}
+	/* The image panel is the stored image: black on the left, white on the right. */
+	png_at(s, &t);
+	assert_int_equal(t.shape[1], 114);
+	assert_int_equal(t.shape[2], 228);
+	assert_true(t.data[57 * 228 + 10] < 0.05f);
+	assert_true(t.data[57 * 228 + 217] > 0.95f);
+	iap_tensor_free(&t);
+	free(s);
+	remove(path);
+	rmdir(dir);
+	for (int i = 0; i < 2; i++)
+		items[i].native = NULL;
+}
+
+/*
  * Outside the test harness: `test_report --write DIR` writes the sample
  * report (for the headless-browser test); `test_report --nonblank PNG`
  * exits 0 when the picture has both dark and light pixels.
@@ -450,6 +513,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_failed_write_keeps_old_report),
 		cmocka_unit_test(test_finetuned_rows),
 		cmocka_unit_test(test_statistics_and_html),
+		cmocka_unit_test(test_html_native),
 	};
 
 	if (argc == 3 && (!strcmp(argv[1], "--write") || !strcmp(argv[1], "--nonblank")))
