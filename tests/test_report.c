@@ -466,6 +466,23 @@ static void test_html_native(void **state)
 	assert_true(t.data[57 * 228 + 217] > 0.95f);
 	iap_tensor_free(&t);
 	free(s);
+
+	/* A stored 2048 x 4 scan is drawn at 1024 x 2, and the page says so. */
+	{
+		static float wide[2048 * 4];
+
+		for (int i = 0; i < 2; i++) {
+			items[i].native = wide;
+			items[i].native_h = 4;
+			items[i].native_w = 2048;
+		}
+		assert_int_equal(iap_report_write_html(&r, path, &err), IAP_OK);
+		s = slurp(path);
+		assert_non_null(strstr(s, "Images at their stored resolution (2048×4); each map resampled (bilinear) to it "
+					  "from the model's input resolution (4×4); shown shrunk to at most 1024 pixels a side."));
+		assert_non_null(strstr(s, "<img width=\"1024\" height=\"2\""));
+		free(s);
+	}
 	remove(path);
 	rmdir(dir);
 	for (int i = 0; i < 2; i++)

@@ -338,23 +338,40 @@ static int enlargement(int h, int w)
 	return big >= 224 ? 1 : (223 + big) / big;
 }
 
+/* Stored scans can be thousands of pixels: panels are drawn at most this long, so the page stays loadable. */
+#define PANEL_MAX 1024
+
+/* The size a panel of an h x w image is drawn at: enlarged under 224 pixels, shrunk past PANEL_MAX. */
+static void display_size(int h, int w, int *oh, int *ow)
+{
+	int big = h > w ? h : w, s = enlargement(h, w);
+
+	*oh = h * s;
+	*ow = w * s;
+	if (big > PANEL_MAX) {
+		*oh = (int)((int64_t)h * PANEL_MAX / big);
+		*ow = (int)((int64_t)w * PANEL_MAX / big);
+		*oh = *oh < 1 ? 1 : *oh;
+		*ow = *ow < 1 ? 1 : *ow;
+	}
+}
+
 /*
- * One panel (image alone when map is NULL), enlarged to about 224 pixels.
- * With the item's stored image, the map (at the model's input resolution)
- * is first resampled to the stored size.
+ * One panel (image alone when map is NULL), enlarged to about 224 pixels
+ * or shrunk to PANEL_MAX. With the item's stored image, the map (at the
+ * model's input resolution) is first resampled to the stored size.
  */
 static int panel(FILE *f, const struct iap_report_gallery *g, const struct iap_report_gallery_item *it,
 		 const float *map, const char *alt, struct iap_error *err)
 {
 	const float *img = it->native ? it->native : it->image;
-	int h, w, s, oh, ow, rc = IAP_OK;
+	int h, w, resized, oh, ow, rc = IAP_OK;
 	float *bi = NULL, *bm = NULL, *nm = NULL;
 	uint8_t *px;
 
 	item_size(g, it, &h, &w);
-	s = enlargement(h, w);
-	oh = h * s;
-	ow = w * s;
+	display_size(h, w, &oh, &ow);
+	resized = oh != h || ow != w;
 	px = malloc((size_t)oh * (size_t)ow * 3);
 	if (!px)
 		return iap_error_set(err, IAP_ENOMEM, "report.html: out of memory");
@@ -364,7 +381,7 @@ static int panel(FILE *f, const struct iap_report_gallery *g, const struct iap_r
 			: iap_error_set(err, IAP_ENOMEM, "report.html: out of memory");
 		map = nm;
 	}
-	if (!rc && s > 1) {
+	if (!rc && resized) {
 		bi = malloc((size_t)g->channels * (size_t)oh * (size_t)ow * sizeof(float));
 		bm = map ? malloc((size_t)oh * (size_t)ow * sizeof(float)) : NULL;
 		if (!bi || (map && !bm))
@@ -429,6 +446,8 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 			fprintf(f, ". Images and maps at the model's input resolution (%d×%d)", g->w, g->h);
 			if (s > 1)
 				fprintf(f, ", shown enlarged %d× (bilinear)", s);
+			else if (h > PANEL_MAX || w > PANEL_MAX)
+				fprintf(f, ", shown shrunk to at most %d pixels a side", PANEL_MAX);
 		} else {
 			fputs(". Images at their stored resolution", f);
 			if (same)
@@ -437,8 +456,11 @@ static int gallery(FILE *f, const struct iap_report *r, struct iap_error *err)
 				g->w, g->h);
 			if (same && s > 1)
 				fprintf(f, "; shown enlarged %d× (bilinear)", s);
+			else if (same && (h > PANEL_MAX || w > PANEL_MAX))
+				fprintf(f, "; shown shrunk to at most %d pixels a side", PANEL_MAX);
 			else if (!same)
-				fputs("; images under 224 pixels shown enlarged (the caption gives each size)", f);
+				fprintf(f, "; images under 224 pixels shown enlarged, over %d shrunk to %d (the caption "
+					   "gives each size)", PANEL_MAX, PANEL_MAX);
 		}
 	}
 	fputs(".</p>\n", f);
