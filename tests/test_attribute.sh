@@ -7,21 +7,11 @@
 # that sampler; indices, a data-free method, and bad input (exit 2).
 # Prints TAP.
 set -u
-: "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
-IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
+. "$IAP_TEST_SRCDIR/tests/util/tap.sh"
 DUMP="$IAP_TEST_BUILDDIR/tests/npz_dump"
 FX="$IAP_TEST_SRCDIR/tests/fixtures/models"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-attr.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"
-	tail -n 20 "$tmp/err" 2>/dev/null | sed 's/^/# /'
-}
-check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
+tap_begin iap-attr 20
 # same A B TOL: two files of numbers agree line by line within TOL·max(1, |b|).
 same() {
 	paste "$1" "$2" | awk -v t="$3" '{ d = $1 - $2; if (d < 0) d = -d; m = $2 < 0 ? -$2 : $2;

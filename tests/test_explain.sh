@@ -5,20 +5,10 @@
 # the same relevance as one image per call, and the usage errors (exit 2).
 # Prints TAP.
 set -u
-: "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
-IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
+. "$IAP_TEST_SRCDIR/tests/util/tap.sh"
 FX="$IAP_TEST_SRCDIR/tests/fixtures/models"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-explain.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"
-	tail -n 20 "$tmp/err" 2>/dev/null | sed 's/^/# /'
-}
-check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
+tap_begin iap-explain 20
 
 echo "1..7"
 

@@ -8,19 +8,9 @@
 # results byte for byte, 3 steps prune exactly as many units per row, and a
 # bad value is an input error naming the key. Prints TAP.
 set -u
-: "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
-IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-ft.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"
-	tail -n 30 "$tmp/err" 2>/dev/null | sed 's/^/# /'
-}
-check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
+. "$IAP_TEST_SRCDIR/tests/util/tap.sh"
+tap_begin iap-ft
 
 echo "1..15"
 

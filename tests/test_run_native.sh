@@ -5,19 +5,9 @@
 # model-resolution fallback would write 224x224) and report.html's gallery
 # says the maps were resampled to the stored size. Prints TAP.
 set -u
-: "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
-IAPRUNE="$IAP_TEST_BUILDDIR/cli/iaprune"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/iap-native.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); echo "not ok $n - $1"
-	tail -n 30 "$tmp/err" 2>/dev/null | sed 's/^/# /'
-}
-check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
+. "$IAP_TEST_SRCDIR/tests/util/tap.sh"
+tap_begin iap-native
 
 echo "1..6"
 
