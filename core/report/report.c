@@ -93,6 +93,23 @@ static int finish(struct iap_atomic_file *af, struct iap_error *err)
 	return iap_atomic_commit(af, err);
 }
 
+/* path, atomically, from a writer that streams the whole file (report.md, curves.svg). */
+static int write_stream(const struct iap_report *r, const char *path,
+			int (*stream)(const struct iap_report *, FILE *, struct iap_error *), struct iap_error *err)
+{
+	struct iap_atomic_file af;
+	int rc = iap_atomic_open(&af, path, err);
+
+	if (rc)
+		return rc;
+	rc = stream(r, af.fp, err);
+	if (rc) {
+		iap_atomic_abort(&af);
+		return rc;
+	}
+	return finish(&af, err);
+}
+
 static const char *metric_names[] = { "accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece" };
 
 static double metric(const struct iap_report_metrics *m, int k)
@@ -486,17 +503,7 @@ int iap_report_md_stream(const struct iap_report *r, FILE *f, struct iap_error *
 
 int iap_report_write_markdown(const struct iap_report *r, const char *path, struct iap_error *err)
 {
-	struct iap_atomic_file af;
-	int rc = iap_atomic_open(&af, path, err);
-
-	if (rc)
-		return rc;
-	rc = iap_report_md_stream(r, af.fp, err);
-	if (rc) {
-		iap_atomic_abort(&af);
-		return rc;
-	}
-	return finish(&af, err);
+	return write_stream(r, path, iap_report_md_stream, err);
 }
 
 /* ---- SVG ---------------------------------------------------------------------- */
@@ -774,17 +781,7 @@ int iap_report_svg_stream(const struct iap_report *r, FILE *f, struct iap_error 
 
 int iap_report_write_svg(const struct iap_report *r, const char *path, struct iap_error *err)
 {
-	struct iap_atomic_file af;
-	int rc = iap_atomic_open(&af, path, err);
-
-	if (rc)
-		return rc;
-	rc = iap_report_svg_stream(r, af.fp, err);
-	if (rc) {
-		iap_atomic_abort(&af);
-		return rc;
-	}
-	return finish(&af, err);
+	return write_stream(r, path, iap_report_svg_stream, err);
 }
 
 int iap_report_write(const struct iap_report *r, const char *dir, struct iap_error *err)
