@@ -14,6 +14,7 @@
 
 #include <iaprune/atomic.h>
 #include <iaprune/heatmap.h>
+#include <iaprune/npz.h>
 
 void iap_heatmap_opts_init(struct iap_heatmap_opts *o)
 {
@@ -243,40 +244,24 @@ int iap_heatmap_write_npy(const char *path, const float *data, int ndim, const i
 			  struct iap_error *err)
 {
 	struct iap_atomic_file af;
-	char dict[256], dims[160] = "";
-	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0 };
+	unsigned char hdr[IAP_NPY_HEADER_MAX];
 	const uint16_t one = 1;
 	int64_t n = 1;
-	size_t len, total;
+	size_t len;
 	int rc;
 
 	if (ndim < 1 || ndim > 4)
 		return iap_error_set(err, IAP_EINVAL, "%s: .npy of %d dims is not supported", path, ndim);
 	for (int i = 0; i < ndim; i++) {
-		size_t at = strlen(dims);
-
 		if (shape[i] < 0)
 			return iap_error_set(err, IAP_EINVAL, "%s: negative dimension", path);
-		snprintf(dims + at, sizeof(dims) - at, ndim == 1 ? "%lld," : i ? " %lld" : "%lld",
-			 (long long)shape[i]);
-		if (ndim > 1 && i + 1 < ndim)
-			strncat(dims, ",", sizeof(dims) - strlen(dims) - 1);
 		n *= shape[i];
 	}
-	snprintf(dict, sizeof(dict), "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", dims);
-	/* Pad with spaces and end with '\n' so the data starts 64-byte aligned, as numpy writes. */
-	len = strlen(dict);
-	total = (10 + len + 1 + 63) / 64 * 64;
-	while (10 + len + 1 < total)
-		dict[len++] = ' ';
-	dict[len++] = '\n';
-	dict[len] = '\0';
-	pre[8] = (unsigned char)(len & 0xff);
-	pre[9] = (unsigned char)(len >> 8);
+	len = iap_npy_header(IAP_NPY_F4, ndim, shape, hdr, sizeof(hdr));
 	rc = iap_atomic_open(&af, path, err);
 	if (rc)
 		return rc;
-	if (fwrite(pre, 1, sizeof(pre), af.fp) != sizeof(pre) || fwrite(dict, 1, len, af.fp) != len)
+	if (fwrite(hdr, 1, len, af.fp) != len)
 		goto io_fail;
 	if (*(const unsigned char *)&one == 1) {
 		if (n && fwrite(data, sizeof(float), (size_t)n, af.fp) != (size_t)n)

@@ -57,6 +57,37 @@ static const char *descr_of(enum iap_npy_dtype t)
 	return (unsigned)t < IAP_NPY_DTYPE_COUNT ? d[t] : NULL;
 }
 
+size_t iap_npy_header(enum iap_npy_dtype dtype, int ndim, const int64_t *shape, unsigned char *buf, size_t cap)
+{
+	static const unsigned char magic[8] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0 };
+	const char *descr = descr_of(dtype);
+	char dims[300] = "", *dict = (char *)buf + 10;
+	size_t len, total;
+
+	if (!descr || ndim < 0 || ndim > IAP_NPY_MAX_DIMS || cap < 128)
+		return 0;
+	for (int i = 0; i < ndim; i++) {
+		size_t at = strlen(dims);
+
+		if (shape[i] < 0)
+			return 0;
+		snprintf(dims + at, sizeof(dims) - at, "%s%lld%s", i ? " " : "", (long long)shape[i],
+			 ndim == 1 || i + 1 < ndim ? "," : "");
+	}
+	snprintf(dict, cap - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+	/* Spaces and a '\n' so the data starts 64-byte aligned, as numpy writes. */
+	len = strlen(dict);
+	total = (10 + len + 1 + 63) / 64 * 64;
+	if (total > cap || total - 10 > 65535)
+		return 0;
+	while (10 + len + 1 < total)
+		dict[len++] = ' ';
+	dict[len++] = '\n';
+	memcpy(buf, magic, sizeof(magic));
+	put16(buf + 8, (uint16_t)len);
+	return 10 + len;
+}
+
 int iap_npz_writer_open(struct iap_npz_writer **out, const char *path, struct iap_error *err)
 {
 	struct iap_npz_writer *w = calloc(1, sizeof(*w));
@@ -96,11 +127,11 @@ int iap_npz_writer_add(struct iap_npz_writer *w, const char *name, enum iap_npy_
 {
 	const char *descr = descr_of(dtype);
 	const size_t esize = iap_npy_dtype_size(dtype);
-	char dict[512], dims[300] = "", *mname;
-	unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0 }, lh[30];
+	char *mname;
+	unsigned char hdr[IAP_NPY_HEADER_MAX], lh[30];
 	const uint16_t one = 1;
-	uint64_t numel = 1, bytes, total;
-	size_t len, nlen;
+	uint64_t numel = 1, bytes;
+	size_t hlen, nlen;
 	uint32_t crc;
 
 	if (w->failed)
@@ -111,26 +142,16 @@ int iap_npz_writer_add(struct iap_npz_writer *w, const char *name, enum iap_npy_
 	if (w->n >= IAP_NPZ_MAX_MEMBERS || w->n >= 65535)
 		return iap_error_set(err, IAP_EINVAL, "%s: too many members", w->path);
 	for (int i = 0; i < ndim; i++) {
-		size_t at = strlen(dims);
-
 		if (shape[i] < 0)
 			return iap_error_set(err, IAP_EINVAL, "%s: %s: negative dimension", w->path, name);
-		snprintf(dims + at, sizeof(dims) - at, "%s%lld%s", i ? " " : "", (long long)shape[i],
-			 ndim == 1 || i + 1 < ndim ? "," : "");
 		numel *= (uint64_t)shape[i];
 	}
-	snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
-	/* Spaces and a '\n' so the data starts 64-byte aligned, as numpy writes. */
-	len = strlen(dict);
-	total = (10 + len + 1 + 63) / 64 * 64;
-	while (10 + len + 1 < total)
-		dict[len++] = ' ';
-	dict[len++] = '\n';
-	dict[len] = '\0';
-	put16(pre + 8, (uint16_t)len);
+	hlen = iap_npy_header(dtype, ndim, shape, hdr, sizeof(hdr));
+	if (!hlen)
+		return iap_error_set(err, IAP_EINVAL, "%s: %s: the .npy header is too long", w->path, name);
 	bytes = numel * esize;
 	nlen = strlen(name) + 4;
-	if (10 + len + bytes >= ZIP_LIMIT || w->pos + 30 + nlen + 10 + len + bytes >= ZIP_LIMIT)
+	if (hlen + bytes >= ZIP_LIMIT || w->pos + 30 + nlen + hlen + bytes >= ZIP_LIMIT)
 		return iap_error_set(err, IAP_EINVAL, "%s: %s: the archive would pass 4 GiB (no zip64 writing)",
 				     w->path, name);
 	if (*(const unsigned char *)&one != 1 && esize > 1)
@@ -148,8 +169,7 @@ int iap_npz_writer_add(struct iap_npz_writer *w, const char *name, enum iap_npy_
 	if (!mname)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");
 	snprintf(mname, nlen + 1, "%s.npy", name);
-	crc = (uint32_t)crc32(0L, pre, sizeof(pre));
-	crc = (uint32_t)crc32(crc, (const unsigned char *)dict, (uInt)len);
+	crc = (uint32_t)crc32(0L, hdr, (uInt)hlen);
 	/* crc32() counts in uInt: at most 1 GiB per call. */
 	for (uint64_t off = 0; off < bytes;) {
 		uInt c = bytes - off > (1u << 30) ? (1u << 30) : (uInt)(bytes - off);
@@ -161,14 +181,14 @@ int iap_npz_writer_add(struct iap_npz_writer *w, const char *name, enum iap_npy_
 	put32(lh, 0x04034b50u);
 	put16(lh + 4, 20);                   /* version needed: 2.0 */
 	put32(lh + 14, crc);
-	put32(lh + 18, (uint32_t)(10 + len + bytes));
-	put32(lh + 22, (uint32_t)(10 + len + bytes));
+	put32(lh + 18, (uint32_t)(hlen + bytes));
+	put32(lh + 22, (uint32_t)(hlen + bytes));
 	put16(lh + 26, (uint16_t)nlen);
-	w->e[w->n] = (struct npz_entry){ .name = mname, .crc = crc, .size = (uint32_t)(10 + len + bytes),
+	w->e[w->n] = (struct npz_entry){ .name = mname, .crc = crc, .size = (uint32_t)(hlen + bytes),
 					 .offset = (uint32_t)w->pos };
 	w->n++;
-	if (wbytes(w, lh, sizeof(lh)) || wbytes(w, mname, nlen) || wbytes(w, pre, sizeof(pre)) ||
-	    wbytes(w, dict, len) || wbytes(w, data, (size_t)bytes))
+	if (wbytes(w, lh, sizeof(lh)) || wbytes(w, mname, nlen) || wbytes(w, hdr, hlen) ||
+	    wbytes(w, data, (size_t)bytes))
 		return wfail(w, err, mname);
 	return IAP_OK;
 }

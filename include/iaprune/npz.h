@@ -116,6 +116,15 @@ void iap_npy_free(struct iap_npy *arr);
  * Archives must stay under 4 GiB (no zip64). After a failed add, only
  * commit (which then fails) or abort is allowed; both free the writer.
  */
+/*
+ * The .npy (version 1.0) preamble and header of an array of dtype and shape,
+ * padded so the data starts 64-byte aligned as numpy writes it, into buf
+ * (IAP_NPY_HEADER_MAX bytes are always enough). Returns its length, or 0 for an
+ * unsupported dtype, a bad rank or a negative dimension.
+ */
+#define IAP_NPY_HEADER_MAX 512
+size_t iap_npy_header(enum iap_npy_dtype dtype, int ndim, const int64_t *shape, unsigned char *buf, size_t cap);
+
 struct iap_npz_writer;
 
 int iap_npz_writer_open(struct iap_npz_writer **out, const char *path, struct iap_error *err);
