@@ -430,6 +430,7 @@ static void test_options(void **state)
 	p = iap_registry_get(reg, 0);
 	assert_int_equal(iap_opts_defaults(p->desc->options, &o, &err), IAP_OK);
 	assert_string_equal(iap_opts_str(o, "order"), "first");
+	assert_int_equal(iap_opts_enum(o, "order"), 0);
 	assert_int_equal(iap_opts_int(o, "stride"), 1);
 	assert_true(iap_opts_float(o, "threshold") == 0.5);
 	assert_int_equal(iap_opts_bool(o, "shuffle"), 0);
@@ -441,6 +442,7 @@ static void test_options(void **state)
 	assert_int_equal(iap_opts_is_set(o, "stride"), 1);
 	assert_int_equal(iap_opts_set(o, w, "order", "last", &err), IAP_OK);
 	assert_string_equal(iap_opts_str(o, "order"), "last");
+	assert_int_equal(iap_opts_enum(o, "order"), 1);
 	assert_int_equal(iap_opts_set(o, w, "shuffle", "yes", &err), IAP_OK);
 	assert_int_equal(iap_opts_bool(o, "shuffle"), 1);
 	assert_int_equal(iap_opts_set(o, w, "threshold", "2.5e-1", &err), IAP_OK);
@@ -462,10 +464,13 @@ static void test_options(void **state)
 	assert_string_equal(err.msg, "sampler 'test-first': unknown option 'strid'");
 	/* A refused value leaves the previous one. */
 	assert_int_equal(iap_opts_int(o, "stride"), 7);
+	assert_int_equal(iap_opts_enum(o, "order"), 1);
 	/* Wrong-typed getters are programmer errors and give zero values. */
 	assert_int_equal(iap_opts_int(o, "order"), 0);
 	assert_null(iap_opts_str(o, "stride"));
 	assert_null(iap_opts_str(o, "nope"));
+	assert_int_equal(iap_opts_enum(o, "stride"), -1);
+	assert_int_equal(iap_opts_enum(o, "nope"), -1);
 	iap_opts_free(o);
 	iap_registry_free(reg);
 }

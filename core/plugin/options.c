@@ -16,6 +16,7 @@
 struct optval {
 	const struct iap_option *opt;
 	int is_set;
+	int choice; /* IAP_OPT_ENUM: index into opt->choices */
 	union {
 		int b;
 		long i;
@@ -117,8 +118,10 @@ static int parse_value(const struct iap_option *opt, const char *what, const cha
 		size_t len = 0;
 
 		for (const char *const *c = opt->choices; *c; c++)
-			if (!strcmp(*c, text))
+			if (!strcmp(*c, text)) {
+				v->choice = (int)(c - opt->choices);
 				goto take_string;
+			}
 		for (const char *const *c = opt->choices; *c && len < sizeof(list); c++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
 						c == opt->choices ? "" : ", ", *c);
@@ -217,6 +220,13 @@ const char *iap_opts_str(const struct iap_opts *o, const char *name)
 	const struct optval *v = find(o, name);
 
 	return v && (v->opt->type == IAP_OPT_STRING || v->opt->type == IAP_OPT_ENUM) ? v->v.s : NULL;
+}
+
+int iap_opts_enum(const struct iap_opts *o, const char *name)
+{
+	const struct optval *v = find(o, name);
+
+	return v && v->opt->type == IAP_OPT_ENUM && v->v.s ? v->choice : -1;
 }
 
 int iap_opts_is_set(const struct iap_opts *o, const char *name)

@@ -136,6 +136,12 @@ int iap_opts_bool(const struct iap_opts *o, const char *name);
 long iap_opts_int(const struct iap_opts *o, const char *name);
 double iap_opts_float(const struct iap_opts *o, const char *name);
 const char *iap_opts_str(const struct iap_opts *o, const char *name); /* STRING and ENUM */
+/*
+ * IAP_OPT_ENUM: the index of the value in the schema's choices[], so a plugin
+ * switches on it instead of comparing strings again; -1 for any other type
+ * or an unset required option.
+ */
+int iap_opts_enum(const struct iap_opts *o, const char *name);
 /* 1 when the value came from the pipeline rather than the default. */
 int iap_opts_is_set(const struct iap_opts *o, const char *name);
 
