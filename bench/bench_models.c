@@ -53,6 +53,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/tensor.h>
 #include <iaprune/threads.h>
 

@@ -40,13 +40,14 @@
 #include <iaprune/attribute.h>
 #include <iaprune/image.h>
 #include <iaprune/npz.h>
+#include <iaprune/registry.h>
 #include <iaprune/threads.h>
 #include <iaprune/weights.h>
 
 #include "cmd_attribute.h"
 #include "model_load.h"
 /* Plugin calls inside call records, so that a crash names the plugin (guard.h). */
-#include "../core/run/calls.h"
+#include "../host/run/calls.h"
 
 enum { EXIT_OK = 0, EXIT_RUN = 1, EXIT_USAGE = 2 };
 #define MAX_LIST 256

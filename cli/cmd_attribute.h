@@ -12,6 +12,7 @@
 
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 struct cli_env {
 	/* Scan the plugin search path; prints its own messages; NULL on failure. */

@@ -33,6 +33,7 @@
 #include <iaprune/model.h>
 #include <iaprune/pipeline.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/rng.h>
 #include <iaprune/runner.h>
 #include <iaprune/safetensors.h>
@@ -42,7 +43,7 @@
 #include "cmd_attribute.h"
 #include "model_load.h"
 /* Plugin calls inside call records, so that a crash names the plugin (guard.h). */
-#include "../core/run/calls.h"
+#include "../host/run/calls.h"
 
 #ifndef IAP_SYSCONFDIR
 #define IAP_SYSCONFDIR "/usr/local/etc"

@@ -7,11 +7,12 @@
 #include <string.h>
 
 #include <iaprune/model.h>
+#include <iaprune/registry.h>
 #include <iaprune/safetensors.h>
 #include <iaprune/weights.h>
 
 #include "model_load.h"
-#include "../core/run/calls.h"
+#include "../host/run/calls.h"
 
 /* The first of the names (also under DataParallel's "module." prefix) in st, or NULL. */
 static const struct iap_st_tensor *find_any(const struct iap_safetensors *st, const char *const *names)

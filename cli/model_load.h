@@ -9,6 +9,7 @@
 
 #include <iaprune/graph.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 /*
  * Build the model for the weights at path. With model NULL the file must

@@ -5,7 +5,7 @@
 # passes everything through the environment:
 #   FUZZ_CC       clang (default: clang, else clang-14)
 #   srcdir        the source tree
-#   SOURCES       the library's sources (libiaprune_la_SOURCES)
+#   SOURCES       the sources of both libraries (SDK and host)
 #   CPPFLAGS      defines and include paths (config.h's directory first)
 #   CFLAGS_EXTRA  the dependencies' -I flags
 #   LIBS          the dependencies' libraries

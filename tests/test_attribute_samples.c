@@ -20,7 +20,9 @@
 #include <cmocka.h>
 
 #include <iaprune/attribute.h>
+#include <iaprune/attribute_samples.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "../plugins/models/arch.h"
 #include "testutil.h"

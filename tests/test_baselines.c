@@ -18,6 +18,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/rng.h>
 
 #include "../plugins/models/arch.h"

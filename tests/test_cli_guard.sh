@@ -1,6 +1,6 @@
 #!/bin/sh
 # `iaprune explain` and `iaprune attribute` call plugins inside the same call
-# records as the runner (core/run/calls.h), so a plugin that crashes there is
+# records as the runner (host/run/calls.h), so a plugin that crashes there is
 # named with its kind, file and entry point and the command exits 1, with
 # nothing written: the deliberately broken plugins of tests/plugins/bad.
 # Prints TAP.

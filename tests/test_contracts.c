@@ -1,5 +1,5 @@
 /*
- * The checks the runner makes on what plugins hand back (core/run/contracts.c),
+ * The checks the runner makes on what plugins hand back (host/run/contracts.c),
  * each against hand-made answers with the exact message: sample indices
  * (count, range, duplicates, k per class and the documented shortfall),
  * score rows (finite, no overrun), masks (0/1, overrun, ignored groups,
@@ -21,8 +21,9 @@
 
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
-#include "core/run/run_internal.h"
+#include "host/run/run_internal.h"
 #include "testutil.h"
 
 static const struct iap_plugin_desc pol_desc = { .kind = IAP_PLUGIN_POLICY, .name = "p" };

@@ -28,6 +28,7 @@
 #include <iaprune/image.h>
 #include <iaprune/npz.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #ifndef IAP_DATASET_PLUGIN_DIR
 #error "IAP_DATASET_PLUGIN_DIR must name the build tree's plugins/datasets/.libs"

@@ -24,6 +24,7 @@
 #include <iaprune/attribute.h>
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "arch.h"
 #include "dlb.h"

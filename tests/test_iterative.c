@@ -1,5 +1,5 @@
 /*
- * Iterative prune → rescore → prune (core/run/iterative.c) with the real
+ * Iterative prune → rescore → prune (host/run/iterative.c) with the real
  * policy plugins on chains of linear layers and a rescoring callback that
  * plays the attribution: one step is the one-shot call exactly; N steps
  * prune exactly round(rate · total) units, each step's masks a superset of
@@ -21,6 +21,7 @@
 
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "iterative.h"
 #include "testutil.h"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Kill safety (issue #20): a short run is killed with SIGKILL just before
 # each rename that publishes an output (the test-only hook
-# IAP_TEST_KILL_AT_RENAME=N in core/io/atomic.c), then run again without the
+# IAP_TEST_KILL_AT_RENAME=N in formats/atomic.c), then run again without the
 # hook. The re-run must exit 0 and its report must equal, byte for byte, the
 # report of a run that was never interrupted; no staging directory or
 # temporary file may be left. Covers every epoch's checkpoint generation,

@@ -21,6 +21,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "arch.h"
 #include "fixture.h"

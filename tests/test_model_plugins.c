@@ -14,6 +14,7 @@
 
 #include <iaprune/model.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/weights.h>
 
 static struct iap_registry *reg;

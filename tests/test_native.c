@@ -1,9 +1,9 @@
 /*
  * The stored image of a sample (plugin ABI 2.1's load_original) as the
- * runner reaches it: the dataset guard of core/run/calls.c offers the entry
+ * runner reaches it: the dataset guard of host/run/calls.c offers the entry
  * exactly when the plugin has it (an ops struct built before 2.1, whatever
  * lies past its size, has none), the call passes through, and
- * core/run/native.c falls back when it is absent, refuses an image of the
+ * host/run/native.c falls back when it is absent, refuses an image of the
  * wrong channel count, and resamples a map to the stored size.
  */
 #include "config.h"
@@ -17,9 +17,10 @@
 #include <cmocka.h>
 
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
-#include "core/run/native.h"
-#include "core/run/run_internal.h"
+#include "host/run/native.h"
+#include "host/run/run_internal.h"
 
 /* A dataset of one 1 x 2 x 2 sample stored as 3 x 4 (pixel (x, y) = (x + 4y) / 11). */
 struct fake {

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <iaprune/pipeline.h>
+#include <iaprune/registry.h>
 
 static char srcdir[1024];
 

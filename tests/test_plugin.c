@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 static char builddir[512];
 static char scratch[512];

@@ -20,6 +20,7 @@
 
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "testutil.h"
 

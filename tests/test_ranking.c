@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../core/run/ranking.h"
+#include "../host/run/ranking.h"
 
 static void test_normalize_mean(void **state)
 {

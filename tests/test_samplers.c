@@ -19,6 +19,7 @@
 
 #include <iaprune/ops.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 
 #include "testutil.h"
 

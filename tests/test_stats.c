@@ -1,5 +1,5 @@
 /*
- * Paired statistics (core/eval/stats.c) against values computed by hand:
+ * Paired statistics (host/eval/stats.c) against values computed by hand:
  * McNemar's exact p-values from the binomial, percentiles, the bootstrap's
  * determinism under a seed, the threshold rule, Spearman's ρ with ties and
  * the top-k overlap.

@@ -26,6 +26,7 @@
 #include <iaprune/blas.h>
 #include <iaprune/graph.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/tensor.h>
 #include <iaprune/threads.h>
 

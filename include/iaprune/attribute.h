@@ -90,24 +90,6 @@ int iap_attribute_batch(const struct iap_attribution_ops *ops, void *state,
 void iap_scores_finish(const struct iap_graph *g, const struct iap_opts *opts, int64_t n_samples,
 		       float *const *scores);
 
-/*
- * Per-sample unit scores of one batch, whatever the plugin p (with state
- * from its create() and its options): forward x, pick the targets (written
- * to targets, x->shape[0] entries), then for every unit group write, per
- * sample n and unit u, sum[g][n * n_units + u] = Σ r and sum_abs[g][...] =
- * Σ |r| over the unit's positions (|Σ r| is fabs of the first). Relevance
- * comes from one rule-set walk, from unit_relevance() (ABI 1.1) in one
- * pass, or, for a plugin with only score(), from each sample alone through
- * two fresh states (abs none and before). When input_relevance is not NULL
- * it receives the input-level relevance (the same walk's for a rule set,
- * else explain()'s; left empty when the plugin has none). Data-free
- * plugins have no per-sample scores: IAP_EUNSUPPORTED.
- */
-int iap_attribute_samples(const struct iap_plugin *p, void *state, const struct iap_opts *opts,
-			  struct iap_graph *g, const struct iap_tensor *x, const int *labels,
-			  float *const *sum, float *const *sum_abs, int *targets,
-			  struct iap_tensor *input_relevance, struct iap_error *err);
-
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include <iaprune/registry.h>
 
 void tu_fill_uniform(float *p, size_t n, struct iap_rng *r, float lo, float hi)
 {

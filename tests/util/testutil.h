@@ -7,6 +7,7 @@
 
 #include <iaprune/graph.h>
 #include <iaprune/plugin.h>
+#include <iaprune/registry.h>
 #include <iaprune/rng.h>
 
 /* Fill p[0..n) with uniform values in [lo, hi). */
