@@ -321,9 +321,9 @@ static int run_sampler(const struct iap_cfg_node *root, const struct iap_registr
 			/* The runner's seed for sampler i, so the samples are the ones `run` scores. */
 			iap_rng_seed(&rng, (uint64_t)seed + 101u * (uint64_t)(i + 1));
 			iap_error_clear(&warn);
-			if (!rc && iap_call_select(p, opts, ds, g, &rng, (int)k, s->idx, &s->n, &warn)) {
+			if (!rc && (rc = iap_call_select(p, opts, ds, g, &rng, (int)k, s->idx, &s->n, &warn))) {
 				*err = warn;
-				rc = iap_error_prefix(err, "sampler '%s'", nm);
+				iap_error_prefix(err, "sampler '%s'", nm);
 			}
 			iap_opts_free(opts);
 			return rc;
@@ -663,8 +663,10 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 		if (!(r->score[gi] = calloc((size_t)j->g->groups[gi].n_units, sizeof(float))))
 			return iap_error_set(err, IAP_ENOMEM, "out of memory");
 	rc = iap_call_create(j->attr, j->opts, j->g, &state, err);
-	if (rc)
-		return iap_error_prefix(err, "attribution '%s'", j->attr->desc->name);
+	if (rc) {
+		iap_error_prefix(err, "attribution '%s'", j->attr->desc->name);
+		return rc;
+	}
 	iap_graph_set_training(j->g, 0);
 	if (data_free) {
 		/* Weights alone: one call with one sample so the graph has run once. */

@@ -313,6 +313,43 @@ static void test_forward_checks_input_and_reuses_buffers(void **state)
 	iap_graph_free(g);
 }
 
+/* An op whose forward fails with a code no other check gives (ENUMERIC would come from the finite check). */
+static int fail_forward(struct iap_graph *g, struct iap_node *node, const struct iap_tensor *const in[],
+			struct iap_tensor *out, struct iap_error *err)
+{
+	(void)g;
+	(void)node;
+	(void)in;
+	(void)out;
+	return iap_error_set(err, IAP_EUNSUPPORTED, "cannot");
+}
+
+static const struct iap_op_ops test_fail = {
+	.kind = IAP_OP_RELU, .forward = fail_forward, .backward = pass_backward,
+};
+
+/*
+ * A failing op's code comes back whether or not the caller passed an error
+ * slot: adding context to a message that is not kept must not turn the
+ * failure into IAP_OK.
+ */
+static void test_forward_failure_without_error_slot(void **state)
+{
+	int64_t in_shape[1] = { 3 };
+	struct iap_graph *g = iap_graph_new(1, in_shape, NULL);
+	struct iap_tensor x = tu_rand_tensor(1, 2, (int64_t)2, (int64_t)3);
+	struct iap_error err;
+
+	(void)state;
+	assert_true(add_unary(g, &test_fail, "broken", IAP_GRAPH_INPUT) >= 0);
+	assert_int_equal(iap_graph_finalize(g, &err), IAP_OK);
+	assert_int_equal(iap_graph_forward(g, &x, &err), IAP_EUNSUPPORTED);
+	assert_string_equal(err.msg, "forward of 'broken' (relu): cannot");
+	assert_int_equal(iap_graph_forward(g, &x, NULL), IAP_EUNSUPPORTED);
+	iap_tensor_free(&x);
+	iap_graph_free(g);
+}
+
 static void test_builder_errors_are_sticky(void **state)
 {
 	int64_t in_shape[1] = { 3 };
@@ -459,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_missing_rule_is_an_error),
 		cmocka_unit_test(test_hook_sees_every_node_in_reverse),
 		cmocka_unit_test(test_forward_checks_input_and_reuses_buffers),
+		cmocka_unit_test(test_forward_failure_without_error_slot),
 		cmocka_unit_test(test_builder_errors_are_sticky),
 		cmocka_unit_test(test_mask_zeroes_unit_after_shift),
 		cmocka_unit_test(test_unit_reduce_and_view),

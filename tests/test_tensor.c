@@ -117,6 +117,10 @@ static void test_error_slot(void **state)
 	iap_error_set(&err, IAP_EFORMAT, "tensor '%s'", "a\033[2J\xc2\x9b\x7f\xc3\xa9");
 	assert_string_equal(err.msg, "tensor 'a\\e[2J\\u009b\\x7f\xc3\xa9'");
 	assert_int_equal(iap_error_set(NULL, IAP_EIO, "ignored"), IAP_EIO);
+	/* Prefixing happens on failure paths only: never IAP_OK, with or without a slot. */
+	assert_int_not_equal(iap_error_prefix(NULL, "ignored"), IAP_OK);
+	iap_error_clear(&err);
+	assert_int_not_equal(iap_error_prefix(&err, "no failure recorded"), IAP_OK);
 	assert_string_equal(iap_status_name(IAP_ESHAPE), "shape mismatch");
 	assert_string_equal(iap_status_name(99), "unknown error");
 	iap_error_clear(&err);

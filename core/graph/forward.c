@@ -83,8 +83,10 @@ static int graph_reshape(struct iap_graph *g, int batch, struct iap_error *err)
 		shape[0] = batch;
 		memcpy(shape + 1, n->out_shape, (size_t)n->out_ndim * sizeof(*shape));
 		rc = iap_tensor_ensure(&n->out, n->out_ndim + 1, shape, err);
-		if (rc)
-			return iap_error_prefix(err, "node '%s' (%s)", n->name, iap_op_name(n->kind));
+		if (rc) {
+			iap_error_prefix(err, "node '%s' (%s)", n->name, iap_op_name(n->kind));
+			return rc;
+		}
 		if (n->ops->workspace) {
 			size_t need = n->ops->workspace(g, n, batch);
 
@@ -137,8 +139,10 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 		for (int k = 0; k < n->n_inputs; k++)
 			in[k] = iap_graph_node_input(g, n, k);
 		rc = n->ops->forward(g, n, in, &n->out, err);
-		if (rc)
-			return iap_error_prefix(err, "forward of '%s' (%s)", n->name, iap_op_name(n->kind));
+		if (rc) {
+			iap_error_prefix(err, "forward of '%s' (%s)", n->name, iap_op_name(n->kind));
+			return rc;
+		}
 		if (n->mask_group >= 0)
 			iap_unit_apply_mask(&g->groups[n->mask_group], &n->out);
 	}

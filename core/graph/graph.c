@@ -352,8 +352,10 @@ int iap_graph_zero_grads(struct iap_graph *g, struct iap_error *err)
 				continue;
 			}
 			rc = iap_tensor_alloc(&p->grad, p->value.ndim, p->value.shape, err);
-			if (rc)
-				return iap_error_prefix(err, "gradient of %s", p->key);
+			if (rc) {
+				iap_error_prefix(err, "gradient of %s", p->key);
+				return rc;
+			}
 		}
 	return IAP_OK;
 }

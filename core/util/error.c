@@ -50,6 +50,16 @@ int iap_error_set(struct iap_error *err, int code, const char *fmt, ...)
 	return code;
 }
 
+/*
+ * Only called on a failure path, so it never answers IAP_OK: without a slot
+ * (or with one no failure was recorded in) there is no code to read, and
+ * IAP_EINVAL stands in. Callers that hold the real code return that.
+ */
+static int prefix_code(const struct iap_error *err)
+{
+	return err && err->code != IAP_OK ? err->code : IAP_EINVAL;
+}
+
 int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 {
 	char raw[256], prefix[256];
@@ -58,16 +68,16 @@ int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 	int n;
 
 	if (!err)
-		return IAP_OK;
+		return prefix_code(err);
 	va_start(ap, fmt);
 	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return err->code;
+		return prefix_code(err);
 	iap_escape(raw, prefix, sizeof(prefix));
 	plen = strlen(prefix);
 	if (plen + 2 >= sizeof(err->msg))
-		return err->code;
+		return prefix_code(err);
 	/* Shift the old message right (dropping its tail if needed), then write the prefix. */
 	mlen = strnlen(err->msg, sizeof(err->msg) - 1);
 	if (plen + 2 + mlen > sizeof(err->msg) - 1)
@@ -77,7 +87,7 @@ int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 	memcpy(err->msg, prefix, plen);
 	err->msg[plen] = ':';
 	err->msg[plen + 1] = ' ';
-	return err->code;
+	return prefix_code(err);
 }
 
 void iap_error_clear(struct iap_error *err)

@@ -567,8 +567,10 @@ static int add_node(struct compact_ctx *c, struct iap_graph *g2, int i)
 			break;
 		}
 		rc = copy_param(g2, id, n, k, ax, c->err);
-		if (rc)
-			return iap_error_prefix(c->err, "compacting '%s'", n->name);
+		if (rc) {
+			iap_error_prefix(c->err, "compacting '%s'", n->name);
+			return rc;
+		}
 	}
 	return IAP_OK;
 }

@@ -678,8 +678,10 @@ int iap_cfg_set(struct iap_cfg *cfg, const char *assignment, int index, struct i
 		return iap_error_set(err, IAP_ENOMEM, "--set: out of memory");
 	/* The value is YAML of its own, so lists and maps can be given too. */
 	rc = iap_cfg_load_string(eq + 1, strlen(eq + 1), "--set", &vcfg, err);
-	if (rc)
-		return iap_error_prefix(err, "--set '%s'", assignment);
+	if (rc) {
+		iap_error_prefix(err, "--set '%s'", assignment);
+		return rc;
+	}
 	value = vcfg->root;
 	vcfg->root = NULL;
 	iap_cfg_free(vcfg);

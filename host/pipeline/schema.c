@@ -530,8 +530,10 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	}
 	snprintf(what, sizeof(what), "%s '%s'", kn, name);
 	rc = iap_opts_defaults(p->desc->options, &o, err);
-	if (rc)
-		return iap_error_prefix(err, "%s", what);
+	if (rc) {
+		iap_error_prefix(err, "%s", what);
+		return rc;
+	}
 	on = iap_cfg_child(ref, "options");
 	for (int i = 0; on && on->kind == IAP_CFG_MAP && i < on->n_items; i++) {
 		const struct iap_cfg_node *e = on->items[i];

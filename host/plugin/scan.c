@@ -347,8 +347,10 @@ static int check_schema(const struct iap_plugin_desc *d, const char *path, struc
 			const struct iap_option one[2] = { *o, { .name = NULL } };
 			int rc = iap_opts_defaults(one, &tmp, err);
 
-			if (rc)
-				return iap_error_prefix(err, "%s: %s plugin '%s': bad default", path, kn, d->name);
+			if (rc) {
+				iap_error_prefix(err, "%s: %s plugin '%s': bad default", path, kn, d->name);
+				return rc;
+			}
 			iap_opts_free(tmp);
 		}
 	}

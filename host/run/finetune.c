@@ -142,8 +142,10 @@ int iap_finetune_masked(struct iap_graph *g, const struct iap_dataset *train, co
 	int rc = iap_train(g, train, NULL, &cfg->train, NULL, err);
 
 	iap_graph_set_training(g, 0);
-	if (rc)
-		return iap_error_prefix(err, "fine-tuning");
+	if (rc) {
+		iap_error_prefix(err, "fine-tuning");
+		return rc;
+	}
 	/* The promise the report makes, checked: no pruned unit came back. */
 	rc = iap_param_copy_take(&after, g, err);
 	if (!rc && !masks_baked(g, &after, err))

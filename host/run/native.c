@@ -16,8 +16,10 @@ int iap_native_image(const struct iap_dataset *ds, int64_t i, struct iap_tensor 
 	if (!IAP_DATASET_OPS_HAS(ds->ops, load_original))
 		return IAP_OK;
 	rc = ds->ops->load_original(ds->state, i, img, err);
-	if (rc)
-		return iap_error_prefix(err, "sample %lld as stored", (long long)i);
+	if (rc) {
+		iap_error_prefix(err, "sample %lld as stored", (long long)i);
+		return rc;
+	}
 	/* The heatmap writer reads C planes of h × w: a wrong shape would read past the buffer. */
 	if (img->ndim != 3 || img->shape[0] != ds->info.in_shape[0] || img->shape[1] < 1 || img->shape[2] < 1 ||
 	    img->shape[1] > 32768 || img->shape[2] > 32768)

@@ -171,9 +171,11 @@ static int open_split(struct run *r, enum iap_split s)
 	memset(d, 0, sizeof(*d));
 	d->split = s;
 	rc = iap_call_dataset_open(r->ds_plugin, r->ds_opts, s, d, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
-					iap_split_name(s));
+	if (rc) {
+		iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
+				 iap_split_name(s));
+		return rc;
+	}
 	rc = d->ops->info(d->state, &d->info, r->err);
 	if (rc) {
 		d->ops->close(d->state);
@@ -407,8 +409,10 @@ static int train_identity(const struct run *r, char **out)
 	*out = NULL;
 	for (int s = IAP_SPLIT_TRAIN; s <= IAP_SPLIT_VAL && !rc; s++)
 		rc = iap_key_samples(&content[s - IAP_SPLIT_TRAIN], &r->split[s], NULL, r->split[s].count, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "hashing the dataset for the checkpoint settings");
+	if (rc) {
+		iap_error_prefix(r->err, "hashing the dataset for the checkpoint settings");
+		return rc;
+	}
 	f = open_memstream(&text, &len);
 	if (!f)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
@@ -482,8 +486,10 @@ static int train_model(struct run *r)
 	rc = iap_train(r->g, &r->split[IAP_SPLIT_TRAIN],
 		       r->split[IAP_SPLIT_VAL].count > 0 ? &r->split[IAP_SPLIT_VAL] : NULL, &cfg, &res, r->err);
 	free(identity);
-	if (rc)
-		return iap_error_prefix(r->err, "training");
+	if (rc) {
+		iap_error_prefix(r->err, "training");
+		return rc;
+	}
 	/* The best epoch's weights (by validation accuracy) are the model. */
 	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints/best.safetensors", r->out);
 	if (res.best_epoch > 0) {
@@ -683,7 +689,8 @@ static int run_samplers(struct run *r)
 		rc = iap_call_select(s->plugin, s->opts, train, r->g, &rng, s->per_class, s->idx, &s->n, &warn);
 		if (rc) {
 			*r->err = warn;
-			return iap_error_prefix(r->err, "sampler '%s'", s->name);
+			iap_error_prefix(r->err, "sampler '%s'", s->name);
+			return rc;
 		}
 		rc = iap_contract_samples(s->plugin, train, s->per_class, s->idx, s->n, r->err);
 		if (rc)
@@ -776,8 +783,10 @@ static int score_units(struct run *r, const struct config *c, float *const *scor
 		memset(scores[gi], 0, (size_t)r->g->groups[gi].n_units * sizeof(float));
 	iap_contract_scores_arm(r->g, scores);
 	rc = iap_call_create(c->attr->plugin, c->attr->opts, r->g, &state, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	if (rc) {
+		iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+		return rc;
+	}
 	iap_graph_set_training(r->g, 0);
 	if (!c->smp) {
 		/* Data-free criteria: one call on one sample so the graph has run once. */
@@ -802,8 +811,10 @@ static int score_units(struct run *r, const struct config *c, float *const *scor
 	}
 	iap_call_destroy(c->attr->plugin, state);
 	iap_tensor_free(&x);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	if (rc) {
+		iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+		return rc;
+	}
 	return iap_contract_scores(c->attr->plugin, r->g, scores, r->err);
 }
 
@@ -1071,7 +1082,8 @@ static int add_row(struct run *r, const struct config *c, double rate, struct ia
 	clear_masks(r);
 	if (rc) {
 		free_row(row);
-		return iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+		iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+		return rc;
 	}
 	r->n_rows++;
 	if (out)
@@ -1484,8 +1496,10 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 		rc = iap_preserve_measure(&x->pv, row->rate, &row->expl_rho, &row->expl_topk, NULL, NULL, r->err);
 		row->has_expl = !rc;
 	}
-	if (rc)
-		return iap_error_prefix(r->err, "explanation preservation");
+	if (rc) {
+		iap_error_prefix(r->err, "explanation preservation");
+		return rc;
+	}
 	snprintf(x->expl_config, sizeof(x->expl_config), "%s / %s / %s", c->attr->name, c->smp ? c->smp->name : "-",
 		 r->policy->desc->name);
 	rep->expl_method = c->attr->name;
@@ -1527,8 +1541,10 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 		}
 		free(taken);
 	}
-	if (rc)
-		return iap_error_prefix(r->err, "heatmap gallery");
+	if (rc) {
+		iap_error_prefix(r->err, "heatmap gallery");
+		return rc;
+	}
 	snprintf(x->gallery_text, sizeof(x->gallery_text), "%s at %.2f", x->expl_config, rate);
 	x->gallery.channels = x->pv.c;
 	x->gallery.h = x->pv.h;

@@ -108,8 +108,10 @@ static int batcher_init(struct batcher *b, const struct iap_dataset *ds, int bat
 		b->sample_numel *= ds->info.in_shape[k];
 	}
 	rc = iap_tensor_alloc(&b->x, ds->info.in_ndim + 1, shape, err);
-	if (rc)
-		return iap_error_prefix(err, "batch buffer");
+	if (rc) {
+		iap_error_prefix(err, "batch buffer");
+		return rc;
+	}
 	b->labels = calloc((size_t)b->batch, sizeof(*b->labels));
 	if (!b->labels) {
 		iap_tensor_free(&b->x);
@@ -134,9 +136,11 @@ static int batcher_load(struct batcher *b, int row, int64_t index, struct iap_er
 	int rc = ds->ops->load(ds->state, index, b->x.data + row * b->sample_numel, &b->labels[row],
 			       err);
 
-	if (rc)
-		return iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split),
-					(long long)index);
+	if (rc) {
+		iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split),
+				 (long long)index);
+		return rc;
+	}
 	if (b->labels[row] < 0 || b->labels[row] >= ds->info.n_classes)
 		return iap_error_set(err, IAP_EINVAL, "%s sample %lld: label %d outside [0, %d)",
 				     iap_split_name(ds->split), (long long)index, b->labels[row],
@@ -181,9 +185,11 @@ static int eval_pass(struct iap_graph *g, struct batcher *b, float *probs, int *
 			return rc;
 		out = iap_graph_output(g);
 		rc = iap_cross_entropy(out, b->labels, NULL, &batch_loss, NULL, err);
-		if (rc)
-			return iap_error_prefix(err, "%s samples %lld..%lld", iap_split_name(ds->split),
-						(long long)start, (long long)(start + n - 1));
+		if (rc) {
+			iap_error_prefix(err, "%s samples %lld..%lld", iap_split_name(ds->split),
+					 (long long)start, (long long)(start + n - 1));
+			return rc;
+		}
 		total += (double)batch_loss * n;
 		iap_softmax_rows(out->data, probs + start * c, n, c);
 		memcpy(labels + start, b->labels, (size_t)n * sizeof(*labels));

@@ -44,7 +44,11 @@ struct iap_error {
 int iap_error_set(struct iap_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Prefix the message already in err with "prefix: " (context added on the way up). */
+/*
+ * Prefix the message already in err with "prefix: " (context added on the way up).
+ * Returns err->code; never IAP_OK: IAP_EINVAL when err is NULL or holds no
+ * failure. Callers holding the real code return it themselves.
+ */
 int iap_error_prefix(struct iap_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -701,8 +701,10 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 				}
 			}
 			rc = iap_graph_forward(g, &st->rows, err);
-			if (rc)
-				return iap_error_prefix(err, "ig");
+			if (rc) {
+				iap_error_prefix(err, "ig");
+				return rc;
+			}
 			logits = iap_graph_output(g);
 			if (logits->ndim != 2)
 				return iap_error_set(err, IAP_ESHAPE, "ig: needs [N, classes] logits");
@@ -730,8 +732,10 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 			if (k0 >= P)
 				continue; /* only the end rows: nothing to walk */
 			rc = iap_graph_backward(g, iap_ruleset_gradient(), &st->seed, &wo, err);
-			if (rc)
-				return iap_error_prefix(err, "ig");
+			if (rc) {
+				iap_error_prefix(err, "ig");
+				return rc;
+			}
 			if (cond)
 				continue;
 			{

@@ -116,7 +116,8 @@ int iap_resnet_build(const struct iap_cnn_cfg *cfg, struct iap_graph **out, stru
 	rc = iap_graph_finalize(g, err);
 	if (rc) {
 		iap_graph_free(g);
-		return iap_error_prefix(err, "resnet%d", cfg->depth);
+		iap_error_prefix(err, "resnet%d", cfg->depth);
+		return rc;
 	}
 	*out = g;
 	return IAP_OK;

@@ -76,7 +76,8 @@ int iap_vgg_build(const struct iap_cnn_cfg *cfg, struct iap_graph **out, struct 
 	rc = iap_graph_finalize(g, err);
 	if (rc) {
 		iap_graph_free(g);
-		return iap_error_prefix(err, "vgg%d", cfg->depth);
+		iap_error_prefix(err, "vgg%d", cfg->depth);
+		return rc;
 	}
 	*out = g;
 	return IAP_OK;

@@ -104,7 +104,8 @@ int iap_vit_build(const struct iap_vit_cfg *cfg, struct iap_graph **out, struct 
 	rc = iap_graph_finalize(g, err);
 	if (rc) {
 		iap_graph_free(g);
-		return iap_error_prefix(err, "vit");
+		iap_error_prefix(err, "vit");
+		return rc;
 	}
 	*out = g;
 	return IAP_OK;

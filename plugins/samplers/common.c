@@ -120,7 +120,7 @@ int iap_smp_batcher_init(struct iap_smp_batcher *b, const char *sampler, const s
 			 struct iap_graph *g, int batch, struct iap_error *err)
 {
 	int64_t shape[IAP_MAX_DIMS];
-	int ndim = ds->info.in_ndim;
+	int ndim = ds->info.in_ndim, rc;
 
 	memset(b, 0, sizeof(*b));
 	if (ndim < 1 || ndim > IAP_MAX_DIMS - 1)
@@ -143,8 +143,11 @@ int iap_smp_batcher_init(struct iap_smp_batcher *b, const char *sampler, const s
 		shape[i + 1] = ds->info.in_shape[i];
 		b->sample_len *= ds->info.in_shape[i];
 	}
-	if (iap_tensor_alloc(&b->x, ndim + 1, shape, err))
-		return iap_error_prefix(err, "sampler '%s'", sampler);
+	rc = iap_tensor_alloc(&b->x, ndim + 1, shape, err);
+	if (rc) {
+		iap_error_prefix(err, "sampler '%s'", sampler);
+		return rc;
+	}
 	if (g) {
 		b->saved_training = g->training;
 		iap_graph_set_training(g, 0);
@@ -168,8 +171,10 @@ int iap_smp_batcher_run(struct iap_smp_batcher *b, const int64_t *idx, int n, st
 		int label;
 
 		rc = b->ds->ops->load(b->ds->state, idx[r], b->x.data + (int64_t)r * b->sample_len, &label, err);
-		if (rc)
-			return iap_error_prefix(err, "sample %lld", (long long)idx[r]);
+		if (rc) {
+			iap_error_prefix(err, "sample %lld", (long long)idx[r]);
+			return rc;
+		}
 	}
 	/*
 	 * Padding rows keep whatever the previous batch left (zeros at first):
