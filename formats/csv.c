@@ -284,11 +284,6 @@ void iap_csv_close(struct iap_csv *c)
 	free(c);
 }
 
-const char *iap_csv_name(const struct iap_csv *c)
-{
-	return c->name;
-}
-
 int iap_csv_columns(const struct iap_csv *c)
 {
 	return c->n_cols;

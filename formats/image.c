@@ -46,15 +46,6 @@ enum iap_image_format iap_image_detect(const void *buf, size_t len)
 	return IAP_IMAGE_UNKNOWN;
 }
 
-const char *iap_image_format_name(enum iap_image_format fmt)
-{
-	switch (fmt) {
-	case IAP_IMAGE_PNG: return "PNG";
-	case IAP_IMAGE_JPEG: return "JPEG";
-	default: return "unknown";
-	}
-}
-
 /* ---- shared: limits and the row converter ----------------------------------- */
 
 static int check_size(const char *name, const char *fmt, uint64_t w, uint64_t h,

@@ -716,28 +716,6 @@ static void test_resume(void **state)
 	iap_graph_free(gc);
 }
 
-/* Plain (non-terminal) output: one line per epoch, nothing for the other batches. */
-static void test_progress_printer(void **state)
-{
-	struct iap_progress_printer pp;
-	char buf[512];
-	size_t n;
-	FILE *fp = tmpfile();
-
-	(void)state;
-	assert_non_null(fp);
-	iap_progress_printer_init(&pp, fp, 2);
-	assert_false(pp.tty);
-	iap_progress_print(&pp, 1, 1, 3, 0.9, 0.5, 65.0);
-	iap_progress_print(&pp, 1, 2, 3, 0.8, 0.5, 60.0);
-	iap_progress_print(&pp, 1, 3, 3, 0.7, 0.625, 3725.0);
-	rewind(fp);
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	buf[n] = '\0';
-	fclose(fp);
-	assert_string_equal(buf, "epoch 1/2: loss 0.7000 acc 0.6250 ETA 1h02m\n");
-}
-
 static void test_refusals(void **state)
 {
 	struct synth ts;
@@ -922,7 +900,6 @@ int main(void)
 		cmocka_unit_test(test_augment_pipeline),
 		cmocka_unit_test(test_train_loop),
 		cmocka_unit_test(test_resume),
-		cmocka_unit_test(test_progress_printer),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_train_hold_masks),
 	};

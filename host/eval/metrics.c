@@ -428,21 +428,6 @@ static int check_filled(const struct iap_metrics *m, struct iap_error *err)
 	return IAP_OK;
 }
 
-int iap_metrics_write_json(const struct iap_metrics *m, const char *const *class_names, FILE *fp,
-			   struct iap_error *err)
-{
-	struct sink s = { .fp = fp };
-
-	if (check_filled(m, err))
-		return IAP_EINVAL;
-	if (!fp)
-		return iap_error_set(err, IAP_EINVAL, "metrics: no output stream");
-	render_json(&s, m, class_names);
-	if (s.failed)
-		return iap_error_set(err, IAP_EIO, "metrics: writing JSON failed");
-	return IAP_OK;
-}
-
 int iap_metrics_json_string(const struct iap_metrics *m, const char *const *class_names,
 			    char **out, struct iap_error *err)
 {

@@ -48,9 +48,6 @@ int iap_csv_open_mem(const char *buf, size_t len, const char *name, struct iap_c
 
 void iap_csv_close(struct iap_csv *csv);
 
-/* The file name given at open (for the caller's own messages). */
-const char *iap_csv_name(const struct iap_csv *csv);
-
 /* Number of columns and the header of column i (NULL when out of range). */
 int iap_csv_columns(const struct iap_csv *csv);
 const char *iap_csv_header(const struct iap_csv *csv, int i);

@@ -56,9 +56,6 @@ enum iap_image_format {
 /* The format announced by the first bytes of buf (IAP_IMAGE_UNKNOWN if none). */
 enum iap_image_format iap_image_detect(const void *buf, size_t len);
 
-/* "PNG", "JPEG", "unknown". */
-const char *iap_image_format_name(enum iap_image_format fmt);
-
 /*
  * Decode an image held in memory into out as a [channels, H, W] float tensor
  * in [0, 1]. channels is 1 or 3, or 0 for the file's own (1 for grayscale and

@@ -94,12 +94,10 @@ int iap_auroc(int64_t n, const float *scores, const unsigned char *pos, double *
 int iap_class_weights(int64_t n, const int *labels, int c, float *weights, struct iap_error *err);
 
 /*
- * One JSON object with every value; unavailable AUROCs are null.
- * class_names (c entries) may be NULL: classes are then "0", "1", ...
+ * One JSON object with every value (unavailable AUROCs are null), in a
+ * malloc'd NUL-terminated string (*out; free() it). class_names (c entries)
+ * may be NULL: classes are then "0", "1", ...
  */
-int iap_metrics_write_json(const struct iap_metrics *m, const char *const *class_names, FILE *fp,
-			   struct iap_error *err);
-/* The same into a malloc'd NUL-terminated string (*out; free() it). */
 int iap_metrics_json_string(const struct iap_metrics *m, const char *const *class_names,
 			    char **out, struct iap_error *err);
 

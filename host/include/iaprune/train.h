@@ -253,20 +253,6 @@ int iap_train_checkpoint_differs(const char *dir, const struct iap_train_cfg *cf
 int iap_evaluate(struct iap_graph *g, const struct iap_dataset *ds, int batch,
 		 struct iap_metrics *m, struct iap_error *err);
 
-/*
- * A ready-made progress printer for iap_train_cfg.progress: on a terminal
- * (isatty) one bar redrawn with \r; otherwise one plain line per epoch.
- */
-struct iap_progress_printer {
-	FILE *fp;
-	int n_epochs;
-	int tty;        /* set by iap_progress_printer_init from isatty(fileno(fp)) */
-};
-
-void iap_progress_printer_init(struct iap_progress_printer *pp, FILE *fp, int n_epochs);
-void iap_progress_print(void *user, int epoch, int64_t batch, int64_t n_batches, double loss,
-			double acc, double eta_seconds);
-
 #ifdef __cplusplus
 }
 #endif
