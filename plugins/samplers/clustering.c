@@ -26,7 +26,11 @@
 
 #include "common.h"
 
-static const char *const feature_choices[] = { "penultimate", "pixels", NULL };
+/* The `features` option: its choices in the order of enum clu_features (iap_opts_enum's index). */
+enum clu_features { CLU_PENULTIMATE, CLU_PIXELS, CLU_FEATURES_COUNT };
+static const char *const feature_choices[] = { [CLU_PENULTIMATE] = "penultimate", [CLU_PIXELS] = "pixels", NULL };
+_Static_assert(sizeof(feature_choices) / sizeof(feature_choices[0]) == CLU_FEATURES_COUNT + 1,
+	       "feature_choices must match enum clu_features");
 
 static const struct iap_option clustering_options[] = {
 	{ .name = "features", .type = IAP_OPT_ENUM, .def = "penultimate", .choices = feature_choices,
@@ -39,6 +43,22 @@ static const struct iap_option clustering_options[] = {
 	  .help = "samples per forward pass" },
 	{ .name = NULL },
 };
+
+/* The options, read once per select() (the sampler ABI has no create step). */
+struct clu_opts {
+	int pixels;
+	int restarts;
+	int max_iter;
+	long batch;
+};
+
+static void clu_opts_parse(const struct iap_opts *opts, struct clu_opts *o)
+{
+	o->pixels = iap_opts_enum(opts, "features") == CLU_PIXELS;
+	o->restarts = (int)iap_opts_int(opts, "restarts");
+	o->max_iter = (int)iap_opts_int(opts, "max_iter");
+	o->batch = iap_opts_int(opts, "batch");
+}
 
 /* One class's points and the scratch k-means needs, sized for the largest class once. */
 struct km {
@@ -297,12 +317,75 @@ static int km_alloc(struct km *km, int64_t n, int64_t d, int k)
 	       km->d2 && km->counts && km->assign && km->taken;
 }
 
+/*
+ * The feature length d and, for penultimate features, *head: the node whose
+ * input is the feature vector (the output, or what a final softmax reads).
+ */
+static int feature_dim(const struct clu_opts *o, const struct iap_dataset *ds, const struct iap_graph *g,
+		       const struct iap_node **head, int64_t *dim, struct iap_error *err)
+{
+	int64_t d = 1;
+
+	*head = NULL;
+	if (o->pixels) {
+		for (int i = 0; i < ds->info.in_ndim; i++)
+			d *= ds->info.in_shape[i];
+	} else {
+		const struct iap_node *h;
+
+		if (!g || !g->finalized)
+			return iap_error_set(err, IAP_EINVAL, "sampler 'clustering': penultimate features "
+					     "need a finalized model (or features: pixels)");
+		h = iap_graph_node(g, g->output);
+		if (h->kind == IAP_OP_SOFTMAX && h->inputs[0] >= 0)
+			h = iap_graph_node(g, h->inputs[0]);
+		if (h->inputs[0] == IAP_GRAPH_INPUT) {
+			for (int i = 0; i < g->in_ndim; i++)
+				d *= g->in_shape[i];
+		} else {
+			const struct iap_node *f = iap_graph_node(g, h->inputs[0]);
+
+			for (int i = 0; i < f->out_ndim; i++)
+				d *= f->out_shape[i];
+		}
+		*head = h;
+	}
+	if (d < 1 || d > INT32_MAX)
+		return iap_error_set(err, IAP_ESHAPE, "sampler 'clustering': %lld features per sample",
+				     (long long)d);
+	*dim = d;
+	return IAP_OK;
+}
+
+/* The features of one class's samples idx[0 .. size) into km->x, batch by batch; all finite. */
+static int load_features(struct iap_smp_batcher *b, const struct iap_node *head, const int64_t *idx,
+			 int64_t size, struct km *km, struct iap_error *err)
+{
+	int64_t d = km->d;
+
+	for (int64_t pos = 0; pos < size; pos += b->batch) {
+		int nb = (int)(size - pos < b->batch ? size - pos : b->batch);
+		const struct iap_tensor *f;
+		int rc = iap_smp_batcher_run(b, idx + pos, nb, err);
+
+		if (rc) {
+			iap_error_prefix(err, "sampler 'clustering'");
+			return rc;
+		}
+		f = head ? iap_graph_node_input(b->g, head, 0) : &b->x;
+		for (int64_t t = 0; t < (int64_t)nb * d; t++)
+			if (!isfinite(f->data[t]))
+				return iap_error_set(err, IAP_ENUMERIC, "sampler 'clustering': sample %lld: "
+						     "features are not finite", (long long)idx[pos + t / d]);
+		memcpy(km->x + pos * d, f->data, (size_t)nb * (size_t)d * sizeof(float));
+	}
+	return IAP_OK;
+}
+
 static int clustering_select(const struct iap_opts *opts, const struct iap_dataset *ds, struct iap_graph *g,
 			     struct iap_rng *rng, int k, int64_t *out, int64_t *n_out, struct iap_error *err)
 {
-	int pixels = strcmp(iap_opts_str(opts, "features"), "pixels") == 0;
-	int restarts = (int)iap_opts_int(opts, "restarts");
-	long batch = iap_opts_int(opts, "batch");
+	struct clu_opts o;
 	struct iap_smp_classes cl;
 	struct iap_smp_batcher b = { 0 };
 	struct km km = { 0 };
@@ -312,37 +395,13 @@ static int clustering_select(const struct iap_opts *opts, const struct iap_datas
 
 	if (!rng)
 		return iap_error_set(err, IAP_EINVAL, "sampler 'clustering': no random number generator");
+	clu_opts_parse(opts, &o);
 	rc = iap_smp_classes_load("clustering", ds, k, out, n_out, &cl, err);
 	if (rc)
 		return rc;
-	if (!pixels) {
-		if (!g || !g->finalized) {
-			rc = iap_error_set(err, IAP_EINVAL, "sampler 'clustering': penultimate features "
-					   "need a finalized model (or features: pixels)");
-			goto out_classes;
-		}
-		/* The node whose input is the feature vector: the output, or what a final softmax reads. */
-		head = iap_graph_node(g, g->output);
-		if (head->kind == IAP_OP_SOFTMAX && head->inputs[0] >= 0)
-			head = iap_graph_node(g, head->inputs[0]);
-		if (head->inputs[0] == IAP_GRAPH_INPUT) {
-			for (int i = 0; i < g->in_ndim; i++)
-				d *= g->in_shape[i];
-		} else {
-			const struct iap_node *f = iap_graph_node(g, head->inputs[0]);
-
-			for (int i = 0; i < f->out_ndim; i++)
-				d *= f->out_shape[i];
-		}
-	} else {
-		for (int i = 0; i < ds->info.in_ndim; i++)
-			d *= ds->info.in_shape[i];
-	}
-	if (d < 1 || d > INT32_MAX) {
-		rc = iap_error_set(err, IAP_ESHAPE, "sampler 'clustering': %lld features per sample",
-				   (long long)d);
+	rc = feature_dim(&o, ds, g, &head, &d, err);
+	if (rc)
 		goto out_classes;
-	}
 
 	/* Everything is sized for the largest class once; classes at most k need none of it. */
 	if (cl.max_class > k) {
@@ -352,10 +411,9 @@ static int clustering_select(const struct iap_opts *opts, const struct iap_datas
 					   "%lld x %lld features", (long long)cl.max_class, (long long)d);
 			goto out_km;
 		}
-		km.max_iter = (int)iap_opts_int(opts, "max_iter");
-		if (batch > cl.max_class)
-			batch = cl.max_class;
-		rc = iap_smp_batcher_init(&b, "clustering", ds, pixels ? NULL : g, (int)batch, err);
+		km.max_iter = o.max_iter;
+		rc = iap_smp_batcher_init(&b, "clustering", ds, o.pixels ? NULL : g,
+					  (int)(o.batch > cl.max_class ? cl.max_class : o.batch), err);
 		if (rc)
 			goto out_km;
 	}
@@ -370,26 +428,10 @@ static int clustering_select(const struct iap_opts *opts, const struct iap_datas
 			n += size;
 			continue;
 		}
-		for (int64_t pos = 0; pos < size; pos += batch) {
-			int nb = (int)(size - pos < batch ? size - pos : batch);
-			const struct iap_tensor *f;
-
-			rc = iap_smp_batcher_run(&b, idx + pos, nb, err);
-			if (rc) {
-				iap_error_prefix(err, "sampler 'clustering'");
-				goto out_batcher;
-			}
-			f = pixels ? &b.x : iap_graph_node_input(g, head, 0);
-			for (int64_t t = 0; t < (int64_t)nb * d; t++) {
-				if (!isfinite(f->data[t])) {
-					rc = iap_error_set(err, IAP_ENUMERIC, "sampler 'clustering': sample %lld: "
-							   "features are not finite", (long long)idx[pos + t / d]);
-					goto out_batcher;
-				}
-			}
-			memcpy(km.x + pos * d, f->data, (size_t)nb * (size_t)d * sizeof(float));
-		}
-		kmeans_pick(&km, size, restarts, rng, rows);
+		rc = load_features(&b, head, idx, size, &km, err);
+		if (rc)
+			goto out_batcher;
+		kmeans_pick(&km, size, o.restarts, rng, rows);
 		for (int j = 0; j < k; j++)
 			out[n + j] = idx[rows[j]];
 		iap_smp_sort_idx(out + n, k);
