@@ -8,7 +8,12 @@
 
 #include "common.h"
 
-static const char *const norm_choices[] = { "none", "l1", "l2", "max", NULL };
+static const char *const norm_choices[] = {
+	[IAP_POL_NORM_NONE] = "none", [IAP_POL_NORM_L1] = "l1", [IAP_POL_NORM_L2] = "l2",
+	[IAP_POL_NORM_MAX] = "max", NULL,
+};
+_Static_assert(sizeof(norm_choices) / sizeof(norm_choices[0]) == IAP_POL_NORM_COUNT + 1,
+	       "norm_choices must match enum iap_pol_norm");
 
 const struct iap_option iap_pol_options[] = {
 	{ .name = "normalize", .type = IAP_OPT_ENUM, .def = "none", .choices = norm_choices,
@@ -18,7 +23,13 @@ const struct iap_option iap_pol_options[] = {
 	{ .name = NULL },
 };
 
-enum norm { NORM_NONE, NORM_L1, NORM_L2, NORM_MAX };
+void iap_pol_opts_parse(const struct iap_opts *opts, struct iap_pol_opts *o)
+{
+	int norm = iap_opts_enum(opts, "normalize");
+
+	o->normalize = norm >= 0 && norm < IAP_POL_NORM_COUNT ? (enum iap_pol_norm)norm : IAP_POL_NORM_NONE;
+	o->ignore = iap_opts_str(opts, "ignore");
+}
 
 /* 1 when name matches one of the comma-separated patterns (blanks around them are ignored). */
 static int name_ignored(const char *patterns, const char *name)
@@ -47,21 +58,21 @@ static int name_ignored(const char *patterns, const char *name)
 	return 0;
 }
 
-static double group_norm(enum norm how, const float *s, int n)
+static double group_norm(enum iap_pol_norm how, const float *s, int n)
 {
 	double acc = 0;
 
 	for (int u = 0; u < n; u++) {
 		double a = fabs((double)s[u]);
 
-		if (how == NORM_L1)
+		if (how == IAP_POL_NORM_L1)
 			acc += a;
-		else if (how == NORM_L2)
+		else if (how == IAP_POL_NORM_L2)
 			acc += a * a;
 		else if (a > acc)
 			acc = a;
 	}
-	return how == NORM_L2 ? sqrt(acc) : acc;
+	return how == IAP_POL_NORM_L2 ? sqrt(acc) : acc;
 }
 
 static int check_input(const char *policy, const struct iap_policy_input *in, uint8_t *const *keep,
@@ -148,12 +159,90 @@ static int prior_check(const char *policy, const struct iap_policy_input *in, co
 	return IAP_OK;
 }
 
-int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const struct iap_policy_input *in,
+/* The plan's buffers, sized for every group (+1: zero groups is valid and calloc(0) may return NULL). */
+static int plan_alloc(const char *policy, const struct iap_graph *g, struct iap_pol_plan *plan,
+		      struct iap_error *err)
+{
+	int64_t n_scores = 0;
+
+	for (int gi = 0; gi < g->n_groups; gi++)
+		n_scores += iap_graph_group(g, gi)->n_units;
+	plan->layers = calloc((size_t)g->n_groups + 1, sizeof(*plan->layers));
+	plan->member_buf = calloc((size_t)g->n_groups + 1, sizeof(*plan->member_buf));
+	plan->score_buf = calloc((size_t)n_scores + 1, sizeof(*plan->score_buf));
+	plan->fixed_buf = calloc((size_t)n_scores + 1, 1);
+	if (!plan->layers || !plan->member_buf || !plan->score_buf || !plan->fixed_buf)
+		return iap_error_set(err, IAP_ENOMEM, "policy '%s': out of memory", policy);
+	return IAP_OK;
+}
+
+/* skip[g]: never prune group g (ignore list or pattern); one ignored member makes its whole coupled set so. */
+static void mark_skipped(const struct iap_pol_opts *o, const struct iap_policy_input *in, uint8_t *skip)
+{
+	const struct iap_graph *g = in->graph;
+
+	for (int gi = 0; gi < g->n_groups; gi++)
+		skip[gi] = (in->ignore && in->ignore[gi]) ||
+			   (o->ignore && name_ignored(o->ignore, iap_graph_group(g, gi)->name));
+	for (int gi = 0; gi < g->n_groups; gi++) {
+		if (!skip[gi] || iap_graph_group(g, gi)->coupling < 0)
+			continue;
+		for (int gj = 0; gj < g->n_groups; gj++)
+			if (iap_graph_group(g, gj)->coupling == iap_graph_group(g, gi)->coupling)
+				skip[gj] = 1;
+	}
+}
+
+/*
+ * Layer l from group gi and the groups coupled to it (done[] marks them):
+ * members, summed normalised scores, cap. *n_members and *n_scores count
+ * what the plan's buffers have handed out.
+ */
+static int add_layer(const char *policy, const struct iap_pol_opts *o, const struct iap_policy_input *in,
+		     const uint8_t *skip, uint8_t *done, int gi, struct iap_pol_plan *plan, int *n_members,
+		     int64_t *n_scores, struct iap_error *err)
+{
+	const struct iap_graph *g = in->graph;
+	const struct iap_unit_group *grp = iap_graph_group(g, gi);
+	struct iap_pol_layer *l = &plan->layers[plan->n_layers++];
+	double cap;
+
+	l->members = plan->member_buf + *n_members;
+	l->n_units = grp->n_units;
+	l->score = plan->score_buf + *n_scores;
+	l->fixed = plan->fixed_buf + *n_scores;
+	*n_scores += grp->n_units;
+	for (int gj = gi; gj < g->n_groups; gj++) {
+		const struct iap_unit_group *m = iap_graph_group(g, gj);
+		double norm;
+
+		if (gj != gi && (grp->coupling < 0 || m->coupling != grp->coupling || skip[gj]))
+			continue;
+		if (m->n_units != grp->n_units)
+			return iap_error_set(err, IAP_EINVAL, "policy '%s': coupled groups '%s' (%d units) "
+					     "and '%s' (%d units) differ in size", policy, grp->name,
+					     grp->n_units, m->name, m->n_units);
+		done[gj] = 1;
+		l->members[l->n_members++] = gj;
+		(*n_members)++;
+		norm = o->normalize == IAP_POL_NORM_NONE ? 0 : group_norm(o->normalize, in->scores[gj], m->n_units);
+		/* A group whose scores are all zero has norm 0: its scores stay zero. */
+		for (int u = 0; u < m->n_units; u++)
+			l->score[u] += norm > 0 ? in->scores[gj][u] / norm : in->scores[gj][u];
+	}
+	/* The epsilon keeps 0.9 * 10 = 8.999... from flooring to 8. */
+	cap = floor(in->max_layer_rate * l->n_units + 1e-9);
+	if (cap > l->n_units - in->min_units)
+		cap = l->n_units - in->min_units;
+	l->max_prune = cap > 0 ? (int)cap : 0;
+	plan->total += (int64_t)l->n_units * l->n_members;
+	return IAP_OK;
+}
+
+int iap_pol_plan_build(const char *policy, const struct iap_pol_opts *o, const struct iap_policy_input *in,
 		       uint8_t *const *keep, struct iap_pol_plan *plan, struct iap_error *err)
 {
 	const struct iap_graph *g = in->graph;
-	const char *nname = iap_opts_str(opts, "normalize"), *patterns = iap_opts_str(opts, "ignore");
-	enum norm how = NORM_NONE;
 	uint8_t *skip = NULL, *done = NULL;
 	int64_t n_scores = 0;
 	int rc, nm = 0;
@@ -162,98 +251,35 @@ int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const st
 	rc = check_input(policy, in, keep, err);
 	if (rc)
 		return rc;
-	if (nname && !strcmp(nname, "l1"))
-		how = NORM_L1;
-	else if (nname && !strcmp(nname, "l2"))
-		how = NORM_L2;
-	else if (nname && !strcmp(nname, "max"))
-		how = NORM_MAX;
-
-	/* +1: zero groups is valid and calloc(0) may return NULL. */
 	skip = calloc((size_t)g->n_groups + 1, 1);
 	done = calloc((size_t)g->n_groups + 1, 1);
-	plan->layers = calloc((size_t)g->n_groups + 1, sizeof(*plan->layers));
-	plan->member_buf = calloc((size_t)g->n_groups + 1, sizeof(*plan->member_buf));
+	rc = !skip || !done ? iap_error_set(err, IAP_ENOMEM, "policy '%s': out of memory", policy)
+			    : plan_alloc(policy, g, plan, err);
+	if (rc)
+		goto out;
 	for (int gi = 0; gi < g->n_groups; gi++)
-		n_scores += iap_graph_group(g, gi)->n_units;
-	plan->score_buf = calloc((size_t)n_scores + 1, sizeof(*plan->score_buf));
-	plan->fixed_buf = calloc((size_t)n_scores + 1, 1);
-	if (!skip || !done || !plan->layers || !plan->member_buf || !plan->score_buf || !plan->fixed_buf) {
-		rc = iap_error_set(err, IAP_ENOMEM, "policy '%s': out of memory", policy);
-		goto out_fail;
-	}
-
-	for (int gi = 0; gi < g->n_groups; gi++) {
 		memset(keep[gi], 1, (size_t)iap_graph_group(g, gi)->n_units);
-		skip[gi] = (in->ignore && in->ignore[gi]) || (patterns && name_ignored(patterns, iap_graph_group(g, gi)->name));
-	}
-	/* One ignored member makes the whole coupled set unprunable. */
+	mark_skipped(o, in, skip);
 	for (int gi = 0; gi < g->n_groups; gi++) {
-		if (!skip[gi] || iap_graph_group(g, gi)->coupling < 0)
-			continue;
-		for (int gj = 0; gj < g->n_groups; gj++)
-			if (iap_graph_group(g, gj)->coupling == iap_graph_group(g, gi)->coupling)
-				skip[gj] = 1;
-	}
-
-	n_scores = 0;
-	for (int gi = 0; gi < g->n_groups; gi++) {
-		const struct iap_unit_group *grp = iap_graph_group(g, gi);
-		struct iap_pol_layer *l;
-		double cap;
-
 		if (skip[gi] || done[gi])
 			continue;
-		l = &plan->layers[plan->n_layers++];
-		l->members = plan->member_buf + nm;
-		l->n_units = grp->n_units;
-		l->score = plan->score_buf + n_scores;
-		l->fixed = plan->fixed_buf + n_scores;
-		n_scores += grp->n_units;
-		for (int gj = gi; gj < g->n_groups; gj++) {
-			const struct iap_unit_group *m = iap_graph_group(g, gj);
-			double norm;
-
-			if (gj != gi && (grp->coupling < 0 || m->coupling != grp->coupling || skip[gj]))
-				continue;
-			if (m->n_units != grp->n_units) {
-				rc = iap_error_set(err, IAP_EINVAL, "policy '%s': coupled groups '%s' (%d units) "
-						   "and '%s' (%d units) differ in size", policy, grp->name,
-						   grp->n_units, m->name, m->n_units);
-				goto out_fail;
-			}
-			done[gj] = 1;
-			l->members[l->n_members++] = gj;
-			nm++;
-			norm = how == NORM_NONE ? 0 : group_norm(how, in->scores[gj], m->n_units);
-			/* A group whose scores are all zero has norm 0: its scores stay zero. */
-			for (int u = 0; u < m->n_units; u++)
-				l->score[u] += norm > 0 ? in->scores[gj][u] / norm : in->scores[gj][u];
-		}
-		/* The epsilon keeps 0.9 * 10 = 8.999... from flooring to 8. */
-		cap = floor(in->max_layer_rate * l->n_units + 1e-9);
-		if (cap > l->n_units - in->min_units)
-			cap = l->n_units - in->min_units;
-		l->max_prune = cap > 0 ? (int)cap : 0;
-		plan->total += (int64_t)l->n_units * l->n_members;
-		rc = prior_units(policy, in, plan, l, keep, err);
+		rc = add_layer(policy, o, in, skip, done, gi, plan, &nm, &n_scores, err);
 		if (rc)
-			goto out_fail;
+			goto out;
+		rc = prior_units(policy, in, plan, &plan->layers[plan->n_layers - 1], keep, err);
+		if (rc)
+			goto out;
 	}
 	plan->target = llround(in->rate * (double)plan->total);
 	if (plan->target > plan->total)
 		plan->target = plan->total;
 	rc = prior_check(policy, in, skip, plan, err);
-	if (rc)
-		goto out_fail;
-	free(skip);
-	free(done);
-	return IAP_OK;
 
-out_fail:
+out:
 	free(skip);
 	free(done);
-	iap_pol_plan_free(plan);
+	if (rc)
+		iap_pol_plan_free(plan);
 	return rc;
 }
 

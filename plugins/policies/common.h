@@ -41,6 +41,17 @@
 /* The options both policies take: normalize, ignore. */
 extern const struct iap_option iap_pol_options[];
 
+/* The `normalize` choices, in the order of iap_pol_options' choices (common.c checks). */
+enum iap_pol_norm { IAP_POL_NORM_NONE, IAP_POL_NORM_L1, IAP_POL_NORM_L2, IAP_POL_NORM_MAX, IAP_POL_NORM_COUNT };
+
+/* The options, read once per mask() (the policy ABI has no create step). */
+struct iap_pol_opts {
+	enum iap_pol_norm normalize;
+	const char *ignore;       /* comma-separated fnmatch patterns; valid while the opts live */
+};
+
+void iap_pol_opts_parse(const struct iap_opts *opts, struct iap_pol_opts *o);
+
 struct iap_pol_layer {
 	int n_members;    /* groups masked together (1 when uncoupled) */
 	int *members;     /* their indices, ascending; members[0] orders the layers */
@@ -66,7 +77,7 @@ struct iap_pol_plan {
  * Check the input, set every keep[g][u] to 1, and build the layers. On
  * failure nothing needs freeing.
  */
-int iap_pol_plan_build(const char *policy, const struct iap_opts *opts, const struct iap_policy_input *in,
+int iap_pol_plan_build(const char *policy, const struct iap_pol_opts *o, const struct iap_policy_input *in,
 		       uint8_t *const *keep, struct iap_pol_plan *plan, struct iap_error *err);
 void iap_pol_plan_free(struct iap_pol_plan *plan);
 

@@ -37,13 +37,15 @@ static int cmp_cand(const void *a, const void *b)
 static int global_mask(const struct iap_opts *opts, const struct iap_policy_input *in,
 		       uint8_t *const *keep, struct iap_error *err)
 {
+	struct iap_pol_opts o;
 	struct iap_pol_plan plan;
 	struct cand *c = NULL;
 	int *pruned = NULL;
 	int64_t n = 0, left;
 	int rc;
 
-	rc = iap_pol_plan_build("global", opts, in, keep, &plan, err);
+	iap_pol_opts_parse(opts, &o);
+	rc = iap_pol_plan_build("global", &o, in, keep, &plan, err);
 	if (rc)
 		return rc;
 	/* Units a prior step pruned stay pruned and count (common.h). */

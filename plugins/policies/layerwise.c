@@ -50,40 +50,20 @@ static int cmp_unit(const void *a, const void *b)
 	return (x->unit > y->unit) - (x->unit < y->unit);
 }
 
-static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_input *in,
-			  uint8_t *const *keep, struct iap_error *err)
+/*
+ * How many units each layer prunes (count[l]): every layer's floor share
+ * first (the target is counted against the uncapped floors, so a cap's
+ * shortfall stays a shortfall), then one more unit for the layers with the
+ * largest remainders. sh, floor_of: scratch of n_layers entries.
+ */
+static void allot_counts(const struct iap_pol_plan *plan, double rate, struct share *sh, int *floor_of,
+			 int *count)
 {
-	struct iap_pol_plan plan;
-	struct share *sh = NULL;
-	struct unit_score *us = NULL;
-	int *count = NULL, *floor_of = NULL, max_units = 1;
-	int64_t left;
-	int rc;
+	int64_t left = plan->target;
 
-	rc = iap_pol_plan_build("layerwise", opts, in, keep, &plan, err);
-	if (rc)
-		return rc;
-	for (int l = 0; l < plan.n_layers; l++)
-		if (plan.layers[l].n_units > max_units)
-			max_units = plan.layers[l].n_units;
-	sh = calloc((size_t)plan.n_layers + 1, sizeof(*sh));
-	count = calloc((size_t)plan.n_layers + 1, sizeof(*count));
-	floor_of = calloc((size_t)plan.n_layers + 1, sizeof(*floor_of));
-	us = malloc((size_t)max_units * sizeof(*us));
-	if (!sh || !count || !floor_of || !us) {
-		rc = iap_error_set(err, IAP_ENOMEM, "policy 'layerwise': out of memory");
-		goto out_free;
-	}
-
-	/*
-	 * Every layer's floor share first (the target is counted against the
-	 * uncapped floors, so a cap's shortfall stays a shortfall), then one
-	 * more unit for the layers with the largest remainders.
-	 */
-	left = plan.target;
-	for (int l = 0; l < plan.n_layers; l++) {
-		const struct iap_pol_layer *layer = &plan.layers[l];
-		double q = in->rate * layer->n_units;
+	for (int l = 0; l < plan->n_layers; l++) {
+		const struct iap_pol_layer *layer = &plan->layers[l];
+		double q = rate * layer->n_units;
 		double base = floor(q + 1e-9);
 
 		count[l] = base < layer->max_prune ? (int)base : layer->max_prune;
@@ -97,10 +77,10 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 		left -= (int64_t)(layer->n_fixed > base ? layer->n_fixed : base) * layer->n_members;
 		floor_of[l] = (int)base;
 	}
-	qsort(sh, (size_t)plan.n_layers, sizeof(*sh), cmp_share);
-	for (int i = 0; i < plan.n_layers && left > 0 && sh[i].frac > 0; i++) {
+	qsort(sh, (size_t)plan->n_layers, sizeof(*sh), cmp_share);
+	for (int i = 0; i < plan->n_layers && left > 0 && sh[i].frac > 0; i++) {
 		int l = sh[i].layer;
-		const struct iap_pol_layer *layer = &plan.layers[l];
+		const struct iap_pol_layer *layer = &plan->layers[l];
 
 		if (count[l] >= layer->max_prune || count[l] > floor_of[l] || layer->n_members > left)
 			continue;
@@ -111,17 +91,22 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 	 * Prior ceilings can overshoot the total: the layers with the smallest
 	 * remainders that prune more than their prior units give one back.
 	 */
-	for (int i = plan.n_layers - 1; i >= 0 && left < 0; i--) {
+	for (int i = plan->n_layers - 1; i >= 0 && left < 0; i--) {
 		int l = sh[i].layer;
 
-		if (count[l] > plan.layers[l].n_fixed && count[l] > 0) {
+		if (count[l] > plan->layers[l].n_fixed && count[l] > 0) {
 			count[l]--;
-			left += plan.layers[l].n_members;
+			left += plan->layers[l].n_members;
 		}
 	}
+}
 
-	for (int l = 0; l < plan.n_layers; l++) {
-		const struct iap_pol_layer *layer = &plan.layers[l];
+/* Prune the count[l] lowest-scoring units of every layer (its prior units among them). us: scratch. */
+static void prune_lowest(const struct iap_pol_plan *plan, const int *count, struct unit_score *us,
+			 uint8_t *const *keep)
+{
+	for (int l = 0; l < plan->n_layers; l++) {
+		const struct iap_pol_layer *layer = &plan->layers[l];
 		int n = 0;
 
 		if (count[l] <= layer->n_fixed)
@@ -131,8 +116,37 @@ static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_i
 				us[n++] = (struct unit_score){ .score = layer->score[u], .unit = u };
 		qsort(us, (size_t)n, sizeof(*us), cmp_unit);
 		for (int i = 0; i < count[l] - layer->n_fixed; i++)
-			iap_pol_prune(&plan, l, us[i].unit, keep);
+			iap_pol_prune(plan, l, us[i].unit, keep);
 	}
+}
+
+static int layerwise_mask(const struct iap_opts *opts, const struct iap_policy_input *in,
+			  uint8_t *const *keep, struct iap_error *err)
+{
+	struct iap_pol_opts o;
+	struct iap_pol_plan plan;
+	struct share *sh = NULL;
+	struct unit_score *us = NULL;
+	int *count = NULL, *floor_of = NULL, max_units = 1;
+	int rc;
+
+	iap_pol_opts_parse(opts, &o);
+	rc = iap_pol_plan_build("layerwise", &o, in, keep, &plan, err);
+	if (rc)
+		return rc;
+	for (int l = 0; l < plan.n_layers; l++)
+		if (plan.layers[l].n_units > max_units)
+			max_units = plan.layers[l].n_units;
+	sh = calloc((size_t)plan.n_layers + 1, sizeof(*sh));
+	count = calloc((size_t)plan.n_layers + 1, sizeof(*count));
+	floor_of = calloc((size_t)plan.n_layers + 1, sizeof(*floor_of));
+	us = malloc((size_t)max_units * sizeof(*us));
+	if (!sh || !count || !floor_of || !us) {
+		rc = iap_error_set(err, IAP_ENOMEM, "policy 'layerwise': out of memory");
+		goto out_free;
+	}
+	allot_counts(&plan, in->rate, sh, floor_of, count);
+	prune_lowest(&plan, count, us, keep);
 
 out_free:
 	free(us);
