@@ -1,14 +1,16 @@
 /* The "resnet" model plugin: torchvision resnet18/34/50/101/152. */
 #include "config.h"
 
-#include <stdlib.h>
-
 #include <iaprune/plugin.h>
 
 #include "arch.h"
 #include "common.h"
 
+/* The `depth` choices and the layer count each stands for, index for index. */
 static const char *const depths[] = { "18", "34", "50", "101", "152", NULL };
+static const int depth_of[] = { 18, 34, 50, 101, 152 };
+_Static_assert(sizeof(depths) / sizeof(depths[0]) == sizeof(depth_of) / sizeof(depth_of[0]) + 1,
+	       "depths must match depth_of");
 
 static const struct iap_option resnet_options[] = {
 	{ .name = "depth", .type = IAP_OPT_ENUM, .def = "50", .choices = depths,
@@ -22,8 +24,9 @@ static const struct iap_option resnet_options[] = {
 static int resnet_build(const struct iap_opts *opts, const struct iap_dataset_info *data,
 			struct iap_graph **out, struct iap_error *err)
 {
+	/* Options read once per build (the model ABI has no create step). */
 	struct iap_cnn_cfg cfg = {
-		.depth = (int)strtol(iap_opts_str(opts, "depth"), NULL, 10),
+		.depth = depth_of[iap_opts_enum(opts, "depth")],
 		.width = iap_opts_float(opts, "width"),
 	};
 	int rc = iap_model_input("resnet", opts, data, &cfg.num_classes, &cfg.in_channels,

@@ -1,14 +1,16 @@
 /* The "vgg" model plugin: torchvision vgg11/13/16/19 with or without BatchNorm. */
 #include "config.h"
 
-#include <stdlib.h>
-
 #include <iaprune/plugin.h>
 
 #include "arch.h"
 #include "common.h"
 
+/* The `depth` choices and the weight-layer count each stands for, index for index. */
 static const char *const depths[] = { "11", "13", "16", "19", NULL };
+static const int depth_of[] = { 11, 13, 16, 19 };
+_Static_assert(sizeof(depths) / sizeof(depths[0]) == sizeof(depth_of) / sizeof(depth_of[0]) + 1,
+	       "depths must match depth_of");
 
 static const struct iap_option vgg_options[] = {
 	{ .name = "depth", .type = IAP_OPT_ENUM, .def = "19", .choices = depths,
@@ -26,8 +28,9 @@ static const struct iap_option vgg_options[] = {
 static int vgg_build(const struct iap_opts *opts, const struct iap_dataset_info *data,
 		     struct iap_graph **out, struct iap_error *err)
 {
+	/* Options read once per build (the model ABI has no create step). */
 	struct iap_cnn_cfg cfg = {
-		.depth = (int)strtol(iap_opts_str(opts, "depth"), NULL, 10),
+		.depth = depth_of[iap_opts_enum(opts, "depth")],
 		.batch_norm = iap_opts_bool(opts, "batch_norm"),
 		.width = iap_opts_float(opts, "width"),
 		.dropout = (float)iap_opts_float(opts, "dropout"),

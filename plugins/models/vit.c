@@ -1,14 +1,19 @@
 /* The "vit" model plugin: torchvision VisionTransformer (b_16, b_32, l_16, l_32 or custom). */
 #include "config.h"
 
-#include <string.h>
-
 #include <iaprune/plugin.h>
 
 #include "arch.h"
 #include "common.h"
 
-static const char *const variants[] = { "b_16", "b_32", "l_16", "l_32", "custom", NULL };
+/* The `variant` choices in the order of enum vit_variant; all but custom are torchvision presets. */
+enum vit_variant { VIT_B_16, VIT_B_32, VIT_L_16, VIT_L_32, VIT_CUSTOM, VIT_VARIANT_COUNT };
+static const char *const variants[] = {
+	[VIT_B_16] = "b_16", [VIT_B_32] = "b_32", [VIT_L_16] = "l_16", [VIT_L_32] = "l_32",
+	[VIT_CUSTOM] = "custom", NULL,
+};
+_Static_assert(sizeof(variants) / sizeof(variants[0]) == VIT_VARIANT_COUNT + 1,
+	       "variants must match enum vit_variant");
 
 static const struct iap_option vit_options[] = {
 	{ .name = "variant", .type = IAP_OPT_ENUM, .def = "b_16", .choices = variants,
@@ -33,13 +38,14 @@ static const struct iap_option vit_options[] = {
 static int vit_build(const struct iap_opts *opts, const struct iap_dataset_info *data,
 		     struct iap_graph **out, struct iap_error *err)
 {
+	/* Options read once per build (the model ABI has no create step). */
 	struct iap_vit_cfg cfg = { 0 };
-	const char *variant = iap_opts_str(opts, "variant");
-	int custom = strcmp(variant, "custom") == 0;
+	int variant = iap_opts_enum(opts, "variant");
+	int custom = variant == VIT_CUSTOM;
 	int rc;
 
 	if (!custom)
-		iap_vit_preset(variant, &cfg);
+		iap_vit_preset(variants[variant], &cfg);
 	/* A size set in the pipeline overrides the preset; 'custom' takes all of them. */
 	if (custom || iap_opts_is_set(opts, "patch_size"))
 		cfg.patch_size = (int)iap_opts_int(opts, "patch_size");
