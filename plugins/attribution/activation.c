@@ -22,7 +22,11 @@
 #include <iaprune/graph.h>
 #include <iaprune/plugin.h>
 
-static const char *const where_choices[] = { "post", "unit", NULL };
+/* The `where` choices in the order of enum act_where (iap_opts_enum's index). */
+enum act_where { ACT_POST, ACT_UNIT, ACT_WHERE_COUNT };
+static const char *const where_choices[] = { [ACT_POST] = "post", [ACT_UNIT] = "unit", NULL };
+_Static_assert(sizeof(where_choices) / sizeof(where_choices[0]) == ACT_WHERE_COUNT + 1,
+	       "where_choices must match enum act_where");
 
 static const struct iap_option activation_options[] = {
 	{ .name = "where", .type = IAP_OPT_ENUM, .def = "post", .choices = where_choices,
@@ -42,12 +46,11 @@ static int activation_create(const struct iap_opts *opts, struct iap_graph *g, v
 			     struct iap_error *err)
 {
 	struct activation_state *st = calloc(1, sizeof(*st));
-	const char *w = iap_opts_str(opts, "where");
 
 	if (!st)
 		return iap_error_set(err, IAP_ENOMEM, "activation: out of memory");
 	iap_score_opts_from(opts, &st->so);
-	st->post = !(w && strcmp(w, "unit") == 0);
+	st->post = iap_opts_enum(opts, "where") != ACT_UNIT;
 	for (int gi = 0; gi < g->n_groups; gi++)
 		if (iap_graph_group(g, gi)->n_units > st->cap)
 			st->cap = iap_graph_group(g, gi)->n_units;

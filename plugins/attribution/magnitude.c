@@ -16,13 +16,16 @@
 #include "config.h"
 
 #include <math.h>
-#include <string.h>
 
 #include <iaprune/attribute.h>
 #include <iaprune/graph.h>
 #include <iaprune/plugin.h>
 
-static const char *const norm_choices[] = { "l1", "l2", NULL };
+/* The `norm` choices in the order of enum mag_norm (iap_opts_enum's index). */
+enum mag_norm { MAG_L1, MAG_L2, MAG_NORM_COUNT };
+static const char *const norm_choices[] = { [MAG_L1] = "l1", [MAG_L2] = "l2", NULL };
+_Static_assert(sizeof(norm_choices) / sizeof(norm_choices[0]) == MAG_NORM_COUNT + 1,
+	       "norm_choices must match enum mag_norm");
 
 static const struct iap_option magnitude_options[] = {
 	{ .name = "norm", .type = IAP_OPT_ENUM, .def = "l1", .choices = norm_choices,
@@ -36,11 +39,10 @@ static int magnitude_create(const struct iap_opts *opts, struct iap_graph *g, vo
 			    struct iap_error *err)
 {
 	static const int l1 = 0, l2 = 1;
-	const char *n = iap_opts_str(opts, "norm");
 
 	(void)g;
 	(void)err;
-	*state = (void *)(n && strcmp(n, "l2") == 0 ? &l2 : &l1);
+	*state = (void *)(iap_opts_enum(opts, "norm") == MAG_L2 ? &l2 : &l1);
 	return IAP_OK;
 }
 
