@@ -14,7 +14,11 @@
 
 #include "common.h"
 
-const char *const ds_norm_choices[] = { "imagenet", "none", "custom", NULL };
+const char *const ds_norm_choices[] = {
+	[DS_NORM_IMAGENET] = "imagenet", [DS_NORM_NONE] = "none", [DS_NORM_CUSTOM] = "custom", NULL,
+};
+_Static_assert(sizeof(ds_norm_choices) / sizeof(ds_norm_choices[0]) == DS_NORM_COUNT + 1,
+	       "ds_norm_choices must match enum ds_norm");
 
 /* ---- small helpers --------------------------------------------------------------- */
 
@@ -137,7 +141,7 @@ int ds_find_name(char *const *names, int n, const char *name)
 int ds_new(const char *plugin, const struct iap_opts *opts, struct ds **out, struct iap_error *err)
 {
 	struct ds *d;
-	const char *norm;
+	int norm;
 
 	*out = NULL;
 	d = calloc(1, sizeof(*d));
@@ -152,9 +156,8 @@ int ds_new(const char *plugin, const struct iap_opts *opts, struct ds **out, str
 	d->use_cache = iap_opts_bool(opts, "cache");
 	d->mean_text = iap_opts_str(opts, "mean");
 	d->std_text = iap_opts_str(opts, "std");
-	norm = iap_opts_str(opts, "normalize");
-	d->norm = !norm || !strcmp(norm, "imagenet") ? DS_NORM_IMAGENET
-		: !strcmp(norm, "none") ? DS_NORM_NONE : DS_NORM_CUSTOM;
+	norm = iap_opts_enum(opts, "normalize");
+	d->norm = norm >= 0 && norm < DS_NORM_COUNT ? (enum ds_norm)norm : DS_NORM_IMAGENET;
 	if (d->want_channels == 2) {
 		free(d);
 		return iap_error_set(err, IAP_EINVAL, "%s: option 'channels': must be 0, 1 or 3, got 2",

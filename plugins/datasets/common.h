@@ -62,7 +62,8 @@ struct ds_scratch {
 	struct iap_resizer rs;
 };
 
-enum ds_norm { DS_NORM_IMAGENET = 0, DS_NORM_NONE, DS_NORM_CUSTOM };
+/* The `normalize` choices, in the order of ds_norm_choices (common.c checks). */
+enum ds_norm { DS_NORM_IMAGENET = 0, DS_NORM_NONE, DS_NORM_CUSTOM, DS_NORM_COUNT };
 
 struct ds {
 	const char *plugin;         /* "imagefolder", ... (messages) */

@@ -19,8 +19,25 @@
 
 #include "common.h"
 
-static const char *const label_kinds[] = { "auto", "names", "integers", NULL };
-static const char *const delimiters[] = { "auto", "comma", "semicolon", "tab", NULL };
+/* The enum options' choices, each in the order of its C enum (iap_opts_enum's index). */
+enum csv_labels { CSV_LABELS_AUTO, CSV_LABELS_NAMES, CSV_LABELS_INTEGERS, CSV_LABELS_COUNT };
+static const char *const label_kinds[] = {
+	[CSV_LABELS_AUTO] = "auto", [CSV_LABELS_NAMES] = "names", [CSV_LABELS_INTEGERS] = "integers", NULL,
+};
+_Static_assert(sizeof(label_kinds) / sizeof(label_kinds[0]) == CSV_LABELS_COUNT + 1,
+	       "label_kinds must match enum csv_labels");
+
+enum csv_delim { CSV_DELIM_AUTO, CSV_DELIM_COMMA, CSV_DELIM_SEMICOLON, CSV_DELIM_TAB, CSV_DELIM_COUNT };
+static const char *const delimiters[] = {
+	[CSV_DELIM_AUTO] = "auto", [CSV_DELIM_COMMA] = "comma", [CSV_DELIM_SEMICOLON] = "semicolon",
+	[CSV_DELIM_TAB] = "tab", NULL,
+};
+/* The separator each choice stands for; 0: detect it (ds_csv_open). */
+static const char delimiter_char[] = {
+	[CSV_DELIM_AUTO] = 0, [CSV_DELIM_COMMA] = ',', [CSV_DELIM_SEMICOLON] = ';', [CSV_DELIM_TAB] = '\t',
+};
+_Static_assert(sizeof(delimiters) / sizeof(delimiters[0]) == CSV_DELIM_COUNT + 1 &&
+	       sizeof(delimiter_char) == CSV_DELIM_COUNT, "delimiters must match enum csv_delim");
 
 static const struct iap_option csv_options[] = {
 	{ .name = "manifest", .type = IAP_OPT_STRING, .def = NULL, .help = "the CSV file" },
@@ -69,16 +86,51 @@ static int parse_split(const char *s)
 	return -1;
 }
 
-/* An optional column: absent is fine unless the user named it. */
-static int optional_column(struct iap_csv *csv, const struct iap_opts *opts, const char *opt,
-			   int *col, struct iap_error *err)
-{
-	const char *name = iap_opts_str(opts, opt);
+/* The plugin's own options, read once at open. Strings stay valid while the opts live. */
+struct csv_opts {
+	const char *manifest, *root, *path_column, *label_column, *class_names;
+	const char *split_column, *patient_column;
+	int split_named, patient_named;   /* set in the pipeline: the column must exist */
+	enum csv_labels labels;
+	char delim;                       /* 0: detect */
+};
 
+static void csv_opts_parse(const struct iap_opts *opts, struct csv_opts *o)
+{
+	int labels = iap_opts_enum(opts, "labels"), delim = iap_opts_enum(opts, "delimiter");
+
+	o->manifest = iap_opts_str(opts, "manifest");
+	o->root = iap_opts_str(opts, "root");
+	o->path_column = iap_opts_str(opts, "path_column");
+	o->label_column = iap_opts_str(opts, "label_column");
+	o->class_names = iap_opts_str(opts, "class_names");
+	o->split_column = iap_opts_str(opts, "split_column");
+	o->patient_column = iap_opts_str(opts, "patient_column");
+	o->split_named = iap_opts_is_set(opts, "split_column");
+	o->patient_named = iap_opts_is_set(opts, "patient_column");
+	o->labels = labels >= 0 && labels < CSV_LABELS_COUNT ? (enum csv_labels)labels : CSV_LABELS_AUTO;
+	o->delim = delim >= 0 && delim < CSV_DELIM_COUNT ? delimiter_char[delim] : 0;
+}
+
+/* What one open builds: the samples, with their label texts kept aside until the classes are known. */
+struct csv_read {
+	const struct csv_opts *o;
+	struct ds *d;
+	char **texts;                     /* [n_texts], one per sample */
+	int64_t n_texts;
+	char **names;                     /* class names, n_names */
+	int n_names;
+	int pcol, lcol, scol, gcol;       /* scol, gcol: -1 when absent */
+	int present[IAP_SPLIT_COUNT];     /* splits the split column named */
+};
+
+/* An optional column: absent is fine unless the user named it. */
+static int optional_column(struct iap_csv *csv, const char *name, int named, int *col, struct iap_error *err)
+{
 	*col = -1;
 	if (!name || !name[0])
 		return IAP_OK;
-	if (!iap_opts_is_set(opts, opt)) {
+	if (!named) {
 		*col = iap_csv_column(csv, name, NULL);
 		return IAP_OK;
 	}
@@ -86,180 +138,224 @@ static int optional_column(struct iap_csv *csv, const struct iap_opts *opts, con
 	return *col < 0 ? IAP_EFORMAT : IAP_OK;
 }
 
-static int csv_open(const struct iap_opts *opts, enum iap_split split, void **state,
-		    struct iap_error *err)
+static int find_columns(struct iap_csv *csv, struct csv_read *r, struct iap_error *err)
 {
-	const char *manifest = iap_opts_str(opts, "manifest"), *kind = iap_opts_str(opts, "labels");
-	const char *dl = iap_opts_str(opts, "delimiter");
-	char delim = !strcmp(dl, "comma") ? ',' : !strcmp(dl, "semicolon") ? ';' : !strcmp(dl, "tab") ? '\t' : 0;
-	struct iap_csv *csv = NULL;
-	const struct iap_csv_row *row;
-	struct ds *d = NULL;
-	char *base = NULL, **texts = NULL, **names = NULL;
-	int pcol, lcol, scol, gcol, n_names = 0, integers, rc;
-	int present[IAP_SPLIT_COUNT] = { 0 };
-	long max_label = -1;
-	int64_t n_texts = 0;
+	const struct csv_opts *o = r->o;
+	int rc;
 
-	*state = NULL;
-	if ((rc = ds_new("csv", opts, &d, err)))
+	if ((r->pcol = iap_csv_column(csv, o->path_column, err)) < 0 ||
+	    (r->lcol = iap_csv_column(csv, o->label_column, err)) < 0)
+		return IAP_EFORMAT;
+	if ((rc = optional_column(csv, o->split_column, o->split_named, &r->scol, err)))
 		return rc;
-	if (!(d->list_name = strdup(manifest)) ||
-	    !(base = iap_opts_str(opts, "root")[0] ? strdup(iap_opts_str(opts, "root"))
-						   : ds_dirname(manifest))) {
-		rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
-		goto out;
-	}
-	if ((rc = ds_csv_open(manifest, delim, &csv, err)))
-		goto out;
-	if ((pcol = iap_csv_column(csv, iap_opts_str(opts, "path_column"), err)) < 0 ||
-	    (lcol = iap_csv_column(csv, iap_opts_str(opts, "label_column"), err)) < 0) {
-		rc = IAP_EFORMAT;
-		goto out;
-	}
-	if ((rc = optional_column(csv, opts, "split_column", &scol, err)) ||
-	    (rc = optional_column(csv, opts, "patient_column", &gcol, err)))
-		goto out;
+	return optional_column(csv, o->patient_column, o->patient_named, &r->gcol, err);
+}
 
-	/* One pass: samples with their label text kept aside until the classes are known. */
-	while (!(rc = iap_csv_next(csv, &row, err)) && row) {
-		const char *p = row->fields[pcol], *l = row->fields[lcol];
-		int s = IAP_SPLIT_TRAIN;
-		char *full, **nt;
+/* One row: its sample (path joined to base) and its label text. */
+static int add_row(struct iap_csv *csv, const struct iap_csv_row *row, const char *base, struct csv_read *r,
+		   struct iap_error *err)
+{
+	const char *manifest = r->o->manifest, *p = row->fields[r->pcol], *l = row->fields[r->lcol];
+	int s = IAP_SPLIT_TRAIN, rc;
+	char *full, **nt;
 
-		if (!p[0] || !l[0]) {
-			rc = iap_error_set(err, IAP_EFORMAT, "%s:%ld: empty %s", manifest, row->line,
-					   !p[0] ? "path" : "label");
-			goto out;
-		}
-		if (scol >= 0 && (s = parse_split(row->fields[scol])) < 0) {
-			rc = iap_error_set(err, IAP_EFORMAT,
-					   "%s:%ld: column '%s': unknown split '%s' (train, val or test)",
-					   manifest, row->line, iap_csv_header(csv, scol), row->fields[scol]);
-			goto out;
-		}
-		present[s] = 1;
-		full = ds_join(base, p);
-		nt = realloc(texts, sizeof(*texts) * (size_t)(d->n + 1));
-		if (nt)
-			texts = nt;
-		if (!full || !nt || !(texts[n_texts] = strdup(l))) {
-			free(full);
-			rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
-			goto out;
-		}
-		n_texts++;
-		rc = ds_add(d, full, -1, s, gcol >= 0 && row->fields[gcol][0] ? row->fields[gcol] : NULL,
-			    row->line, err);
+	if (!p[0] || !l[0])
+		return iap_error_set(err, IAP_EFORMAT, "%s:%ld: empty %s", manifest, row->line,
+				     !p[0] ? "path" : "label");
+	if (r->scol >= 0 && (s = parse_split(row->fields[r->scol])) < 0)
+		return iap_error_set(err, IAP_EFORMAT,
+				     "%s:%ld: column '%s': unknown split '%s' (train, val or test)",
+				     manifest, row->line, iap_csv_header(csv, r->scol), row->fields[r->scol]);
+	r->present[s] = 1;
+	full = ds_join(base, p);
+	nt = realloc(r->texts, sizeof(*r->texts) * (size_t)(r->d->n + 1));
+	if (nt)
+		r->texts = nt;
+	if (!full || !nt || !(r->texts[r->n_texts] = strdup(l))) {
 		free(full);
-		if (rc)
-			goto out;
+		return iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
 	}
+	r->n_texts++;
+	rc = ds_add(r->d, full, -1, s, r->gcol >= 0 && row->fields[r->gcol][0] ? row->fields[r->gcol] : NULL,
+		    row->line, err);
+	free(full);
+	return rc;
+}
+
+/* Every row, in one pass. */
+static int read_rows(struct iap_csv *csv, const char *base, struct csv_read *r, struct iap_error *err)
+{
+	const struct iap_csv_row *row;
+	int rc;
+
+	while (!(rc = iap_csv_next(csv, &row, err)) && row)
+		if ((rc = add_row(csv, row, base, r, err)))
+			return rc;
 	if (rc)
-		goto out;
-	if (d->n == 0) {
-		rc = iap_error_set(err, IAP_EFORMAT, "%s: no rows", manifest);
-		goto out;
-	}
+		return rc;
+	if (r->d->n == 0)
+		return iap_error_set(err, IAP_EFORMAT, "%s: no rows", r->o->manifest);
+	return IAP_OK;
+}
 
-	/* Classes. */
-	if ((rc = ds_split_list(iap_opts_str(opts, "class_names"), &names, &n_names, err)))
-		goto out;
-	integers = !strcmp(kind, "integers");
-	if (!strcmp(kind, "auto")) {
-		long v;
+/* Whether the labels are class indices: as the option says, or (auto) when every one is. */
+static int labels_are_integers(const struct csv_read *r)
+{
+	long v;
+	int integers = r->o->labels == CSV_LABELS_INTEGERS;
 
+	if (r->o->labels == CSV_LABELS_AUTO) {
 		integers = 1;
-		for (int64_t i = 0; i < d->n && integers; i++)
-			integers = is_index(texts[i], &v);
+		for (int64_t i = 0; i < r->d->n && integers; i++)
+			integers = is_index(r->texts[i], &v);
 	}
+	return integers;
+}
+
+/*
+ * Labels from the texts: integers directly (below the class_names count
+ * when given), names by their place in class_names. Without class_names,
+ * names wait for name_classes(). *max_label: the largest integer label.
+ */
+static int assign_labels(struct csv_read *r, int integers, long *max_label, struct iap_error *err)
+{
+	const char *manifest = r->o->manifest;
+	struct ds *d = r->d;
+
+	*max_label = -1;
 	for (int64_t i = 0; i < d->n; i++) {
 		long v;
 
 		if (integers) {
-			if (!is_index(texts[i], &v)) {
-				rc = iap_error_set(err, IAP_EFORMAT, "%s:%ld: label '%s' is not a class index",
-						   manifest, d->lines[i], texts[i]);
-				goto out;
-			}
-			if (n_names && v >= n_names) {
-				rc = iap_error_set(err, IAP_EFORMAT,
-						   "%s:%ld: label %ld out of range (%d class_names)",
-						   manifest, d->lines[i], v, n_names);
-				goto out;
-			}
+			if (!is_index(r->texts[i], &v))
+				return iap_error_set(err, IAP_EFORMAT, "%s:%ld: label '%s' is not a class index",
+						     manifest, d->lines[i], r->texts[i]);
+			if (r->n_names && v >= r->n_names)
+				return iap_error_set(err, IAP_EFORMAT,
+						     "%s:%ld: label %ld out of range (%d class_names)",
+						     manifest, d->lines[i], v, r->n_names);
 			d->labels[i] = (int)v;
-			max_label = v > max_label ? v : max_label;
-		} else if (n_names) {
+			*max_label = v > *max_label ? v : *max_label;
+		} else if (r->n_names) {
 			int c = -1;
 
-			for (int k = 0; k < n_names && c < 0; k++)
-				if (!strcmp(names[k], texts[i]))
+			for (int k = 0; k < r->n_names && c < 0; k++)
+				if (!strcmp(r->names[k], r->texts[i]))
 					c = k;
-			if (c < 0) {
-				rc = iap_error_set(err, IAP_EFORMAT,
-						   "%s:%ld: label '%s' is not one of class_names", manifest,
-						   d->lines[i], texts[i]);
-				goto out;
-			}
+			if (c < 0)
+				return iap_error_set(err, IAP_EFORMAT,
+						     "%s:%ld: label '%s' is not one of class_names", manifest,
+						     d->lines[i], r->texts[i]);
 			d->labels[i] = c;
 		}
 	}
-	if (!integers && !n_names) {
-		/* names sorted in byte order, as ImageFolder sorts its folders */
-		char **v = malloc(sizeof(*v) * (size_t)d->n);
+	return IAP_OK;
+}
 
-		if (!v) {
-			rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
-			goto out;
-		}
-		for (int64_t i = 0; i < d->n; i++) {
-			if (!(v[i] = strdup(texts[i]))) {
-				ds_free_strings(v, (int)i);
-				rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
-				goto out;
-			}
-		}
-		n_names = ds_sort_unique(v, (int)d->n);
-		names = v;
-		for (int64_t i = 0; i < d->n; i++)
-			d->labels[i] = ds_find_name(names, n_names, texts[i]);
-	} else if (integers && !n_names) {
-		n_names = (int)max_label + 1;
-		names = calloc((size_t)n_names, sizeof(*names));
-		for (int k = 0; names && k < n_names; k++) {
-			char buf[24];
+/* Without class_names, name labels become classes sorted in byte order, as ImageFolder sorts its folders. */
+static int name_classes(struct csv_read *r, struct iap_error *err)
+{
+	struct ds *d = r->d;
+	char **v = malloc(sizeof(*v) * (size_t)d->n);
 
-			snprintf(buf, sizeof(buf), "%d", k);
-			if (!(names[k] = strdup(buf))) {
-				ds_free_strings(names, k);
-				names = NULL;
-			}
-		}
-		if (!names) {
-			n_names = 0;
-			rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
-			goto out;
+	if (!v)
+		return iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
+	for (int64_t i = 0; i < d->n; i++) {
+		if (!(v[i] = strdup(r->texts[i]))) {
+			ds_free_strings(v, (int)i);
+			return iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
 		}
 	}
-	ds_set_classes(d, names, n_names);
-	names = NULL;
+	r->n_names = ds_sort_unique(v, (int)d->n);
+	r->names = v;
+	for (int64_t i = 0; i < d->n; i++)
+		d->labels[i] = ds_find_name(r->names, r->n_names, r->texts[i]);
+	return IAP_OK;
+}
 
-	if ((rc = ds_check_duplicates(d, err)) ||
-	    (rc = ds_carve_opts(d, opts, !present[IAP_SPLIT_VAL], scol < 0 || !present[IAP_SPLIT_TEST],
-				err)) ||
-	    (rc = ds_finish(d, split, err)))
+/* Without class_names, integer labels 0..max_label are named "0", "1", ... */
+static int number_classes(struct csv_read *r, long max_label, struct iap_error *err)
+{
+	int n = (int)max_label + 1;
+	char **names = calloc((size_t)n, sizeof(*names));
+
+	for (int k = 0; names && k < n; k++) {
+		char buf[24];
+
+		snprintf(buf, sizeof(buf), "%d", k);
+		if (!(names[k] = strdup(buf))) {
+			ds_free_strings(names, k);
+			names = NULL;
+		}
+	}
+	if (!names)
+		return iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
+	r->names = names;
+	r->n_names = n;
+	return IAP_OK;
+}
+
+/* Every sample's class, and the class names handed to the dataset. */
+static int resolve_classes(struct csv_read *r, struct iap_error *err)
+{
+	long max_label;
+	int integers, rc;
+
+	if ((rc = ds_split_list(r->o->class_names, &r->names, &r->n_names, err)))
+		return rc;
+	integers = labels_are_integers(r);
+	if ((rc = assign_labels(r, integers, &max_label, err)))
+		return rc;
+	if (!integers && !r->n_names)
+		rc = name_classes(r, err);
+	else if (integers && !r->n_names)
+		rc = number_classes(r, max_label, err);
+	if (rc)
+		return rc;
+	ds_set_classes(r->d, r->names, r->n_names);
+	r->names = NULL;
+	r->n_names = 0;
+	return IAP_OK;
+}
+
+static int csv_open(const struct iap_opts *opts, enum iap_split split, void **state,
+		    struct iap_error *err)
+{
+	struct csv_opts o;
+	struct csv_read r = { .o = &o };
+	struct iap_csv *csv = NULL;
+	char *base = NULL;
+	int rc;
+
+	*state = NULL;
+	csv_opts_parse(opts, &o);
+	if ((rc = ds_new("csv", opts, &r.d, err)))
+		return rc;
+	if (!(r.d->list_name = strdup(o.manifest)) ||
+	    !(base = o.root[0] ? strdup(o.root) : ds_dirname(o.manifest))) {
+		rc = iap_error_set(err, IAP_ENOMEM, "csv: out of memory");
 		goto out;
-	*state = d;
-	d = NULL;
+	}
+	if ((rc = ds_csv_open(o.manifest, o.delim, &csv, err)) ||
+	    (rc = find_columns(csv, &r, err)) ||
+	    (rc = read_rows(csv, base, &r, err)) ||
+	    (rc = resolve_classes(&r, err)))
+		goto out;
+	if ((rc = ds_check_duplicates(r.d, err)) ||
+	    (rc = ds_carve_opts(r.d, opts, !r.present[IAP_SPLIT_VAL],
+				r.scol < 0 || !r.present[IAP_SPLIT_TEST], err)) ||
+	    (rc = ds_finish(r.d, split, err)))
+		goto out;
+	*state = r.d;
+	r.d = NULL;
 out:
-	for (int64_t i = 0; i < n_texts; i++)
-		free(texts[i]);
-	free(texts);
-	ds_free_strings(names, n_names);
+	for (int64_t i = 0; i < r.n_texts; i++)
+		free(r.texts[i]);
+	free(r.texts);
+	ds_free_strings(r.names, r.n_names);
 	free(base);
 	iap_csv_close(csv);
-	ds_close(d);
+	ds_close(r.d);
 	return rc;
 }
 
