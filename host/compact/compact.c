@@ -324,38 +324,55 @@ static const struct keep *input_keep(const struct compact_ctx *c, const struct i
 	return n->inputs[i] == IAP_GRAPH_INPUT ? &c->input : &c->k[n->inputs[i]];
 }
 
-/* Decide node i's keep list from its inputs, its units and the attention plan. */
-static int node_keep(struct compact_ctx *c, int i)
+/* What node_keep's steps share about node i: the node, its first input's keep list and sample shape. */
+struct node_in {
+	int i;
+	const struct iap_node *n;
+	const struct keep *in0;
+	int nd;                          /* dimensions of input 0's sample shape (0 without inputs) */
+};
+
+/* A conv or linear: its own units (or the attention plan's rows) decide; the input may be pruned. */
+static int keep_weighted(struct compact_ctx *c, const struct node_in *ni, struct keep *out)
 {
 	const struct iap_graph *g = c->g;
-	const struct iap_node *n = &g->nodes[i];
-	const struct keep *in0 = n->n_inputs > 0 ? input_keep(c, n, 0) : &c->input;
-	struct keep *out = &c->k[i];
-	int64_t in_shape[IAP_MAX_DIMS];
-	int in_nd = n->n_inputs > 0 ? iap_graph_sample_shape(g, n->inputs[0], in_shape) : 0;
-	int rc;
+	const struct iap_node *n = ni->n;
 
-	switch (n->kind) {
-	case IAP_OP_CONV2D:
-	case IAP_OP_LINEAR:
-		if (n->kind == IAP_OP_LINEAR && in0->idx && unit_axis(in_nd) != in_nd - 1)
-			return iap_error_set(c->err, IAP_EUNSUPPORTED,
-					     "linear '%s': its input is pruned on a channel axis it does not read",
-					     n->name);
-		if (c->forced[i].idx) {
-			*out = keep_share(&c->forced[i]);
-			return IAP_OK;
-		}
-		if (n->unit_group >= 0) {
-			const struct iap_unit_group *grp = &g->groups[n->unit_group];
-
-			return keep_from_units(out, c->gkeep[n->unit_group], grp->n_units, grp->unit_size,
-					       n->unit_group, c->err);
-		}
-		*out = (struct keep){ .n = n->out_shape[unit_axis(n->out_ndim)], .group = -1 };
+	if (n->kind == IAP_OP_LINEAR && ni->in0->idx && unit_axis(ni->nd) != ni->nd - 1)
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "linear '%s': its input is pruned on a channel axis it does not read",
+				     n->name);
+	if (c->forced[ni->i].idx) {
+		*out = keep_share(&c->forced[ni->i]);
 		return IAP_OK;
+	}
+	if (n->unit_group >= 0) {
+		const struct iap_unit_group *grp = &g->groups[n->unit_group];
+
+		return keep_from_units(out, c->gkeep[n->unit_group], grp->n_units, grp->unit_size,
+				       n->unit_group, c->err);
+	}
+	*out = (struct keep){ .n = n->out_shape[unit_axis(n->out_ndim)], .group = -1 };
+	return IAP_OK;
+}
+
+/*
+ * Nodes that keep what arrives only when removing it equals masking it:
+ * a BatchNorm's shift, learned tokens and embeddings, and normalisations
+ * over the pruned axis would each change the output. IAP_OK when node n
+ * may pass its input's keep list on.
+ */
+static int check_pass_through(const struct compact_ctx *c, const struct node_in *ni)
+{
+	const struct iap_graph *g = c->g;
+	const struct iap_node *n = ni->n;
+	const struct keep *in0 = ni->in0;
+
+	if (!in0->idx)
+		return IAP_OK;
+	switch (n->kind) {
 	case IAP_OP_BATCHNORM2D:
-		if (in0->idx && in_nd == 2)
+		if (ni->nd == 2)
 			return iap_error_set(c->err, IAP_EUNSUPPORTED,
 					     "batchnorm '%s': its input is pruned on the last axis, not its channels",
 					     n->name);
@@ -363,108 +380,159 @@ static int node_keep(struct compact_ctx *c, int i)
 		 * Its shift turns a zero channel into a constant, so removing the
 		 * channel equals masking it only when the mask sits on this BN.
 		 */
-		if (in0->idx && (in0->group < 0 || g->groups[in0->group].mask_node != i))
+		if (in0->group < 0 || g->groups[in0->group].mask_node != ni->i)
 			return iap_error_set(c->err, IAP_EUNSUPPORTED,
 					     "batchnorm '%s' shifts channels pruned by unit group '%s' before its mask",
 					     n->name, group_name(g, in0->group));
-		*out = keep_share(in0);
-		break;
+		return IAP_OK;
 	case IAP_OP_CLASS_TOKEN:
 	case IAP_OP_POS_EMBED:
 		/* Learned values land on pruned (zero) positions too: removing them would change the output. */
-		if (in0->idx)
-			return iap_error_set(c->err, IAP_EUNSUPPORTED,
-					     "%s '%s' adds learned values to positions pruned by unit group '%s'",
-					     iap_op_name(n->kind), n->name, group_name(g, in0->group));
-		*out = keep_share(in0);
-		break;
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "%s '%s' adds learned values to positions pruned by unit group '%s'",
+				     iap_op_name(n->kind), n->name, group_name(g, in0->group));
 	case IAP_OP_LAYERNORM:
 	case IAP_OP_SOFTMAX:
 		/* Both normalise over the last axis: removing positions there changes every output. */
-		if (in0->idx && (n->kind == IAP_OP_LAYERNORM || in_nd != 3))
+		if (n->kind == IAP_OP_LAYERNORM || ni->nd != 3)
 			return iap_error_set(c->err, IAP_EUNSUPPORTED,
 					     "%s '%s' normalises over positions pruned by unit group '%s'",
 					     iap_op_name(n->kind), n->name, group_name(g, in0->group));
-		*out = keep_share(in0);
-		break;
-	case IAP_OP_FLATTEN: {
-		int64_t shp[IAP_MAX_DIMS], outer = 1, inner = 1;
-		int nd = iap_graph_sample_shape(g, n->inputs[0], shp), ax = unit_axis(nd);
-
-		for (int d = 0; d < ax; d++)
-			outer *= shp[d];
-		for (int d = ax + 1; d < nd; d++)
-			inner *= shp[d];
-		rc = keep_expand(out, in0, outer, shp[ax], inner, c->err);
-		if (rc)
-			return rc;
-		break;
-	}
-	case IAP_OP_ADD: {
-		const struct keep *in1 = input_keep(c, n, 1);
-
-		if (!keep_same(in0, in1))
-			return iap_error_set(c->err, IAP_EINVAL,
-					     "add '%s': its operands keep different channels (%lld from unit group '%s', "
-					     "%lld from '%s'); residual channels must be pruned together (same coupling id)",
-					     n->name, (long long)in0->n, group_name(g, in0->group), (long long)in1->n,
-					     group_name(g, in1->group));
-		*out = keep_share(in0->idx ? in0 : in1);
-		break;
-	}
-	case IAP_OP_ATTN_SCORES: {
-		const int heads = n->attr.attn.num_heads;
-		struct keep want;
-
-		*out = c->forced[i].idx ? keep_share(&c->forced[i])
-					: (struct keep){ .n = heads, .group = -1 };
-		rc = keep_qkv_rows(&want, out, heads, n->attr.attn.dim / heads, c->err);
-		if (rc)
-			return rc;
-		rc = keep_same(in0, &want);
-		keep_release(&want);
-		if (!rc)
-			return iap_error_set(c->err, IAP_EUNSUPPORTED,
-					     "attn_scores '%s': its qkv rows are pruned, but not by whole heads", n->name);
+		return IAP_OK;
+	default:
 		return IAP_OK;
 	}
-	case IAP_OP_ATTN_CONTEXT: {
-		const int heads = n->attr.attn.num_heads;
-		const int64_t dh = n->attr.attn.dim / heads;
-		struct keep want;
+}
 
-		rc = keep_qkv_rows(&want, in0, heads, dh, c->err);
-		if (rc)
-			return rc;
-		rc = keep_same(input_keep(c, n, 1), &want);
-		keep_release(&want);
-		if (!rc)
-			return iap_error_set(c->err, IAP_EUNSUPPORTED,
-					     "attn_context '%s': its qkv rows and weights keep different heads", n->name);
-		return keep_expand(out, in0, 1, heads, dh, c->err);
-	}
+/* A flatten: the input's channel keep list, repeated over the positions it folds in. */
+static int keep_flatten(struct compact_ctx *c, const struct node_in *ni, struct keep *out)
+{
+	int64_t shp[IAP_MAX_DIMS], outer = 1, inner = 1;
+	int nd = iap_graph_sample_shape(c->g, ni->n->inputs[0], shp), ax = unit_axis(nd);
+
+	for (int d = 0; d < ax; d++)
+		outer *= shp[d];
+	for (int d = ax + 1; d < nd; d++)
+		inner *= shp[d];
+	return keep_expand(out, ni->in0, outer, shp[ax], inner, c->err);
+}
+
+/* A residual add: both operands must keep the same channels. */
+static int keep_add(struct compact_ctx *c, const struct node_in *ni, struct keep *out)
+{
+	const struct iap_graph *g = c->g;
+	const struct keep *in0 = ni->in0, *in1 = input_keep(c, ni->n, 1);
+
+	if (!keep_same(in0, in1))
+		return iap_error_set(c->err, IAP_EINVAL,
+				     "add '%s': its operands keep different channels (%lld from unit group '%s', "
+				     "%lld from '%s'); residual channels must be pruned together (same coupling id)",
+				     ni->n->name, (long long)in0->n, group_name(g, in0->group), (long long)in1->n,
+				     group_name(g, in1->group));
+	*out = keep_share(in0->idx ? in0 : in1);
+	return IAP_OK;
+}
+
+/* Attention scores keep whole heads (the plan's, or all), and their qkv rows must say the same. */
+static int keep_attn_scores(struct compact_ctx *c, const struct node_in *ni, struct keep *out)
+{
+	const struct iap_node *n = ni->n;
+	const int heads = n->attr.attn.num_heads;
+	struct keep want;
+	int rc;
+
+	*out = c->forced[ni->i].idx ? keep_share(&c->forced[ni->i]) : (struct keep){ .n = heads, .group = -1 };
+	rc = keep_qkv_rows(&want, out, heads, n->attr.attn.dim / heads, c->err);
+	if (rc)
+		return rc;
+	rc = keep_same(ni->in0, &want);
+	keep_release(&want);
+	if (!rc)
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "attn_scores '%s': its qkv rows are pruned, but not by whole heads", n->name);
+	return IAP_OK;
+}
+
+/* The attention context keeps the columns of the heads its weights keep. */
+static int keep_attn_context(struct compact_ctx *c, const struct node_in *ni, struct keep *out)
+{
+	const struct iap_node *n = ni->n;
+	const int heads = n->attr.attn.num_heads;
+	const int64_t dh = n->attr.attn.dim / heads;
+	struct keep want;
+	int rc;
+
+	rc = keep_qkv_rows(&want, ni->in0, heads, dh, c->err);
+	if (rc)
+		return rc;
+	rc = keep_same(input_keep(c, n, 1), &want);
+	keep_release(&want);
+	if (!rc)
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "attn_context '%s': its qkv rows and weights keep different heads", n->name);
+	return keep_expand(out, ni->in0, 1, heads, dh, c->err);
+}
+
+/* Units declared on a channel-preserving node (attention weights) must match what arrives. */
+static int check_declared_units(struct compact_ctx *c, const struct iap_node *n, const struct keep *out)
+{
+	const struct iap_unit_group *grp;
+	struct keep want;
+	int rc;
+
+	if (n->unit_group < 0)
+		return IAP_OK;
+	grp = &c->g->groups[n->unit_group];
+	rc = keep_from_units(&want, c->gkeep[n->unit_group], grp->n_units, grp->unit_size, n->unit_group,
+			     c->err);
+	if (rc)
+		return rc;
+	rc = keep_same(out, &want);
+	keep_release(&want);
+	if (!rc)
+		return iap_error_set(c->err, IAP_EUNSUPPORTED,
+				     "unit group '%s' on %s '%s' cannot be removed there (no layer before it drops them)",
+				     grp->name, iap_op_name(n->kind), n->name);
+	return IAP_OK;
+}
+
+/* Decide node i's keep list from its inputs, its units and the attention plan. */
+static int node_keep(struct compact_ctx *c, int i)
+{
+	const struct iap_graph *g = c->g;
+	const struct iap_node *n = &g->nodes[i];
+	int64_t in_shape[IAP_MAX_DIMS];
+	struct node_in ni = {
+		.i = i,
+		.n = n,
+		.in0 = n->n_inputs > 0 ? input_keep(c, n, 0) : &c->input,
+		.nd = n->n_inputs > 0 ? iap_graph_sample_shape(g, n->inputs[0], in_shape) : 0,
+	};
+	struct keep *out = &c->k[i];
+	int rc;
+
+	switch (n->kind) {
+	case IAP_OP_CONV2D:
+	case IAP_OP_LINEAR:
+		return keep_weighted(c, &ni, out);
+	case IAP_OP_ATTN_SCORES:
+		return keep_attn_scores(c, &ni, out);
+	case IAP_OP_ATTN_CONTEXT:
+		return keep_attn_context(c, &ni, out);
+	case IAP_OP_FLATTEN:
+		rc = keep_flatten(c, &ni, out);
+		break;
+	case IAP_OP_ADD:
+		rc = keep_add(c, &ni, out);
+		break;
 	default:
-		/* Activations, dropout, pools, tokens, class token, position embedding, token select. */
-		*out = keep_share(in0);
+		/* Activations, dropout, pools, tokens, token select; the checked kinds above. */
+		rc = check_pass_through(c, &ni);
+		if (!rc)
+			*out = keep_share(ni.in0);
 		break;
 	}
-	/* Units declared on a channel-preserving node (attention weights) must match what arrives. */
-	if (n->unit_group >= 0) {
-		const struct iap_unit_group *grp = &g->groups[n->unit_group];
-		struct keep want;
-
-		rc = keep_from_units(&want, c->gkeep[n->unit_group], grp->n_units, grp->unit_size,
-				     n->unit_group, c->err);
-		if (rc)
-			return rc;
-		rc = keep_same(out, &want);
-		keep_release(&want);
-		if (!rc)
-			return iap_error_set(c->err, IAP_EUNSUPPORTED,
-					     "unit group '%s' on %s '%s' cannot be removed there (no layer before it drops them)",
-					     grp->name, iap_op_name(n->kind), n->name);
-	}
-	return IAP_OK;
+	return rc ? rc : check_declared_units(c, n, out);
 }
 
 /* Add param k of node n to the new node id, sliced by the axes' keep lists. */
