@@ -251,5 +251,10 @@ int iap_contract_heatmap(const struct iap_plugin *p, const struct iap_tensor *x,
 		return iap_error_set(err, IAP_EPLUGIN, WHO_FMT "explained an input of shape %s with relevance of "
 				     "shape %s", WHO(p), iap_tensor_shape_str(x, a, sizeof(a)),
 				     iap_tensor_shape_str(rel, b, sizeof(b)));
+	/* Checked here, not by the heatmap writer, so the error names the plugin that made it. */
+	for (int64_t i = 0, n = iap_tensor_numel(rel); i < n; i++)
+		if (!isfinite(rel->data[i]))
+			return iap_error_set(err, IAP_ENUMERIC, WHO_FMT "input relevance %lld is not finite (%g)", WHO(p),
+					     (long long)i, (double)rel->data[i]);
 	return IAP_OK;
 }

@@ -44,7 +44,7 @@ void iap_contract_mask_arm(const struct iap_graph *g, uint8_t *const *keep);
  */
 int iap_contract_mask(const struct iap_plugin *p, const struct iap_policy_input *in, uint8_t *const *keep,
 		      struct iap_error *err);
-/* A heatmap's relevance has x's shape. */
+/* A heatmap's relevance has x's shape and is finite. */
 int iap_contract_heatmap(const struct iap_plugin *p, const struct iap_tensor *x, const struct iap_tensor *rel,
 			 struct iap_error *err);
 
