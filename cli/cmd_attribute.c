@@ -38,6 +38,7 @@
 #include <cblas.h>
 
 #include <iaprune/attribute.h>
+#include <iaprune/explain.h>
 #include <iaprune/image.h>
 #include <iaprune/npz.h>
 #include <iaprune/registry.h>
@@ -46,6 +47,7 @@
 
 #include "cmd_attribute.h"
 #include "model_load.h"
+#include "../host/run/run_internal.h"
 /* Plugin calls inside call records, so that a crash names the plugin (guard.h). */
 #include "../host/run/calls.h"
 
@@ -336,18 +338,10 @@ static int run_sampler(const struct iap_cfg_node *root, const struct iap_registr
 /* One image file as the model's input (ImageNet or 0.5/0.5 normalisation, as explain). */
 static int load_image(const char *path, const struct iap_graph *g, float *dst, struct iap_error *err)
 {
-	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
-	const int ch = (int)g->in_shape[0], h = (int)g->in_shape[1], w = (int)g->in_shape[2];
-	struct iap_tensor img = { 0 };
-	int rc = iap_image_load(path, ch, &img, err);
+	struct iap_explain_norm norm;
 
-	if (!rc)
-		rc = iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], dst, h, w, err);
-	if (!rc)
-		rc = iap_image_normalize(dst, ch, (int64_t)h * w, ch == 3 ? iap_imagenet_mean : gray_mean,
-					 ch == 3 ? iap_imagenet_std : gray_std, err);
-	iap_tensor_free(&img);
-	return rc;
+	iap_explain_norm_default((int)g->in_shape[0], &norm);
+	return iap_explain_load_image(path, g, &norm, NULL, dst, err);
 }
 
 /* Append n samples of per floats to s->inputs. */
@@ -728,6 +722,9 @@ static int run(const struct attr_opts *o, struct job *j, struct results *r, stru
 		rc = iap_call_attribute_samples(j->attr, state, j->opts, j->g, x,
 						so.target == IAP_TARGET_LABEL ? labels : NULL, bsum, babs, targets, &rin,
 						err);
+		/* The input relevance is checked as explain checks it: shaped as the batch, finite. */
+		if (!rc && rin.data)
+			rc = iap_contract_heatmap(j->attr, x, &rin, err);
 		if (rc)
 			break;
 		/* The logits of this batch (the sweeps may have left other rows in the graph). */

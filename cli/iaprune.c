@@ -27,7 +27,7 @@
 #include <iaprune/blas.h>
 #include <iaprune/escape.h>
 #include <iaprune/guard.h>
-#include <iaprune/heatmap.h>
+#include <iaprune/explain.h>
 #include <iaprune/image.h>
 #include <iaprune/memory.h>
 #include <iaprune/model.h>
@@ -730,22 +730,6 @@ static void explain_output_name(const char *image, const char *name, char *out, 
 	snprintf(out, len, "%.*s.%s.png", (int)(dot - image), image, name);
 }
 
-/* The h x w map resized to img's [C, H, W] size and blended over img (values in [0, 1]). */
-static int explain_write_native(const char *out, const struct iap_tensor *img, const float *map, int h, int w,
-				const struct iap_heatmap_opts *ho, struct iap_error *err)
-{
-	const int ic = (int)img->shape[0], ih = (int)img->shape[1], iw = (int)img->shape[2];
-	float *big = malloc((size_t)ih * (size_t)iw * sizeof(float));
-	int rc;
-
-	if (!big)
-		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	rc = iap_image_resize(NULL, map, 1, h, w, big, ih, iw, err);
-	rc = rc ? rc : iap_heatmap_write_png(out, img->data, ic, ih, iw, big, ho, err);
-	free(big);
-	return rc;
-}
-
 /* ---- explain: heatmaps of images, the model loaded once -------------------------------------- */
 
 /* What every image of one explain call shares. */
@@ -771,34 +755,23 @@ static void explain_path_in(char *buf, size_t len, const char *dir, const char *
 /* One image: load, explain, write the heatmap (and the raw relevance). Returns the exit status. */
 static int explain_image(const struct explain_ctx *e, const char *image)
 {
-	static const float gray_mean[1] = { 0.5f }, gray_std[1] = { 0.5f };
 	const struct cmd_opts *o = e->o;
 	const struct iap_plugin *attr = e->attr;
 	struct iap_graph *g = e->g;
 	struct iap_error err = { 0, "" };
 	struct iap_tensor img = { 0 }, x = { 0 }, rel = { 0 };
-	struct iap_heatmap_opts ho;
 	struct iap_score_opts so = e->so;
-	const float *mean, *std;
-	float *map = NULL;
+	struct iap_explain_norm norm;
+	struct iap_explain_view v = { 0 };
+	struct iap_explain_write_opts wo = { 0 };
 	char out[4096], raw[4096];
-	int rc, ch, h, w, target;
-	int64_t shape[4];
+	int rc, target;
+	int64_t shape[4] = { 1, g->in_shape[0], g->in_shape[1], g->in_shape[2] };
 
-	ch = (int)g->in_shape[0];
-	h = (int)g->in_shape[1];
-	w = (int)g->in_shape[2];
 	/* The datasets' default normalisation: ImageNet for colour, 0.5/0.5 for grayscale. */
-	mean = ch == 3 ? iap_imagenet_mean : gray_mean;
-	std = ch == 3 ? iap_imagenet_std : gray_std;
-	shape[0] = 1;
-	shape[1] = ch;
-	shape[2] = h;
-	shape[3] = w;
+	iap_explain_norm_default((int)shape[1], &norm);
 	rc = EXIT_USAGE;
-	if (iap_image_load(image, ch, &img, &err) || iap_tensor_alloc(&x, 4, shape, &err) ||
-	    iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], x.data, h, w, &err) ||
-	    iap_image_normalize(x.data, ch, (int64_t)h * w, mean, std, &err))
+	if (iap_tensor_alloc(&x, 4, shape, &err) || iap_explain_load_image(image, g, &norm, &img, x.data, &err))
 		goto fail;
 	rc = EXIT_RUN;
 	if (iap_graph_forward(g, &x, &err))
@@ -816,30 +789,24 @@ static int explain_image(const struct explain_ctx *e, const char *image)
 		if (iap_targets(iap_graph_output(g), NULL, &so, &target, &err))
 			goto fail;
 	}
-	if (iap_call_explain(attr, e->state, g, &x, &target, &rel, &err))
+	if (iap_explain_relevance(attr, e->state, g, &x, target, &rel, &err))
 		goto fail;
-	map = malloc((size_t)h * (size_t)w * sizeof(float));
-	if (!map) {
-		error_exit(EXIT_RUN, "out of memory");
-		goto out;
-	}
-	iap_heatmap_reduce(rel.data, ch, h, w, map);
-	iap_heatmap_opts_init(&ho);
 	if (e->out_dir)
 		explain_path_in(out, sizeof(out), e->out_dir, image, attr->desc->name, "png");
 	else if (o->output)
 		snprintf(out, sizeof(out), "%s", o->output);
 	else
 		explain_output_name(image, attr->desc->name, out, sizeof(out));
-	/* Drawn over the image as it was given, at its own size: the map is resized, not the picture. */
-	if (explain_write_native(out, &img, map, h, w, &ho, &err))
-		goto fail;
 	/* The raw relevance, [channels, H, W] float32, for analysis elsewhere. */
 	if (e->raw_dir)
 		explain_path_in(raw, sizeof(raw), e->raw_dir, image, attr->desc->name, "npy");
 	else if (o->raw)
 		snprintf(raw, sizeof(raw), "%s", o->raw);
-	if ((e->raw_dir || o->raw) && iap_heatmap_write_npy(raw, rel.data, 3, rel.shape + 1, &err))
+	wo.npy = e->raw_dir || o->raw ? raw : NULL;
+	/* Drawn over the image as it was given, at its own size (capped): the map is resized, not the picture. */
+	v = (struct iap_explain_view){ .image = img.data, .channels = (int)img.shape[0], .h = (int)img.shape[1],
+				       .w = (int)img.shape[2] };
+	if (iap_explain_write(out, &rel, &v, &wo, &err))
 		goto fail;
 	printf("%s: class %d (logit %.4f), heatmap %s\n", image, target,
 	       iap_graph_output(g)->data[target], out);
@@ -848,7 +815,6 @@ static int explain_image(const struct explain_ctx *e, const char *image)
 fail:
 	error_exit(rc, "%s", err.msg);
 out:
-	free(map);
 	iap_tensor_free(&img);
 	iap_tensor_free(&x);
 	iap_tensor_free(&rel);
