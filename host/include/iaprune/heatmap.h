@@ -14,7 +14,8 @@
  * The image is de-normalised to pixels first: p = x·std[c] + mean[c] (mean
  * and std as the model's input was normalised with; NULL for an image
  * already in [0, 1]), clamped to [0, 1] and rounded to 8 bits; a 1-channel
- * image is drawn in gray.
+ * image is drawn in gray. Which image to draw and at what size is the
+ * explain service's (explain.h), which the report and the CLI share.
  */
 #ifndef IAPRUNE_HEATMAP_H
 #define IAPRUNE_HEATMAP_H
