@@ -25,7 +25,7 @@
 
 #include "arch.h"
 #include "fixture.h"
-#include "lrp.h"
+#include "lrp_rules.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------ */

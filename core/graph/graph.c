@@ -86,6 +86,9 @@ void iap_graph_free(struct iap_graph *g)
 		free(g->r);
 		free(g->r_valid);
 	}
+	for (int i = 0; g->r_more && i < g->r_more_channels * (g->n_nodes + 1); i++)
+		iap_tensor_free(&g->r_more[i]);
+	free(g->r_more);
 	for (int i = 0; i < g->n_groups; i++) {
 		free(g->groups[i].name);
 		free(g->groups[i].mask);

@@ -219,6 +219,14 @@ struct iap_graph {
 	int shape_only;                       /* params get shapes but no storage (counting, planning) */
 	struct iap_error build_err;           /* first builder error (sticky) */
 	int build_failed;
+	/*
+	 * Channels 1.. of the last walk (struct iap_ruleset n_channels), kept
+	 * so repeated walks reuse them: channel c of node i is
+	 * r_more[(c - 1) * (n_nodes + 1) + i], and i = n_nodes is the input.
+	 * Channel 0 is r[] (and input_r).
+	 */
+	struct iap_tensor *r_more;
+	int r_more_channels;                  /* channels r_more has room for, beyond channel 0 */
 };
 
 /*
@@ -331,12 +339,21 @@ float *iap_graph_workspace(struct iap_graph *g, size_t n, struct iap_error *err)
 
 /* ---- the backward walk --------------------------------------------------- */
 
+/* The most tensors per node a walk carries (struct iap_ruleset n_channels). */
+#define IAP_WALK_MAX_CHANNELS 4
+
 /*
  * Everything a rule sees for one node. Contract: a rule ADDS its contribution
  * to each non-NULL r_in[i] (same shape as in[i]); r_in[i] is NULL when nothing
  * upstream needs input i. The gradient rule also adds parameter gradients to
  * node->params[k].grad when want_param_grads is set. A rule must not keep
  * pointers past its return.
+ *
+ * A rule set with several channels sees them all: channel c at the output
+ * is r_out_ch[c] and into input i goes r_in_ch[c][i] (NULL exactly where
+ * r_in[i] is); channel 0 is r_out / r_in itself, the one hooks, unit scores
+ * and input_r see. The walk shapes, zeroes, masks and sums every channel as
+ * it does channel 0.
  */
 struct iap_rule_ctx {
 	struct iap_graph *graph;
@@ -348,9 +365,25 @@ struct iap_rule_ctx {
 	int want_param_grads;
 	void *user;                                        /* the rule set's user pointer */
 	struct iap_error *err;
+	int n_channels;                                    /* 1 unless the rule set asks for more */
+	const struct iap_tensor *r_out_ch[IAP_WALK_MAX_CHANNELS];
+	struct iap_tensor *r_in_ch[IAP_WALK_MAX_CHANNELS][IAP_NODE_MAX_INPUTS];
 };
 
 typedef int (*iap_rule_fn)(struct iap_rule_ctx *ctx);
+
+/*
+ * Called by the walk once before it visits any node, with the graph run
+ * forward and seed[c] (c < n_channels) the quantity each channel starts
+ * from at the output: seed[0] holds the walk's seed, the others are zero
+ * and shaped like it, and prepare may write any of them. Here a rule set
+ * builds what it needs for this graph and batch (plans, folded weights,
+ * scratch). Non-zero stops the walk before it starts and is returned.
+ */
+typedef int (*iap_ruleset_prepare_fn)(void *user, struct iap_graph *g, struct iap_tensor *const *seed,
+				      struct iap_error *err);
+/* Called once after a walk whose prepare succeeded, whether the walk did: free what prepare made. */
+typedef void (*iap_ruleset_finish_fn)(void *user, struct iap_graph *g);
 
 /*
  * A rule per op kind. NULL entries are ops this rule set cannot handle.
@@ -358,13 +391,18 @@ typedef int (*iap_rule_fn)(struct iap_rule_ctx *ctx);
  * member, so ops appended to enum iap_op_kind later make the array (and
  * the struct) longer without moving anything, and an older rule set simply
  * has no rule for the new ops (a clear error when the walk meets one).
- * Start a rule set with IAP_RULESET_HEADER.
+ * Start a rule set with IAP_RULESET_HEADER. What a walk with this rule set
+ * needs beyond its rules (channels, prepare, finish; ABI 3.0) sits before
+ * rules[], so growing it is a major ABI change.
  */
 struct iap_ruleset {
 	uint32_t size;                    /* sizeof(struct iap_ruleset) as compiled */
 	uint32_t n_rules;                 /* entries in rules[]: IAP_OP_COUNT as compiled */
 	const char *name;
 	void *user;
+	uint32_t n_channels;              /* tensors per node, 1..IAP_WALK_MAX_CHANNELS (0 means 1) */
+	iap_ruleset_prepare_fn prepare;   /* may be NULL */
+	iap_ruleset_finish_fn finish;     /* may be NULL */
 	iap_rule_fn rules[IAP_OP_COUNT];
 };
 
@@ -396,6 +434,8 @@ struct iap_walk_opts {
  * as the output of the last forward). Nodes that reach neither a trainable
  * parameter (when param grads are wanted), a hook, nor the input (when wanted)
  * are still visited so hooks see every node; inputs nobody needs get r_in NULL.
+ * The rule set's prepare runs before the first node and its finish after
+ * the last (see iap_ruleset_prepare_fn).
  */
 int iap_graph_backward(struct iap_graph *g, const struct iap_ruleset *rs,
 		       const struct iap_tensor *seed, const struct iap_walk_opts *opts,

@@ -36,20 +36,24 @@ extern "C" {
  * What 1.1 added (iap_policy_input.prior_keep, the attribution ops'
  * unit_relevance and completeness) stays.
  * 2.1: the dataset ops' optional load_original (IAP_DATASET_OPS_HAS).
+ * 3.0: rule sets gained n_channels, prepare and finish before rules[]
+ * (the walk carries several tensors per node and owns the rule set's
+ * per-walk set-up); struct iap_rule_ctx gained the channels at its end.
+ * Everything 2.1 had stays.
  */
-#define IAP_PLUGIN_ABI_MAJOR 2
-#define IAP_PLUGIN_ABI_MINOR 1
+#define IAP_PLUGIN_ABI_MAJOR 3
+#define IAP_PLUGIN_ABI_MINOR 0
 
 /*
  * The ops (enum iap_op_kind) each minor of this major knows. Appending an op
  * changes what a rule set holds, so it takes a new minor: add its line here
  * and bump IAP_PLUGIN_ABI_MINOR. The assertion fails until both are done.
  */
-#define IAP_PLUGIN_ABI_OPS_2_0 19
-#define IAP_PLUGIN_ABI_OPS_2_1 19
+#define IAP_PLUGIN_ABI_OPS_3_0 19
 #define IAP_PLUGIN_ABI_CAT_(a, b) a##b
 #define IAP_PLUGIN_ABI_CAT(a, b) IAP_PLUGIN_ABI_CAT_(a, b)
-#define IAP_PLUGIN_ABI_OPS IAP_PLUGIN_ABI_CAT(IAP_PLUGIN_ABI_OPS_2_, IAP_PLUGIN_ABI_MINOR)
+#define IAP_PLUGIN_ABI_OPS_OF(major) IAP_PLUGIN_ABI_CAT(IAP_PLUGIN_ABI_OPS_, IAP_PLUGIN_ABI_CAT(major, _))
+#define IAP_PLUGIN_ABI_OPS IAP_PLUGIN_ABI_CAT(IAP_PLUGIN_ABI_OPS_OF(IAP_PLUGIN_ABI_MAJOR), IAP_PLUGIN_ABI_MINOR)
 #ifdef __cplusplus
 static_assert(IAP_OP_COUNT == IAP_PLUGIN_ABI_OPS, "a new op needs a new plugin ABI minor (plugin.h)");
 #else

@@ -86,12 +86,12 @@
 #include "config.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include <iaprune/attribute.h>
 #include <iaprune/plugin.h>
 
 #include "dlb.h"
+#include "rule_plugin.h"
 
 static const char *const mode_choices[] = { "default", "contrast", NULL };
 static const char *const add_choices[] = { "equal", "proportional", NULL };
@@ -117,17 +117,18 @@ static const struct iap_option dlb_options[] = {
 	{ .name = NULL },
 };
 
+/* The plugin's state: the shared rule-plugin part first (rule_plugin.h). */
 struct dlb_state {
+	struct rule_plugin base;
 	struct dlb_rules rules;
-	struct iap_score_opts so;
 };
 
-static int pick(const char *const *choices, const char *v)
+/* An enum option's index (the schema's default when absent). */
+static int pick(const struct iap_opts *opts, const char *name)
 {
-	for (int i = 0; v && choices[i]; i++)
-		if (strcmp(choices[i], v) == 0)
-			return i;
-	return 0;
+	int i = iap_opts_enum(opts, name);
+
+	return i < 0 ? 0 : i;
 }
 
 static int dlb_create(const struct iap_opts *opts, struct iap_graph *g, void **state,
@@ -135,27 +136,22 @@ static int dlb_create(const struct iap_opts *opts, struct iap_graph *g, void **s
 {
 	struct dlb_state *st;
 	struct dlb_cfg cfg;
-	int rc;
 
 	*state = NULL;
 	if (!g)
 		return iap_error_set(err, IAP_EINVAL, "dlb: needs a graph");
-	cfg.mode = (enum dlb_mode)pick(mode_choices, iap_opts_str(opts, "mode"));
-	cfg.add_rule = (enum dlb_add_rule)pick(add_choices, iap_opts_str(opts, "add_rule"));
-	cfg.maxpool_rule = (enum dlb_maxpool_rule)pick(maxpool_choices, iap_opts_str(opts, "maxpool_rule"));
-	cfg.gap_rule = (enum dlb_gap_rule)pick(gap_choices, iap_opts_str(opts, "gap_rule"));
-	cfg.contrast_score = (enum dlb_contrast_score)pick(score_choices,
-							   iap_opts_str(opts, "contrast_score"));
+	cfg.mode = (enum dlb_mode)pick(opts, "mode");
+	cfg.add_rule = (enum dlb_add_rule)pick(opts, "add_rule");
+	cfg.maxpool_rule = (enum dlb_maxpool_rule)pick(opts, "maxpool_rule");
+	cfg.gap_rule = (enum dlb_gap_rule)pick(opts, "gap_rule");
+	cfg.contrast_score = (enum dlb_contrast_score)pick(opts, "contrast_score");
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return iap_error_set(err, IAP_ENOMEM, "dlb: out of memory");
-	iap_score_opts_from(opts, &st->so);
-	st->so.seed_scale = (float)iap_opts_float(opts, "start");
-	rc = dlb_rules_init(&st->rules, &cfg, g, err);
-	if (rc) {
-		free(st);
-		return rc;
-	}
+	dlb_rules_init(&st->rules, &cfg);
+	st->base.rs = &st->rules.rs;
+	iap_score_opts_from(opts, &st->base.so);
+	st->base.so.seed_scale = (float)iap_opts_float(opts, "start");
 	*state = st;
 	return IAP_OK;
 }
@@ -170,48 +166,15 @@ static void dlb_destroy(void *state)
 	free(st);
 }
 
-static const struct iap_ruleset *dlb_ruleset(void *state)
-{
-	return &((struct dlb_state *)state)->rules.rs;
-}
-
-/* One-hot on the target × start (or the target logit × start with seed=logit). */
-static int dlb_seed(void *state, const struct iap_tensor *logits, const int *targets,
-		    struct iap_tensor *seed, struct iap_error *err)
-{
-	struct dlb_state *st = state;
-
-	return iap_seed_target(logits, targets, &st->so, seed, err);
-}
-
-/* Input relevance for heatmaps: the same walk, kept at the input. */
-static int dlb_explain(void *state, struct iap_graph *g, const struct iap_tensor *x,
-		       const int *targets, struct iap_tensor *relevance, struct iap_error *err)
-{
-	struct dlb_state *st = state;
-	struct iap_tensor seed = { 0 };
-	struct iap_walk_opts wo = { .want_input = 1 };
-	int rc;
-
-	(void)x;
-	rc = iap_seed_target(iap_graph_output(g), targets, &st->so, &seed, err);
-	if (!rc)
-		rc = iap_graph_backward(g, &st->rules.rs, &seed, &wo, err);
-	if (!rc)
-		rc = iap_tensor_copy(relevance, &g->input_r, err);
-	iap_tensor_free(&seed);
-	return rc;
-}
-
 static const struct iap_attribution_ops dlb_ops = {
 	.size = sizeof(struct iap_attribution_ops),
 	.flags = 0,
 	.create = dlb_create,
 	.destroy = dlb_destroy,
-	.ruleset = dlb_ruleset,
-	.seed = dlb_seed,
+	.ruleset = rule_plugin_ruleset,
+	.seed = rule_plugin_seed,
 	.score = NULL,
-	.explain = dlb_explain,
+	.explain = rule_plugin_explain,
 };
 
 static const struct iap_plugin_desc dlb_desc = {

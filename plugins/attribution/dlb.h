@@ -27,24 +27,23 @@ struct dlb_cfg {
 };
 
 /*
- * One rule set instance. In contrast mode every node carries (R+, R-): the
- * two maps live here (slot i for node i, slot n_nodes for the graph input)
- * because the walk has room for one tensor per node; the walk's own tensor
- * receives the combination chosen by contrast_score.
+ * The walk's channels in contrast mode: every node carries (R+, R-) as
+ * channels 1 and 2; channel 0, the one hooks, unit scores and the input
+ * heatmap see, receives the combination chosen by contrast_score.
  */
+enum { DLB_CH_WALK = 0, DLB_CH_POS, DLB_CH_NEG, DLB_CHANNELS };
+
+/* One rule set instance: rs (its user pointer is this struct) and the contrast scratch. */
 struct dlb_rules {
 	struct dlb_cfg cfg;
-	struct iap_ruleset rs;          /* rs.user points back here */
-	struct iap_graph *g;
-	struct iap_tensor *pos, *neg;   /* contrast: n_slots maps each */
-	int n_slots;
-	float *tmp;                     /* contrast: two input-sized scratch maps */
+	struct iap_ruleset rs;
+	float *tmp;                     /* contrast: four scratch maps of the largest node's size */
 	size_t tmp_len;
 };
 
-/* Fill r (zeroed by the caller) for graph g; the rule set is r->rs. */
-int dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg, struct iap_graph *g,
-		   struct iap_error *err);
+/* Fill r for cfg; the rule set is r->rs. */
+void dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg);
+/* Free r's scratch (r stays usable). */
 void dlb_rules_release(struct dlb_rules *r);
 
 /* DL-Backtrace's attention stabiliser: x, or ±eps where |x| < eps (sign(0) = +1). */

@@ -929,60 +929,46 @@ static const iap_rule_fn default_rules[IAP_OP_COUNT] = {
 
 /* ---- contrast mode ---------------------------------------------------------------------- */
 
-static int slot_of(const struct dlb_rules *st, int src)
-{
-	return src == IAP_GRAPH_INPUT ? st->n_slots - 1 : src;
-}
-
 /*
- * At the output node, before anything else of the walk: shape and zero the
- * (R+, R-) maps and seed them. R+ is the walk's seed (one-hot × start); R-
- * is the output with the target zeroed (1 − m for a single output below 1),
- * rescaled to sum to the seed's value when its sum is positive, as
- * utils_contrast.py's calculate_start_wt does.
+ * The walk's prepare in contrast mode, before any node is visited: size the
+ * scratch for the largest map, and seed the (R+, R-) channels at the output.
+ * R+ is the walk's seed (one-hot × start); R- is the output with the target
+ * zeroed (1 − m for a single output below 1), rescaled to sum to the seed's
+ * value when its sum is positive, as utils_contrast.py's
+ * calculate_start_wt does.
  */
-static int contrast_start(struct dlb_rules *st, struct iap_rule_ctx *ctx)
+static int contrast_prepare(void *user, struct iap_graph *g, struct iap_tensor *const *seed,
+			    struct iap_error *err)
 {
-	struct iap_graph *g = st->g;
-	int64_t most = 0;
-	int rc;
+	struct dlb_rules *st = user;
+	const struct iap_tensor *y = iap_graph_output(g);
+	const int mg = iap_graph_node(g, g->output)->mask_group;
+	int64_t most = iap_tensor_numel(&g->input);
 
-	for (int i = 0; i < st->n_slots; i++) {
-		const struct iap_tensor *shape = i < g->n_nodes ? &iap_graph_node(g, i)->out : &g->input;
-
-		if (!shape->data)
-			continue; /* not run (past the output) */
-		rc = iap_tensor_ensure(&st->pos[i], shape->ndim, shape->shape, ctx->err);
-		if (!rc)
-			rc = iap_tensor_ensure(&st->neg[i], shape->ndim, shape->shape, ctx->err);
-		if (rc)
-			return rc;
-		iap_tensor_zero(&st->pos[i]);
-		iap_tensor_zero(&st->neg[i]);
-		if (iap_tensor_numel(shape) > most)
-			most = iap_tensor_numel(shape);
-	}
+	for (int i = 0; i < g->n_nodes; i++)
+		if (iap_tensor_numel(&iap_graph_node(g, i)->out) > most)
+			most = iap_tensor_numel(&iap_graph_node(g, i)->out);
 	if ((size_t)(4 * most) > st->tmp_len) {
 		float *t = iap_alloc_floats((size_t)(4 * most));
 
 		if (!t)
-			return iap_error_set(ctx->err, IAP_ENOMEM, "dlb: cannot allocate contrast scratch");
+			return iap_error_set(err, IAP_ENOMEM, "dlb: cannot allocate contrast scratch");
 		iap_free(st->tmp);
 		st->tmp = t;
 		st->tmp_len = (size_t)(4 * most);
 	}
-	const struct iap_tensor *y = ctx->out, *seed = ctx->r_out;
-	const int id = ctx->node->id;
+	if (y->ndim != 2)
+		return iap_error_set(err, IAP_EUNSUPPORTED, "dlb: contrast mode needs [N, classes] outputs");
+	/* The masked seed, as the output node's rule will see it, is what both maps start from. */
+	if (mg >= 0)
+		iap_unit_apply_mask(iap_graph_group(g, mg), seed[DLB_CH_WALK]);
 
-	if (y->ndim != 2 || !iap_tensor_same_shape(seed, y))
-		return iap_error_set(ctx->err, IAP_EUNSUPPORTED,
-				     "dlb: contrast mode needs [N, classes] outputs");
 	const int64_t nb = y->shape[0], nc = y->shape[1];
 
-	memcpy(st->pos[id].data, seed->data, (size_t)(nb * nc) * sizeof(float));
+	memcpy(seed[DLB_CH_POS]->data, seed[DLB_CH_WALK]->data, (size_t)(nb * nc) * sizeof(float));
 	for (int64_t n = 0; n < nb; n++) {
-		const float *s = seed->data + n * nc, *yr = y->data + n * nc;
-		float *neg = st->neg[id].data + n * nc;
+		const float *s = seed[DLB_CH_WALK]->data + n * nc, *yr = y->data + n * nc;
+		float *neg = seed[DLB_CH_NEG]->data + n * nc;
 		int64_t t = 0;
 		double sum = 0.0;
 
@@ -1067,78 +1053,86 @@ static void contrast_add(const struct iap_rule_ctx *ctx, const float *rp, const 
 	}
 }
 
+/* The walk's weights of R+ and R- in its own channel (contrast_score). */
+static void contrast_weights(const struct dlb_rules *st, float *wp, float *wn)
+{
+	*wp = st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 0.0f : 1.0f;
+	*wn = st->cfg.contrast_score == DLB_SCORE_NET ? -1.0f
+	      : st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 1.0f : 0.0f;
+}
+
+/* Contrast dense/conv: (R+, R-) split jointly into both input maps. */
+static int contrast_lin(struct dlb_rules *st, struct iap_rule_ctx *ctx, float wp, float wn)
+{
+	struct iap_tensor tv[2];
+	int rc;
+
+	if (!ctx->r_in[0])
+		return IAP_OK;
+	tv[0] = tmp_view(st, 0, ctx->in[0]);
+	tv[1] = tmp_view(st, 1, ctx->in[0]);
+	rc = lin_contrast(ctx, ctx->r_out_ch[DLB_CH_POS]->data, ctx->r_out_ch[DLB_CH_NEG]->data,
+			  tv[0].data, tv[1].data);
+	if (rc)
+		return rc;
+	contrast_scatter(ctx->r_in_ch[DLB_CH_POS][0], ctx->r_in[0], tv[0].data, wp);
+	contrast_scatter(ctx->r_in_ch[DLB_CH_NEG][0], ctx->r_in[0], tv[1].data, wn);
+	return IAP_OK;
+}
+
+/* Contrast proportional add / position embedding: the operands split (R+, R-) jointly. */
+static int contrast_add_rule(struct dlb_rules *st, struct iap_rule_ctx *ctx, float wp, float wn)
+{
+	const struct iap_node *node = ctx->node;
+	struct iap_tensor tv[4];
+	float *out[4] = { NULL, NULL, NULL, NULL };
+
+	if (iap_tensor_numel(ctx->r_out) != iap_tensor_numel(ctx->in[0]))
+		return size_error(ctx);
+	for (int k = 0; k < node->n_inputs; k++)
+		if (ctx->r_in[k]) {
+			tv[k] = tmp_view(st, k, ctx->in[k]);
+			tv[2 + k] = tmp_view(st, 2 + k, ctx->in[k]);
+			out[k] = tv[k].data;
+			out[2 + k] = tv[2 + k].data;
+		}
+	contrast_add(ctx, ctx->r_out_ch[DLB_CH_POS]->data, ctx->r_out_ch[DLB_CH_NEG]->data, out);
+	for (int k = 0; k < node->n_inputs; k++)
+		if (ctx->r_in[k]) {
+			contrast_scatter(ctx->r_in_ch[DLB_CH_POS][k], ctx->r_in[k], out[k], wp);
+			contrast_scatter(ctx->r_in_ch[DLB_CH_NEG][k], ctx->r_in[k], out[2 + k], wn);
+		}
+	return IAP_OK;
+}
+
 /*
- * Every op in contrast mode. The node's (R+, R-) come from this rule set's
- * own maps; dense/conv (and the proportional add) split them jointly, every
- * other op is linear in R and moves R+ and R- separately with its default
- * rule. The walk's tensor gets the combination contrast_score asks for.
+ * Every op in contrast mode. The node's (R+, R-) travel through the walk as
+ * channels DLB_CH_POS and DLB_CH_NEG; dense/conv (and the proportional add)
+ * split them jointly, every other op is linear in R and moves R+ and R-
+ * separately with its default rule. The walk's own channel gets the
+ * combination contrast_score asks for.
  */
 static int rule_contrast(struct iap_rule_ctx *ctx)
 {
 	struct dlb_rules *st = ctx->user;
 	const struct iap_node *node = ctx->node;
-	const int id = node->id;
 	const enum iap_op_kind kind = node->kind;
-	const float wp = st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 0.0f : 1.0f;
-	const float wn = st->cfg.contrast_score == DLB_SCORE_NET ? -1.0f
-			 : st->cfg.contrast_score == DLB_SCORE_NEGATIVE ? 1.0f : 0.0f;
-	struct iap_tensor tv[4];
+	struct iap_tensor tv[2];
+	float wp, wn;
 	int rc;
 
-	if (id == st->g->output) {
-		rc = contrast_start(st, ctx);
-		if (rc)
-			return rc;
-	}
-	if (!st->pos[id].data || !iap_tensor_same_shape(&st->pos[id], ctx->out))
+	if (ctx->n_channels != DLB_CHANNELS || !iap_tensor_same_shape(ctx->r_out_ch[DLB_CH_POS], ctx->out))
 		return size_error(ctx);
-	if (node->mask_group >= 0) {
-		iap_unit_apply_mask(iap_graph_group(st->g, node->mask_group), &st->pos[id]);
-		iap_unit_apply_mask(iap_graph_group(st->g, node->mask_group), &st->neg[id]);
-	}
-	if (kind == IAP_OP_CONV2D || kind == IAP_OP_LINEAR) {
-		if (!ctx->r_in[0])
-			return IAP_OK;
-		struct iap_tensor *sp = &st->pos[slot_of(st, node->inputs[0])];
-		struct iap_tensor *sn = &st->neg[slot_of(st, node->inputs[0])];
-
-		tv[0] = tmp_view(st, 0, ctx->in[0]);
-		tv[1] = tmp_view(st, 1, ctx->in[0]);
-		rc = lin_contrast(ctx, st->pos[id].data, st->neg[id].data, tv[0].data, tv[1].data);
-		if (rc)
-			return rc;
-		contrast_scatter(sp, ctx->r_in[0], tv[0].data, wp);
-		contrast_scatter(sn, ctx->r_in[0], tv[1].data, wn);
-		return IAP_OK;
-	}
-	if ((kind == IAP_OP_ADD || kind == IAP_OP_POS_EMBED) &&
-	    st->cfg.add_rule == DLB_ADD_PROPORTIONAL) {
-		float *out[4] = { NULL, NULL, NULL, NULL };
-
-		if (iap_tensor_numel(ctx->r_out) != iap_tensor_numel(ctx->in[0]))
-			return size_error(ctx);
-		for (int k = 0; k < node->n_inputs; k++)
-			if (ctx->r_in[k]) {
-				tv[k] = tmp_view(st, k, ctx->in[k]);
-				tv[2 + k] = tmp_view(st, 2 + k, ctx->in[k]);
-				out[k] = tv[k].data;
-				out[2 + k] = tv[2 + k].data;
-			}
-		contrast_add(ctx, st->pos[id].data, st->neg[id].data, out);
-		for (int k = 0; k < node->n_inputs; k++)
-			if (ctx->r_in[k]) {
-				const int s = slot_of(st, node->inputs[k]);
-
-				contrast_scatter(&st->pos[s], ctx->r_in[k], out[k], wp);
-				contrast_scatter(&st->neg[s], ctx->r_in[k], out[2 + k], wn);
-			}
-		return IAP_OK;
-	}
+	contrast_weights(st, &wp, &wn);
+	if (kind == IAP_OP_CONV2D || kind == IAP_OP_LINEAR)
+		return contrast_lin(st, ctx, wp, wn);
+	if ((kind == IAP_OP_ADD || kind == IAP_OP_POS_EMBED) && st->cfg.add_rule == DLB_ADD_PROPORTIONAL)
+		return contrast_add_rule(st, ctx, wp, wn);
 	for (int m = 0; m < 2; m++) {
+		const int ch = m ? DLB_CH_NEG : DLB_CH_POS;
 		struct iap_rule_ctx sub = *ctx;
-		struct iap_tensor *maps = m ? st->neg : st->pos;
 
-		sub.r_out = &maps[id];
+		sub.r_out = ctx->r_out_ch[ch];
 		for (int k = 0; k < node->n_inputs; k++)
 			if (ctx->r_in[k]) {
 				tv[k] = tmp_view(st, k, ctx->in[k]);
@@ -1149,49 +1143,32 @@ static int rule_contrast(struct iap_rule_ctx *ctx)
 			return rc;
 		for (int k = 0; k < node->n_inputs; k++)
 			if (ctx->r_in[k])
-				contrast_scatter(&maps[slot_of(st, node->inputs[k])], ctx->r_in[k],
-						 tv[k].data, m ? wn : wp);
+				contrast_scatter(ctx->r_in_ch[ch][k], ctx->r_in[k], tv[k].data, m ? wn : wp);
 	}
 	return IAP_OK;
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
-int dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg, struct iap_graph *g,
-		   struct iap_error *err)
+void dlb_rules_init(struct dlb_rules *r, const struct dlb_cfg *cfg)
 {
+	const int contrast = cfg->mode == DLB_MODE_CONTRAST;
+
+	memset(r, 0, sizeof(*r));
 	r->cfg = *cfg;
-	r->g = g;
 	r->rs.size = sizeof(r->rs);
 	r->rs.n_rules = IAP_OP_COUNT;
-	r->rs.name = cfg->mode == DLB_MODE_CONTRAST ? "dlb-contrast" : "dlb";
+	r->rs.name = contrast ? "dlb-contrast" : "dlb";
 	r->rs.user = r;
+	r->rs.n_channels = contrast ? DLB_CHANNELS : 1;
+	r->rs.prepare = contrast ? contrast_prepare : NULL;
 	for (int k = 0; k < IAP_OP_COUNT; k++)
-		r->rs.rules[k] = cfg->mode == DLB_MODE_CONTRAST && default_rules[k] ? rule_contrast
-										    : default_rules[k];
-	if (cfg->mode != DLB_MODE_CONTRAST)
-		return IAP_OK;
-	r->n_slots = g->n_nodes + 1;
-	r->pos = calloc((size_t)r->n_slots, sizeof(*r->pos));
-	r->neg = calloc((size_t)r->n_slots, sizeof(*r->neg));
-	if (!r->pos || !r->neg) {
-		dlb_rules_release(r);
-		return iap_error_set(err, IAP_ENOMEM, "dlb: cannot allocate the contrast maps");
-	}
-	return IAP_OK;
+		r->rs.rules[k] = contrast && default_rules[k] ? rule_contrast : default_rules[k];
 }
 
 void dlb_rules_release(struct dlb_rules *r)
 {
-	for (int i = 0; r->pos && i < r->n_slots; i++)
-		iap_tensor_free(&r->pos[i]);
-	for (int i = 0; r->neg && i < r->n_slots; i++)
-		iap_tensor_free(&r->neg[i]);
-	free(r->pos);
-	free(r->neg);
 	iap_free(r->tmp);
-	r->pos = r->neg = NULL;
 	r->tmp = NULL;
 	r->tmp_len = 0;
-	r->n_slots = 0;
 }

@@ -1,14 +1,9 @@
 /*
  * The `lrp` attribution plugin: Layer-wise Relevance Propagation as a rule
- * set for the core's backward walk (rules in lrp_rules.c).
- *
- * Which rule a conv or linear layer gets is a plan made once per graph from
- * the composite (named as zennit names them) and the per-group overrides of
- * Pruning-by-eXplaining: convs in node order are split into thirds (low, mid,
- * high), linear layers are "dense", and "first" is the composite's first
- * layer (the first conv or linear node — zennit's registration order — or,
- * for epsilon-gamma-box, the first conv). The plan also marks which
- * BatchNorm is folded into the conv before it.
+ * set for the core's backward walk (rules in lrp_rules.c, the per-walk
+ * plan in lrp_plan.c). Here the options become, once at create, the rule
+ * parameters and the rule of each kind of layer: the composite (named as
+ * zennit names them) with the per-group overrides of Pruning-by-eXplaining.
  */
 #include "config.h"
 
@@ -19,9 +14,10 @@
 #include <iaprune/attribute.h>
 #include <iaprune/plugin.h>
 
-#include "lrp.h"
+#include "lrp_rules.h"
+#include "rule_plugin.h"
 
-const char *const lrp_rule_names[] = {
+static const char *const lrp_rule_names[] = {
 	"composite", "epsilon", "zplus", "alpha-beta", "gamma", "flat", "wsquare", "zbox", NULL
 };
 
@@ -91,13 +87,12 @@ static const struct iap_option lrp_options[] = {
 	{ .name = NULL },
 };
 
-static int index_of(const char *const *names, const char *v)
-{
-	for (int i = 0; v && names[i]; i++)
-		if (strcmp(names[i], v) == 0)
-			return i;
-	return -1;
-}
+/* The plugin's state: the shared rule-plugin part first (rule_plugin.h). */
+struct lrp_state {
+	struct rule_plugin base;
+	struct lrp_rules rules;
+	float *low, *high;                    /* the ZBox bounds the rules borrow */
+};
 
 /* "a,b,c" → floats (malloc'd); at most 64 values. */
 static int parse_list(const char *opt, const char *s, float **out, int *n, struct iap_error *err)
@@ -136,196 +131,102 @@ static int parse_list(const char *opt, const char *s, float **out, int *n, struc
 	return IAP_OK;
 }
 
-int lrp_plan(struct lrp_state *st, const struct iap_graph *g, struct iap_error *err)
-{
-	const struct composite *c = &composites[st->composite];
-	int n = g->n_nodes, nconv = 0, ci = 0, first = -1;
-	signed char *rule;
-	int *fold;
-	unsigned char *folded;
-
-	rule = realloc(st->rule, (size_t)(n ? n : 1) * sizeof(*rule));
-	if (rule)
-		st->rule = rule;
-	fold = realloc(st->fold_bn, (size_t)(n ? n : 1) * sizeof(*fold));
-	if (fold)
-		st->fold_bn = fold;
-	folded = realloc(st->folded, (size_t)(n ? n : 1));
-	if (folded)
-		st->folded = folded;
-	if (!rule || !fold || !folded)
-		return iap_error_set(err, IAP_ENOMEM, "lrp: out of memory planning the rules");
-	for (int i = 0; i < n; i++) {
-		const struct iap_node *nd = iap_graph_node(g, i);
-
-		rule[i] = 0;
-		fold[i] = -1;
-		folded[i] = 0;
-		if (nd->kind == IAP_OP_CONV2D)
-			nconv++;
-		if (first < 0 && (nd->kind == IAP_OP_CONV2D ||
-				  (nd->kind == IAP_OP_LINEAR && !c->first_conv_only)))
-			first = i;
-	}
-	for (int i = 0; i < n; i++) {
-		const struct iap_node *nd = iap_graph_node(g, i);
-		enum lrp_rule r;
-
-		if (nd->kind == IAP_OP_CONV2D) {
-			enum lrp_rule over = ci * 3 < nconv ? st->over_low
-					     : ci * 3 < 2 * nconv ? st->over_mid : st->over_high;
-
-			r = over != LRP_RULE_COMPOSITE ? over : c->conv;
-			ci++;
-		} else if (nd->kind == IAP_OP_LINEAR) {
-			r = st->over_dense != LRP_RULE_COMPOSITE ? st->over_dense : c->dense;
-		} else {
-			continue;
-		}
-		if (i == first) {
-			if (st->over_first != LRP_RULE_COMPOSITE)
-				r = st->over_first;
-			else if (c->first != LRP_RULE_COMPOSITE)
-				r = c->first;
-		}
-		rule[i] = (signed char)r;
-		/* Canonise conv → BN: the conv's only consumer is a BN reading it. */
-		if (nd->kind != IAP_OP_CONV2D || nd->n_consumers != 1)
-			continue;
-		for (int j = i + 1; j < n; j++) {
-			const struct iap_node *m = iap_graph_node(g, j);
-			int reads = 0;
-
-			for (int k = 0; k < m->n_inputs; k++)
-				reads |= m->inputs[k] == i;
-			if (!reads)
-				continue;
-			if (m->kind == IAP_OP_BATCHNORM2D && m->inputs[0] == i) {
-				fold[i] = j;
-				folded[j] = 1;
-			}
-			break;
-		}
-	}
-	st->g = g;
-	st->n_nodes = n;
-	return IAP_OK;
-}
-
 static void lrp_destroy(void *state)
 {
 	struct lrp_state *st = state;
 
 	if (!st)
 		return;
-	free(st->rule);
-	free(st->fold_bn);
-	free(st->folded);
-	free(st->fold);
-	free(st->p.low);
-	free(st->p.high);
+	free(st->low);
+	free(st->high);
 	free(st);
 }
 
+/* An override option: its rule, or LRP_RULE_COMPOSITE (keep what the composite says). */
 static enum lrp_rule rule_opt(const struct iap_opts *opts, const char *name)
 {
-	int i = index_of(lrp_rule_names, iap_opts_str(opts, name));
+	int i = iap_opts_enum(opts, name);
 
 	return i < 0 ? LRP_RULE_COMPOSITE : (enum lrp_rule)i;
 }
 
-static int lrp_create(const struct iap_opts *opts, struct iap_graph *g, void **state,
-		      struct iap_error *err)
+/* The composite with the options' overrides applied. */
+static void layer_rules_from(const struct iap_opts *opts, const struct composite *c,
+			     struct lrp_layer_rules *lr)
 {
-	struct lrp_state *st;
-	double alpha, beta;
+	static const char *const thirds[3] = { "rule_low", "rule_mid", "rule_high" };
+	enum lrp_rule over;
+
+	for (int k = 0; k < 3; k++) {
+		over = rule_opt(opts, thirds[k]);
+		lr->conv[k] = over != LRP_RULE_COMPOSITE ? over : c->conv;
+	}
+	over = rule_opt(opts, "rule_dense");
+	lr->dense = over != LRP_RULE_COMPOSITE ? over : c->dense;
+	over = rule_opt(opts, "rule_first");
+	lr->first = over != LRP_RULE_COMPOSITE ? over : c->first;
+	lr->first_conv_only = c->first_conv_only;
+}
+
+/* The rule parameters (ZBox bounds parsed into st->low / st->high). */
+static int params_from(const struct iap_opts *opts, struct lrp_state *st, struct lrp_params *p,
+		       struct iap_error *err)
+{
+	double alpha = iap_opts_float(opts, "alpha"), beta = iap_opts_float(opts, "beta");
 	int rc;
 
-	*state = NULL;
-	if (!opts)
-		return iap_error_set(err, IAP_EINVAL, "lrp: no options given");
-	st = calloc(1, sizeof(*st));
-	if (!st)
-		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	st->rs.name = "lrp";
-	st->rs.user = st;
-	lrp_ruleset_fill(&st->rs);
-	st->composite = index_of(composite_names, iap_opts_str(opts, "composite"));
-	if (st->composite < 0) {
-		rc = iap_error_set(err, IAP_EINVAL, "lrp: unknown composite '%s'",
-				   iap_opts_str(opts, "composite"));
-		goto out_free;
-	}
-	alpha = iap_opts_float(opts, "alpha");
-	beta = iap_opts_float(opts, "beta");
 	/* zennit refuses the same: only α − β = 1 keeps the rule conservative. */
-	if (alpha < 0 || beta < 0 || fabs(alpha - beta - 1.0) > 1e-6) {
-		rc = iap_error_set(err, IAP_EINVAL,
-				   "lrp: alpha - beta must equal 1 with both >= 0 (got alpha %g, beta %g)",
-				   alpha, beta);
-		goto out_free;
-	}
-	st->p = (struct lrp_params){
+	if (alpha < 0 || beta < 0 || fabs(alpha - beta - 1.0) > 1e-6)
+		return iap_error_set(err, IAP_EINVAL,
+				     "lrp: alpha - beta must equal 1 with both >= 0 (got alpha %g, beta %g)",
+				     alpha, beta);
+	*p = (struct lrp_params){
 		.epsilon = (float)iap_opts_float(opts, "epsilon"),
 		.stabilizer = (float)iap_opts_float(opts, "stabilizer"),
 		.gamma = (float)iap_opts_float(opts, "gamma"),
 		.alpha = (float)alpha,
 		.beta = (float)beta,
 		.zero_bias = iap_opts_bool(opts, "zero_bias"),
-		.vit = index_of(vit_rule_names, iap_opts_str(opts, "vit_rule")) == 1 ? LRP_VIT_CPLRP
-										       : LRP_VIT_ATTNLRP,
+		.vit = iap_opts_enum(opts, "vit_rule") == 1 ? LRP_VIT_CPLRP : LRP_VIT_ATTNLRP,
 	};
-	rc = parse_list("zbox_low", iap_opts_str(opts, "zbox_low"), &st->p.low, &st->p.n_low, err);
+	rc = parse_list("zbox_low", iap_opts_str(opts, "zbox_low"), &st->low, &p->n_low, err);
 	if (!rc)
-		rc = parse_list("zbox_high", iap_opts_str(opts, "zbox_high"), &st->p.high,
-				&st->p.n_high, err);
-	if (rc)
-		goto out_free;
-	st->over_first = rule_opt(opts, "rule_first");
-	st->over_low = rule_opt(opts, "rule_low");
-	st->over_mid = rule_opt(opts, "rule_mid");
-	st->over_high = rule_opt(opts, "rule_high");
-	st->over_dense = rule_opt(opts, "rule_dense");
-	iap_score_opts_from(opts, &st->so);
-	if (g) {
-		rc = lrp_plan(st, g, err);
-		if (rc)
-			goto out_free;
+		rc = parse_list("zbox_high", iap_opts_str(opts, "zbox_high"), &st->high, &p->n_high, err);
+	p->low = st->low;
+	p->high = st->high;
+	return rc;
+}
+
+static int lrp_create(const struct iap_opts *opts, struct iap_graph *g, void **state,
+		      struct iap_error *err)
+{
+	struct lrp_state *st;
+	struct lrp_params p;
+	struct lrp_layer_rules layers;
+	int composite, rc;
+
+	(void)g; /* the plan is made for each walk (lrp_rules.c's prepare) */
+	*state = NULL;
+	if (!opts)
+		return iap_error_set(err, IAP_EINVAL, "lrp: no options given");
+	composite = iap_opts_enum(opts, "composite");
+	if (composite < 0 || composite >= N_COMPOSITES)
+		return iap_error_set(err, IAP_EINVAL, "lrp: unknown composite '%s'",
+				     iap_opts_str(opts, "composite"));
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	rc = params_from(opts, st, &p, err);
+	if (rc) {
+		lrp_destroy(st);
+		return rc;
 	}
+	layer_rules_from(opts, &composites[composite], &layers);
+	lrp_rules_init(&st->rules, &p, &layers);
+	st->base.rs = &st->rules.rs;
+	iap_score_opts_from(opts, &st->base.so);
 	*state = st;
 	return IAP_OK;
-out_free:
-	lrp_destroy(st);
-	return rc;
-}
-
-static const struct iap_ruleset *lrp_ruleset(void *state)
-{
-	struct lrp_state *st = state;
-
-	return &st->rs;
-}
-
-/* Input heatmap: one walk from the targets' seed, relevance read at the input. */
-static int lrp_explain(void *state, struct iap_graph *g, const struct iap_tensor *x,
-		       const int *targets, struct iap_tensor *relevance, struct iap_error *err)
-{
-	struct lrp_state *st = state;
-	const struct iap_walk_opts wo = { .want_input = 1 };
-	struct iap_tensor seed = { 0 };
-	const struct iap_tensor *logits = iap_graph_output(g);
-	int rc;
-
-	(void)x;
-	if (!logits)
-		return iap_error_set(err, IAP_EINVAL, "lrp: explain needs a forward pass first");
-	rc = iap_seed_target(logits, targets, &st->so, &seed, err);
-	if (!rc)
-		rc = iap_graph_backward(g, &st->rs, &seed, &wo, err);
-	if (!rc)
-		rc = iap_tensor_copy(relevance, &g->input_r, err);
-	iap_tensor_free(&seed);
-	return rc;
 }
 
 static const struct iap_attribution_ops lrp_ops = {
@@ -333,10 +234,10 @@ static const struct iap_attribution_ops lrp_ops = {
 	.flags = 0,
 	.create = lrp_create,
 	.destroy = lrp_destroy,
-	.ruleset = lrp_ruleset,
-	.seed = NULL,
+	.ruleset = rule_plugin_ruleset,
+	.seed = rule_plugin_seed,
 	.score = NULL,
-	.explain = lrp_explain,
+	.explain = rule_plugin_explain,
 };
 
 static const struct iap_plugin_desc lrp_desc = {

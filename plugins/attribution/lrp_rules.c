@@ -32,7 +32,7 @@
 #include <iaprune/threads.h>
 #include <iaprune/ops.h>
 
-#include "lrp.h"
+#include "lrp_rules.h"
 
 /* Element-wise loops split by the engine's work rule (iap_par_nt(), <iaprune/threads.h>). */
 
@@ -573,13 +573,6 @@ int lrp_dense_raw(enum lrp_rule rule, const struct lrp_params *p, int64_t rows, 
 
 /* ---- rules per op ------------------------------------------------------------ */
 
-static int plan_ready(struct lrp_state *st, struct iap_rule_ctx *ctx)
-{
-	if (st->g == ctx->graph && st->n_nodes == ctx->graph->n_nodes)
-		return IAP_OK;
-	return lrp_plan(st, ctx->graph, ctx->err);
-}
-
 /*
  * Whether the node's kept output is, bit for bit, what lin_fwd would give
  * for its own weights and bias: true for an unmasked linear layer (the op
@@ -600,84 +593,69 @@ static int linear_out_is_z(const struct iap_graph *g, const struct iap_node *n, 
 	return 1;
 }
 
-/* Conv and linear: the planned rule, with a following BatchNorm folded in. */
-static int rule_linear_type(struct iap_rule_ctx *ctx)
+/* A conv or linear node at the current batch as lin_rule sees it; *bias receives whether it has one. */
+static int lin_layer_of(const struct iap_rule_ctx *ctx, struct lin_layer *L, int *has_bias)
 {
-	struct lrp_state *st = ctx->user;
 	const struct iap_node *n = ctx->node;
 	const struct iap_tensor *x = ctx->in[0];
+
+	memset(L, 0, sizeof(*L));
+	if (n->kind == IAP_OP_CONV2D) {
+		L->is_conv = 1;
+		iap_conv_geom_from_node(&L->cg, n, (int)x->shape[0], x->shape + 1);
+		L->out = n->attr.conv.out_ch;
+		L->nw = (int64_t)L->out * L->cg.in_ch * L->cg.kh * L->cg.kw;
+		L->in_ch = L->cg.in_ch;
+		L->in_inner = (int64_t)L->cg.in_h * L->cg.in_w;
+		L->out_inner = (int64_t)L->cg.out_h * L->cg.out_w;
+		*has_bias = n->attr.conv.has_bias;
+	} else {
+		L->in = n->attr.linear.in_features;
+		L->out = n->attr.linear.out_features;
+		L->rows = iap_tensor_numel(x) / L->in;
+		L->nw = (int64_t)L->in * L->out;
+		L->in_ch = L->in;
+		L->in_inner = 1;
+		L->out_inner = 1;
+		*has_bias = n->attr.linear.has_bias;
+	}
+	L->nx = iap_tensor_numel(x);
+	L->ny = iap_tensor_numel(ctx->r_out);
+	if (L->ny != iap_tensor_numel(ctx->out))
+		return iap_error_set(ctx->err, IAP_ESHAPE, "relevance does not match the output");
+	return IAP_OK;
+}
+
+/*
+ * Conv and linear: the planned rule, with a following BatchNorm folded in
+ * (the plan's scale and shift: W' = W·s is never formed on its own, the
+ * rules apply their weight modifier to W·s as they copy, lin_rule's scale).
+ */
+static int rule_linear_type(struct iap_rule_ctx *ctx)
+{
+	struct lrp_rules *st = ctx->user;
+	const struct iap_node *n = ctx->node;
 	const float *w = n->params[0].value.data, *b = NULL, *zfwd = n->out.data;
-	struct lin_layer L = { 0 };
-	int has_bias, bn, rc;
+	struct lin_layer L;
+	int has_bias, rc;
 
 	if (!ctx->r_in[0])
 		return IAP_OK;
-	rc = plan_ready(st, ctx);
+	rc = lin_layer_of(ctx, &L, &has_bias);
 	if (rc)
 		return rc;
-	if (n->kind == IAP_OP_CONV2D) {
-		L.is_conv = 1;
-		iap_conv_geom_from_node(&L.cg, n, (int)x->shape[0], x->shape + 1);
-		L.out = n->attr.conv.out_ch;
-		L.nw = (int64_t)L.out * L.cg.in_ch * L.cg.kh * L.cg.kw;
-		L.in_ch = L.cg.in_ch;
-		L.in_inner = (int64_t)L.cg.in_h * L.cg.in_w;
-		L.out_inner = (int64_t)L.cg.out_h * L.cg.out_w;
-		has_bias = n->attr.conv.has_bias;
-	} else {
-		L.in = n->attr.linear.in_features;
-		L.out = n->attr.linear.out_features;
-		L.rows = iap_tensor_numel(x) / L.in;
-		L.nw = (int64_t)L.in * L.out;
-		L.in_ch = L.in;
-		L.in_inner = 1;
-		L.out_inner = 1;
-		has_bias = n->attr.linear.has_bias;
-	}
-	L.nx = iap_tensor_numel(x);
-	L.ny = iap_tensor_numel(ctx->r_out);
-	if (L.ny != iap_tensor_numel(ctx->out))
-		return iap_error_set(ctx->err, IAP_ESHAPE, "relevance does not match the output");
 	if (has_bias)
 		b = n->params[1].value.data;
-	bn = L.is_conv ? st->fold_bn[n->id] : -1;
-	if (bn >= 0) {
-		/*
-		 * Canonise: y = γ·(conv(x) + b − μ)·istd + β is the conv with
-		 * W' = W·s, b' = (b − μ)·s + β, s = γ·istd, using the statistics
-		 * the forward actually used (BN aux[0]), so the fold is exact.
-		 * W' is never formed on its own: the rules apply their weight
-		 * modifier to W·s as they copy (lin_rule's scale).
-		 */
-		const struct iap_node *bnn = iap_graph_node(ctx->graph, bn);
-		const float *mean = bnn->aux[0].data, *istd = mean + L.out;
-		const float *gam = bnn->params[0].value.data, *bet = bnn->params[1].value.data;
-		float *sc, *bf;
-
-		if (!bnn->aux[0].data || bnn->aux[0].shape[1] != L.out)
+	if (L.is_conv && st->plan.fold_bn[n->id] >= 0) {
+		if (st->plan.fold_at[n->id] < 0)
 			return iap_error_set(ctx->err, IAP_EINVAL, "batchnorm '%s' has no forward statistics",
-					     bnn->name);
-		if (st->fold_len < 2 * L.out) {
-			float *f = realloc(st->fold, (size_t)(2 * L.out) * sizeof(float));
-
-			if (!f)
-				return iap_error_set(ctx->err, IAP_ENOMEM, "lrp: out of memory folding '%s'",
-						     bnn->name);
-			st->fold = f;
-			st->fold_len = 2 * L.out;
-		}
-		sc = st->fold;
-		bf = sc + L.out;
-		for (int o = 0; o < L.out; o++) {
-			sc[o] = gam[o] * istd[o];
-			bf[o] = ((b ? b[o] : 0.0f) - mean[o]) * sc[o] + bet[o];
-		}
-		L.scale = sc;
-		b = bf;
+					     iap_graph_node(ctx->graph, st->plan.fold_bn[n->id])->name);
+		L.scale = st->plan.fold + st->plan.fold_at[n->id];
+		b = L.scale + L.out;
 	}
 	if (!linear_out_is_z(ctx->graph, n, L.ny))
 		zfwd = NULL;
-	return lin_rule((enum lrp_rule)st->rule[n->id], &st->p, &L, x->data, w, b, zfwd,
+	return lin_rule((enum lrp_rule)st->plan.rule[n->id], &st->p, &L, ctx->in[0]->data, w, b, zfwd,
 			ctx->r_out->data, ctx->r_in[0]->data, ctx->graph, ctx->err);
 }
 
@@ -705,7 +683,7 @@ static int rule_pass(struct iap_rule_ctx *ctx)
  */
 static int rule_norm(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const int64_t ny = iap_tensor_numel(ctx->out), nx = iap_tensor_numel(ctx->in[0]);
 	const float *y = ctx->out->data, *r = ctx->r_out->data, *x = ctx->in[0]->data;
 	struct iap_rule_ctx c2 = *ctx;
@@ -742,7 +720,7 @@ static int rule_norm(struct iap_rule_ctx *ctx)
 /* Residual add: each operand gets its share a·R/stab(a + b). */
 static int rule_add(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const int64_t n = iap_tensor_numel(ctx->out);
 	const float *y = ctx->out->data, *r = ctx->r_out->data;
 	const float *a = ctx->in[0]->data, *b = ctx->in[1]->data;
@@ -778,7 +756,7 @@ static int rule_add(struct iap_rule_ctx *ctx)
  */
 static int rule_pos_embed(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const int64_t n = iap_tensor_numel(ctx->out);
 	const float *y = ctx->out->data, *r = ctx->r_out->data, *x = ctx->in[0]->data;
 	float *ri;
@@ -800,17 +778,13 @@ static int rule_pos_embed(struct iap_rule_ctx *ctx)
  */
 static int rule_batchnorm(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const struct iap_node *n = ctx->node;
 	const struct iap_tensor *x = ctx->in[0];
-	int rc;
 
 	if (!ctx->r_in[0])
 		return IAP_OK;
-	rc = plan_ready(st, ctx);
-	if (rc)
-		return rc;
-	if (st->folded[n->id])
+	if (st->plan.folded[n->id])
 		return rule_pass(ctx);
 
 	const int64_t c = x->shape[1], nel = iap_tensor_numel(x);
@@ -839,7 +813,7 @@ static int rule_batchnorm(struct iap_rule_ctx *ctx)
  */
 static int rule_layernorm(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const struct iap_node *n = ctx->node;
 	const struct iap_tensor *xt = ctx->in[0];
 	const int64_t d = xt->shape[xt->ndim - 1], total = iap_tensor_numel(xt);
@@ -917,7 +891,7 @@ static int rule_softmax(struct iap_rule_ctx *ctx)
  */
 static int rule_bilinear(struct iap_rule_ctx *ctx, float share, int skip_first)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 	const int64_t ny = iap_tensor_numel(ctx->out);
 	int64_t nin[IAP_NODE_MAX_INPUTS] = { 0 };
 	struct iap_rule_ctx c2 = *ctx;
@@ -980,19 +954,44 @@ static int rule_attn_scores(struct iap_rule_ctx *ctx)
 
 static int rule_attn_context(struct iap_rule_ctx *ctx)
 {
-	struct lrp_state *st = ctx->user;
+	struct lrp_rules *st = ctx->user;
 
 	if (st->p.vit == LRP_VIT_CPLRP)
 		return rule_bilinear(ctx, 1.0f, 1);
 	return rule_bilinear(ctx, 2.0f, 0);
 }
 
-void lrp_ruleset_fill(struct iap_ruleset *rs)
+/* The walk's prepare: plan the graph about to be walked (its forward has run). */
+static int lrp_prepare(void *user, struct iap_graph *g, struct iap_tensor *const *seed, struct iap_error *err)
 {
+	struct lrp_rules *r = user;
+
+	(void)seed;
+	return lrp_plan_build(&r->plan, &r->layers, g, err);
+}
+
+static void lrp_finish(void *user, struct iap_graph *g)
+{
+	struct lrp_rules *r = user;
+
+	(void)g;
+	lrp_plan_free(&r->plan);
+}
+
+void lrp_rules_init(struct lrp_rules *r, const struct lrp_params *p, const struct lrp_layer_rules *layers)
+{
+	struct iap_ruleset *rs = &r->rs;
+
+	memset(r, 0, sizeof(*r));
+	r->p = *p;
+	r->layers = *layers;
 	rs->size = sizeof(*rs);
 	rs->n_rules = IAP_OP_COUNT;
-	for (int k = 0; k < IAP_OP_COUNT; k++)
-		rs->rules[k] = NULL;
+	rs->name = "lrp";
+	rs->user = r;
+	rs->n_channels = 1;
+	rs->prepare = lrp_prepare;
+	rs->finish = lrp_finish;
 	rs->rules[IAP_OP_CONV2D] = rule_linear_type;
 	rs->rules[IAP_OP_LINEAR] = rule_linear_type;
 	rs->rules[IAP_OP_RELU] = rule_pass;

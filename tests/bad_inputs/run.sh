@@ -157,8 +157,8 @@ expect() { _e_rc=$1 _e_err=$2; shift 3; n=$((n + 1)); timeout 60 "$@" >"$tmp/out
 		echo "ok $n - plugins: $(basename "$(ls "$tmp/p")")"
 	else failed=$((failed + 1)); echo "not ok $n - plugins: $(ls "$tmp/p")"; echo "# exit status $rc"
 		sed 's/^/# want stderr: /' "$tmp/want_err"; sed 's/^/# got stderr:  /' "$tmp/err"; fi; }
-plugin bad_major "plugin ABI 3.0 is incompatible with this iaprune (ABI 2.1): major versions differ, rebuild the plugin"
-plugin bad_minor "plugin needs ABI 2.2 but this iaprune provides ABI 2.1: upgrade iaprune"
+plugin bad_major "plugin ABI 4.0 is incompatible with this iaprune (ABI 3.0): major versions differ, rebuild the plugin"
+plugin bad_minor "plugin needs ABI 3.1 but this iaprune provides ABI 3.0: upgrade iaprune"
 plugin bad_nosym "not an iaprune plugin: no 'iap_plugin_descriptor' symbol ($tmp/p/bad_nosym.so: undefined symbol: iap_plugin_descriptor)"
 plugin bad_entry "sampler plugin 'test-variant' lacks required entry point 'select'"
 plugin junk "not an ELF shared object (no ELF header)"
