@@ -398,94 +398,84 @@ static size_t lin_scratch(const struct lin_layer *L, const struct lin_plan *pl, 
 	       (L->is_conv ? iap_conv2d_workspace(&L->cg) : 0);
 }
 
-/*
- * One rule on one layer. x, w, b (b may be NULL) are the layer's input and
- * parameters (b already folded when L->scale is set), r_out the relevance at
- * its output; the result is added to r_in. zfwd, when not NULL, is what the
- * forward computed for layer(x; w·scale) + b (the layer's or its folded BN's
- * output). The scratch comes from iap_graph_workspace of g, or is malloc'd
- * when g is NULL.
- */
-static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct lin_layer *L0,
-		    const float *x, const float *w, const float *b, const float *zfwd,
-		    const float *r_out, float *r_in, struct iap_graph *g, struct iap_error *err)
+/* lin_rule's scratch, carved out of one block, and each term's operands. */
+struct lin_work {
+	float *tmp;                      /* nx: one term's Jᵀ s */
+	float *D[2];                     /* ny each: the groups' denominators, then their shares */
+	float *z;                        /* ny: layer(x; w·scale) + b when the plan needs it */
+	float *yt;                       /* ny: one product when a group sums several */
+	float *bm;                       /* out: one term's modified bias */
+	float *wsl[MAX_TERMS], *xsl[MAX_TERMS];      /* the distinct modified weights / inputs */
+	const float *wk_of[MAX_TERMS], *xk_of[MAX_TERMS];   /* per term: its weights and input */
+};
+
+/* Lay lin_scratch() floats at ws out as wk (and the conv kernels' scratch as L->cws). */
+static void lin_carve(struct lin_layer *L, const struct lin_plan *pl, const struct rule_terms *rt,
+		      float *ws, struct lin_work *wk)
 {
-	struct rule_terms rt;
-	struct lin_plan pl;
-	struct lin_layer Lc = *L0;
-	const struct lin_layer *L = &Lc;
-	const float *wk_of[MAX_TERMS], *xk_of[MAX_TERMS];
-	float *ws, *own = NULL, *cur, *tmp, *D[2], *z, *yt, *bm, *wsl[MAX_TERMS], *xsl[MAX_TERMS];
-	int init[2] = { 0, 0 };
-	size_t need;
-	int rc;
+	float *cur = ws;
 
-	rc = rule_terms_of(rule, p, &rt, err);
-	if (rc)
-		return rc;
-	if (rule == LRP_RULE_ZBOX &&
-	    ((p->n_low != 1 && p->n_low != L->in_ch) || (p->n_high != 1 && p->n_high != L->in_ch)))
-		return iap_error_set(err, IAP_EINVAL,
-				     "zbox bounds have %d/%d values, the layer has %lld input channels",
-				     p->n_low, p->n_high, (long long)L->in_ch);
-	lin_plan_make(&rt, p, L, x, b, zfwd, &pl);
-	need = lin_scratch(L, &pl, rt.n_groups);
-	if (g) {
-		ws = iap_graph_workspace(g, need, err);
-		if (!ws)
-			return err ? err->code : IAP_ENOMEM;
-	} else {
-		ws = own = malloc(need * sizeof(float));
-		if (!ws)
-			return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	}
-	cur = ws;
-	for (int j = 0; j < pl.n_x; j++, cur += L->nx)
-		xsl[j] = cur;
-	tmp = cur;
+	for (int j = 0; j < pl->n_x; j++, cur += L->nx)
+		wk->xsl[j] = cur;
+	wk->tmp = cur;
 	cur += L->nx;
-	D[0] = cur;
-	D[1] = rt.n_groups > 1 ? cur + L->ny : NULL;
-	cur += rt.n_groups * L->ny;
-	z = pl.need_z ? cur : NULL;
-	cur += pl.need_z * L->ny;
-	yt = pl.need_yt ? cur : NULL;
-	cur += pl.need_yt * L->ny;
-	for (int j = 0; j < pl.n_w; j++, cur += L->nw)
-		wsl[j] = cur;
-	bm = cur;
-	Lc.cws = bm + L->out;
+	wk->D[0] = cur;
+	wk->D[1] = rt->n_groups > 1 ? cur + L->ny : NULL;
+	cur += rt->n_groups * L->ny;
+	wk->z = pl->need_z ? cur : NULL;
+	cur += pl->need_z * L->ny;
+	wk->yt = pl->need_yt ? cur : NULL;
+	cur += pl->need_yt * L->ny;
+	for (int j = 0; j < pl->n_w; j++, cur += L->nw)
+		wk->wsl[j] = cur;
+	wk->bm = cur;
+	L->cws = wk->bm + L->out;
+}
 
-	/* Modified weights and inputs, once each. */
-	for (int j = 0; j < pl.n_w; j++)
-		wmod_fill(pl.wmods[j], p->gamma, L, w, wsl[j]);
-	for (int j = 0; j < pl.n_x; j++)
-		xmod_fill(pl.xmods[j], L, p, x, xsl[j]);
-	for (int k = 0; k < rt.n; k++) {
-		wk_of[k] = pl.wslot[k] < 0 ? w : wsl[pl.wslot[k]];
-		xk_of[k] = pl.xslot[k] < 0 ? x : xsl[pl.xslot[k]];
+/*
+ * Modified weights and inputs, once each, and each term's operands; where
+ * the sign masks need z and the forward's is not at hand, z itself. Returns
+ * the z the masks read (zfwd, wk->z, or NULL when no mask needs one).
+ */
+static const float *lin_operands(const struct rule_terms *rt, const struct lin_plan *pl,
+				 const struct lrp_params *p, const struct lin_layer *L, const float *x,
+				 const float *w, const float *b, const float *zfwd, struct lin_work *wk)
+{
+	for (int j = 0; j < pl->n_w; j++)
+		wmod_fill(pl->wmods[j], p->gamma, L, w, wk->wsl[j]);
+	for (int j = 0; j < pl->n_x; j++)
+		xmod_fill(pl->xmods[j], L, p, x, wk->xsl[j]);
+	for (int k = 0; k < rt->n; k++) {
+		wk->wk_of[k] = pl->wslot[k] < 0 ? w : wk->wsl[pl->wslot[k]];
+		wk->xk_of[k] = pl->xslot[k] < 0 ? x : wk->xsl[pl->xslot[k]];
 	}
-	if (pl.need_z) {
+	if (pl->need_z) {
 		const float *wz = w;
 
-		for (int j = 0; j < pl.n_w; j++)
-			if (L->scale && pl.wmods[j] == WM_ID)
-				wz = wsl[j];
-		lin_fwd(L, x, wz, b, z);  /* zennit's NoMod term: real bias even with zero_bias */
-		zfwd = z;
+		for (int j = 0; j < pl->n_w; j++)
+			if (L->scale && pl->wmods[j] == WM_ID)
+				wz = wk->wsl[j];
+		lin_fwd(L, x, wz, b, wk->z);  /* zennit's NoMod term: real bias even with zero_bias */
+		return wk->z;
 	}
+	return zfwd;
+}
 
-	/* Denominators: Σ_k dcoef_k · layer(x⁽ᵏ⁾; θ⁽ᵏ⁾), the first product of a group written in place. */
-	for (int k = 0; k < rt.n && !pl.reuse_z; k++) {
-		const struct term *t = &rt.t[k];
-		float *Dg = D[t->grp];
+/* Denominators: Σ_k dcoef_k · layer(x⁽ᵏ⁾; θ⁽ᵏ⁾), the first product of a group written in place. */
+static void lin_denominators(const struct rule_terms *rt, const struct lin_plan *pl,
+			     const struct lrp_params *p, const struct lin_layer *L, const float *b,
+			     struct lin_work *wk, int init[2])
+{
+	for (int k = 0; k < rt->n && !pl->reuse_z; k++) {
+		const struct term *t = &rt->t[k];
+		float *Dg = wk->D[t->grp], *bm = wk->bm, *yt = wk->yt;
 		int any_bias = 0;
 
 		for (int o = 0; o < L->out; o++) {
 			bm[o] = (b && !p->zero_bias) ? bmod_apply(t->b, b[o], p->gamma) : 0.0f;
 			any_bias |= bm[o] != 0.0f;
 		}
-		if (pl.empty[k]) {
+		if (pl->empty[k]) {
 			/* The input part is all zero: only the bias reaches the output. */
 			if (!init[t->grp])
 				memset(Dg, 0, (size_t)L->ny * sizeof(float));
@@ -496,11 +486,11 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 			continue;
 		}
 		if (!init[t->grp] && t->dcoef == 1.0f) {
-			lin_fwd(L, xk_of[k], wk_of[k], any_bias ? bm : NULL, Dg);
+			lin_fwd(L, wk->xk_of[k], wk->wk_of[k], any_bias ? bm : NULL, Dg);
 			init[t->grp] = 1;
 			continue;
 		}
-		lin_fwd(L, xk_of[k], wk_of[k], any_bias ? bm : NULL, yt);
+		lin_fwd(L, wk->xk_of[k], wk->wk_of[k], any_bias ? bm : NULL, yt);
 		if (!init[t->grp]) {
 #pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
 			for (int64_t j = 0; j < L->ny; j++)
@@ -512,14 +502,20 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 		}
 		init[t->grp] = 1;
 	}
-	/* s_g = R / stab(D_g), masked by the sign of z where the rule says so. */
-	for (int gi = 0; gi < rt.n_groups; gi++) {
-		float *Dg = D[gi];
-		const float *den = pl.reuse_z ? zfwd : Dg;
-		const float eps = rt.eps;
-		enum gmask m = rt.mask[gi];
+}
 
-		if (!pl.reuse_z && !init[gi])
+/* s_g = R / stab(D_g), masked by the sign of z where the rule says so (in place of D_g). */
+static void lin_group_shares(const struct rule_terms *rt, const struct lin_plan *pl,
+			     const struct lin_layer *L, const float *zfwd, const float *r_out,
+			     struct lin_work *wk, const int init[2])
+{
+	for (int gi = 0; gi < rt->n_groups; gi++) {
+		float *Dg = wk->D[gi];
+		const float *den = pl->reuse_z ? zfwd : Dg;
+		const float eps = rt->eps;
+		enum gmask m = rt->mask[gi];
+
+		if (!pl->reuse_z && !init[gi])
 			memset(Dg, 0, (size_t)L->ny * sizeof(float));
 		if (m == GM_NONE) {
 #pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->ny)))
@@ -534,16 +530,23 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 			}
 		}
 	}
-	/* R_in += Σ_k rcoef_k · x⁽ᵏ⁾ ⊙ J_kᵀ s_g. */
-	for (int k = 0; k < rt.n; k++) {
-		const struct term *t = &rt.t[k];
-		const float rc_k = t->rcoef;
-		const float *xk = xk_of[k];
+}
 
-		if (pl.empty[k] || rc_k == 0.0f)
+/* R_in += Σ_k rcoef_k · x⁽ᵏ⁾ ⊙ J_kᵀ s_g. */
+static void lin_redistribute(const struct rule_terms *rt, const struct lin_plan *pl,
+			     const struct lin_layer *L, float *r_in, struct lin_work *wk)
+{
+	float *tmp = wk->tmp;
+
+	for (int k = 0; k < rt->n; k++) {
+		const struct term *t = &rt->t[k];
+		const float rc_k = t->rcoef;
+		const float *xk = wk->xk_of[k];
+
+		if (pl->empty[k] || rc_k == 0.0f)
 			continue;
 		memset(tmp, 0, (size_t)L->nx * sizeof(float));
-		lin_bwd(L, D[t->grp], wk_of[k], tmp);
+		lin_bwd(L, wk->D[t->grp], wk->wk_of[k], tmp);
 		if (rc_k == 1.0f) {
 #pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(L->nx)))
 			for (int64_t i = 0; i < L->nx; i++)
@@ -554,6 +557,53 @@ static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct
 				r_in[i] += rc_k * xk[i] * tmp[i];
 		}
 	}
+}
+
+/*
+ * One rule on one layer. x, w, b (b may be NULL) are the layer's input and
+ * parameters (b already folded when L->scale is set), r_out the relevance at
+ * its output; the result is added to r_in. zfwd, when not NULL, is what the
+ * forward computed for layer(x; w·scale) + b (the layer's or its folded BN's
+ * output). The scratch comes from iap_graph_workspace of g, or is malloc'd
+ * when g is NULL.
+ */
+static int lin_rule(enum lrp_rule rule, const struct lrp_params *p, const struct lin_layer *L0,
+		    const float *x, const float *w, const float *b, const float *zfwd,
+		    const float *r_out, float *r_in, struct iap_graph *g, struct iap_error *err)
+{
+	struct rule_terms rt;
+	struct lin_plan pl;
+	struct lin_layer L = *L0;
+	struct lin_work wk;
+	float *ws, *own = NULL;
+	int init[2] = { 0, 0 };
+	size_t need;
+	int rc;
+
+	rc = rule_terms_of(rule, p, &rt, err);
+	if (rc)
+		return rc;
+	if (rule == LRP_RULE_ZBOX &&
+	    ((p->n_low != 1 && p->n_low != L.in_ch) || (p->n_high != 1 && p->n_high != L.in_ch)))
+		return iap_error_set(err, IAP_EINVAL,
+				     "zbox bounds have %d/%d values, the layer has %lld input channels",
+				     p->n_low, p->n_high, (long long)L.in_ch);
+	lin_plan_make(&rt, p, &L, x, b, zfwd, &pl);
+	need = lin_scratch(&L, &pl, rt.n_groups);
+	if (g) {
+		ws = iap_graph_workspace(g, need, err);
+		if (!ws)
+			return err ? err->code : IAP_ENOMEM;
+	} else {
+		ws = own = malloc(need * sizeof(float));
+		if (!ws)
+			return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	}
+	lin_carve(&L, &pl, &rt, ws, &wk);
+	zfwd = lin_operands(&rt, &pl, p, &L, x, w, b, zfwd, &wk);
+	lin_denominators(&rt, &pl, p, &L, b, &wk, init);
+	lin_group_shares(&rt, &pl, &L, zfwd, r_out, &wk, init);
+	lin_redistribute(&rt, &pl, &L, r_in, &wk);
 	free(own);
 	return IAP_OK;
 }
