@@ -16,25 +16,27 @@ const char *const iap_attr_reduce_choices[] = { "sum", "mean", NULL };
 const char *const iap_attr_target_choices[] = { "predicted", "label", NULL };
 const char *const iap_attr_seed_choices[] = { "onehot", "logit", NULL };
 
-static int choice(const char *const *choices, const char *v, int def)
+/*
+ * The common option `name` as an index into choices, def when absent. The
+ * schema's entry is IAP_ATTR_COMMON_OPTIONS's, whose choices are these
+ * tables, so iap_opts_enum's index is the mode itself; an index past the
+ * table (a plugin's own list under the same name) keeps def.
+ */
+static int choice(const struct iap_opts *opts, const char *name, const char *const *choices, int def)
 {
-	if (!v)
-		return def;
-	for (int i = 0; choices[i]; i++)
-		if (strcmp(choices[i], v) == 0)
-			return i;
-	return def;
+	int i = iap_opts_enum(opts, name), n = 0;
+
+	while (choices[n])
+		n++;
+	return i >= 0 && i < n ? i : def;
 }
 
 void iap_score_opts_from(const struct iap_opts *opts, struct iap_score_opts *so)
 {
-	so->abs = (enum iap_abs_mode)choice(iap_attr_abs_choices, iap_opts_str(opts, "abs"), IAP_ABS_AFTER);
-	so->reduce = (enum iap_reduce_mode)choice(iap_attr_reduce_choices, iap_opts_str(opts, "reduce"),
-						  IAP_REDUCE_SUM);
-	so->target = (enum iap_target_mode)choice(iap_attr_target_choices, iap_opts_str(opts, "target"),
-						  IAP_TARGET_PREDICTED);
-	so->seed = (enum iap_seed_mode)choice(iap_attr_seed_choices, iap_opts_str(opts, "seed"),
-					      IAP_SEED_ONEHOT);
+	so->abs = (enum iap_abs_mode)choice(opts, "abs", iap_attr_abs_choices, IAP_ABS_AFTER);
+	so->reduce = (enum iap_reduce_mode)choice(opts, "reduce", iap_attr_reduce_choices, IAP_REDUCE_SUM);
+	so->target = (enum iap_target_mode)choice(opts, "target", iap_attr_target_choices, IAP_TARGET_PREDICTED);
+	so->seed = (enum iap_seed_mode)choice(opts, "seed", iap_attr_seed_choices, IAP_SEED_ONEHOT);
 	so->seed_scale = 1.0f;
 }
 
