@@ -169,14 +169,6 @@ static int parse_list(const char *s, const char *name, float *v, int *n, struct 
 	return IAP_OK;
 }
 
-static int choice_index(const char *const *choices, const char *v)
-{
-	for (int i = 0; v && choices[i]; i++)
-		if (strcmp(choices[i], v) == 0)
-			return i;
-	return 0;
-}
-
 static void ig_destroy(void *state)
 {
 	struct ig_state *st = state;
@@ -217,8 +209,9 @@ static int ig_create(const struct iap_opts *opts, struct iap_graph *g, void **st
 		return iap_error_set(err, IAP_ENOMEM, "ig: out of memory");
 	iap_score_opts_from(opts, &st->so);
 	st->steps = (int)iap_opts_int(opts, "steps");
-	st->method = (enum ig_method)choice_index(ig_methods, iap_opts_str(opts, "method"));
-	st->baseline = (enum ig_baseline)choice_index(ig_baselines, iap_opts_str(opts, "baseline"));
+	/* The schema checked both against their choices: the indices follow the enums' order. */
+	st->method = (enum ig_method)iap_opts_enum(opts, "method");
+	st->baseline = (enum ig_baseline)iap_opts_enum(opts, "baseline");
 	st->sigma = (float)iap_opts_float(opts, "sigma");
 	st->mem_bytes = (size_t)iap_opts_int(opts, "memory_mb") << 20;
 	st->internal_batch = (int)iap_opts_int(opts, "internal_batch");
@@ -574,50 +567,42 @@ oom:
 }
 
 /*
- * Run the whole path for the batch x: conductance at every unit group (when
- * cond) or the weighted input-gradient sum (otherwise), plus F(x), F(x').
+ * How a run lays out the path: T virtual steps (the P path nodes, then the
+ * rows for x and x' when the path lacks them), vx and vb the steps that give
+ * F(x) and F(x'), internal batches of bs_max samples × S steps.
  */
-static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tensor *x,
-		 const int *targets, int cond, struct iap_error *err)
-{
-	const int B = (int)x->shape[0];
-	const int P = cond ? st->steps + 1 : st->steps;
-	int T, vx = -1, vb = -1;
-	const int64_t in_per = iap_tensor_numel(x) / B;
-	int64_t m_rows, shape[IAP_MAX_DIMS];
-	int bs_max, s_max, n_chunks, S, rc;
-	struct chunk ch = { .st = st, .P = P };
-	struct iap_walk_opts wo = { 0 };
+struct sweep_plan {
+	int P, T, vx, vb;
+	int bs_max, S;
+};
 
-	rc = path_nodes(st, P, err);
-	if (!rc)
-		rc = ensure_samples(st, B, err);
-	if (!rc)
-		rc = make_baseline(st, x, err);
-	if (rc)
-		return rc;
-	/*
-	 * F(x) and F(x') come from the path rows at α = 1 and α = 0 when the
-	 * method has those nodes (trapezoid), else from one extra row each.
-	 */
+/*
+ * F(x) and F(x') come from the path rows at α = 1 and α = 0 when the method
+ * has those nodes (trapezoid), else from one extra row each. Internal batch:
+ * rows from the option, else from the memory bound, but never fewer than
+ * the batch being explained: the graph already holds that many rows (the
+ * caller's forward), and fewer made a batch of 16 run as 16 passes of one
+ * row, far below the GEMMs' speed at 16. The chunks are equal (the last
+ * padded) so the graph is shaped once per run.
+ */
+static void sweep_plan(const struct ig_state *st, const struct iap_graph *g, int B, int P, struct sweep_plan *pl)
+{
+	int64_t m_rows;
+	int s_max, n_chunks;
+
+	pl->P = P;
+	pl->vx = pl->vb = -1;
 	for (int k = 0; k < P; k++) {
 		if (st->alpha[k] == 1.0)
-			vx = k;
+			pl->vx = k;
 		if (st->alpha[k] == 0.0)
-			vb = k;
+			pl->vb = k;
 	}
-	T = P;
-	if (vx < 0)
-		vx = T++;
-	if (vb < 0)
-		vb = T++;
-
-	/*
-	 * Internal batch: rows from the option, else from the memory bound, but
-	 * never fewer than the batch being explained: the graph already holds
-	 * that many rows (the caller's forward), and fewer made a batch of 16
-	 * run as 16 passes of one row, far below the GEMMs' speed at 16.
-	 */
+	pl->T = P;
+	if (pl->vx < 0)
+		pl->vx = pl->T++;
+	if (pl->vb < 0)
+		pl->vb = pl->T++;
 	m_rows = st->internal_batch;
 	if (m_rows <= 0) {
 		int64_t per_row = row_floats(g) * (int64_t)sizeof(float);
@@ -628,138 +613,203 @@ static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tens
 	}
 	if (m_rows < 1)
 		m_rows = 1;
-	bs_max = m_rows < B ? (int)m_rows : B;
-	s_max = (int)(m_rows / bs_max);
-	if (s_max > T)
-		s_max = T;
+	pl->bs_max = m_rows < B ? (int)m_rows : B;
+	s_max = (int)(m_rows / pl->bs_max);
+	if (s_max > pl->T)
+		s_max = pl->T;
 	if (s_max < 1)
 		s_max = 1;
-	/* Equal chunks (the last padded) so the graph is shaped once per run. */
-	n_chunks = (T + s_max - 1) / s_max;
-	S = (T + n_chunks - 1) / n_chunks;
+	n_chunks = (pl->T + s_max - 1) / s_max;
+	pl->S = (pl->T + n_chunks - 1) / n_chunks;
+}
 
-	if (cond) {
-		for (int gi = 0; gi < st->n_groups; gi++) {
-			const struct iap_node *node = iap_graph_node(g, iap_graph_group(g, gi)->node);
+/* Zeroed accumulators: per-group conductances with their h / ∂F/∂h carry (cond), else the input-gradient sum. */
+static int sweep_accumulators(struct ig_state *st, const struct iap_graph *g, const struct iap_tensor *x, int cond,
+			      struct iap_error *err)
+{
+	int64_t shape[IAP_MAX_DIMS];
+	int rc;
 
-			shape[0] = B;
-			memcpy(shape + 1, node->out_shape, (size_t)node->out_ndim * sizeof(*shape));
-			rc = iap_tensor_ensure(&st->cond[gi], node->out_ndim + 1, shape, err);
-			if (!rc)
-				rc = iap_tensor_ensure(&st->hprev[gi], node->out_ndim + 1, shape, err);
-			if (!rc)
-				rc = iap_tensor_ensure(&st->gprev[gi], node->out_ndim + 1, shape, err);
-			if (rc)
-				return rc;
-			iap_tensor_zero(&st->cond[gi]);
+	if (!cond) {
+		rc = iap_tensor_ensure(&st->grad_sum, x->ndim, x->shape, err);
+		if (!rc)
+			iap_tensor_zero(&st->grad_sum);
+		return rc;
+	}
+	for (int gi = 0; gi < st->n_groups; gi++) {
+		const struct iap_node *node = iap_graph_node(g, iap_graph_group(g, gi)->node);
+
+		shape[0] = x->shape[0];
+		memcpy(shape + 1, node->out_shape, (size_t)node->out_ndim * sizeof(*shape));
+		rc = iap_tensor_ensure(&st->cond[gi], node->out_ndim + 1, shape, err);
+		if (!rc)
+			rc = iap_tensor_ensure(&st->hprev[gi], node->out_ndim + 1, shape, err);
+		if (!rc)
+			rc = iap_tensor_ensure(&st->gprev[gi], node->out_ndim + 1, shape, err);
+		if (rc)
+			return rc;
+		iap_tensor_zero(&st->cond[gi]);
+	}
+	return IAP_OK;
+}
+
+/* The chunk's rows: row (j, i) = x' + α (x − x'); beyond the path x (α = 1), x', then padding rows (x'). */
+static void interpolate(struct ig_state *st, const struct iap_tensor *x, const struct sweep_plan *pl,
+			const struct chunk *ch)
+{
+	const int64_t in_per = iap_tensor_numel(x) / x->shape[0];
+	const int S = ch->n_steps, bs = ch->bs, s0 = ch->s0, k0 = ch->k0;
+
+	/* Rows are independent: one region for the whole internal batch. */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(iap_par_nt((int64_t)S * bs * in_per))
+	for (int j = 0; j < S; j++) {
+		for (int i = 0; i < bs; i++) {
+			const int k = k0 + j;
+			const double a = k < pl->P ? st->alpha[k] : k == pl->vx ? 1.0 : 0.0;
+			const float *xv = x->data + (int64_t)(s0 + i) * in_per;
+			const float *bv = st->xb.data + (int64_t)(s0 + i) * in_per;
+			float *rv = st->rows.data + ((int64_t)j * bs + i) * in_per;
+			float af = (float)a;
+
+			if (k >= pl->P && k == pl->vx) {
+				memcpy(rv, xv, (size_t)in_per * sizeof(float));
+				continue;
+			}
+			for (int64_t e = 0; e < in_per; e++)
+				rv[e] = bv[e] + af * (xv[e] - bv[e]);
 		}
+	}
+}
+
+/* The walk's seed (one-hot on the target for path rows, zero elsewhere), and F(x), F(x') from their rows. */
+static int seed_and_ends(struct ig_state *st, const struct iap_tensor *logits, const int *targets,
+			 const struct sweep_plan *pl, const struct chunk *ch, struct iap_error *err)
+{
+	int64_t n_cls;
+	int rc;
+
+	if (logits->ndim != 2)
+		return iap_error_set(err, IAP_ESHAPE, "ig: needs [N, classes] logits");
+	n_cls = logits->shape[1];
+	rc = iap_tensor_ensure(&st->seed, 2, logits->shape, err);
+	if (rc)
+		return rc;
+	iap_tensor_zero(&st->seed);
+	for (int j = 0; j < ch->n_steps; j++)
+		for (int i = 0; i < ch->bs; i++) {
+			int k = ch->k0 + j, t = targets[ch->s0 + i];
+			int64_t row = (int64_t)j * ch->bs + i;
+
+			if (t < 0 || t >= n_cls)
+				return iap_error_set(err, IAP_EINVAL, "ig: target %d is not a class index", t);
+			if (k < pl->P)
+				st->seed.data[row * n_cls + t] = 1.0f;
+			if (k == pl->vx)
+				st->fx[ch->s0 + i] = logits->data[row * n_cls + t];
+			if (k == pl->vb)
+				st->fb[ch->s0 + i] = logits->data[row * n_cls + t];
+		}
+	return IAP_OK;
+}
+
+/* explain(): the chunk's weighted input gradients into grad_sum; each sample's steps in order. */
+static void add_input_grads(struct ig_state *st, const struct iap_graph *g, const struct sweep_plan *pl,
+			    const struct chunk *ch)
+{
+	const int64_t in_per = iap_tensor_numel(&st->grad_sum) / st->grad_sum.shape[0];
+	const int steps = pl->P - ch->k0 < ch->n_steps ? pl->P - ch->k0 : ch->n_steps, bs = ch->bs;
+
+	/* Samples and element blocks split over the team. */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(iap_par_nt((int64_t)steps * bs * in_per))
+	for (int i = 0; i < bs; i++) {
+		for (int64_t e0 = 0; e0 < in_per; e0 += IG_BLOCK) {
+			const int64_t e1 = in_per - e0 < IG_BLOCK ? in_per : e0 + IG_BLOCK;
+			float *acc = st->grad_sum.data + (int64_t)(ch->s0 + i) * in_per;
+
+			for (int j = 0; j < steps; j++) {
+				const float w = (float)st->weight[ch->k0 + j];
+				const float *gr = g->input_r.data + ((int64_t)j * bs + i) * in_per;
+
+#pragma omp simd
+				for (int64_t e = e0; e < e1; e++)
+					acc[e] += w * gr[e];
+			}
+		}
+	}
+}
+
+/* One internal batch: interpolate, forward, seed, and (for path rows) the walk and its sums. */
+static int run_chunk(struct ig_state *st, struct iap_graph *g, const struct iap_tensor *x, const int *targets,
+		     const struct sweep_plan *pl, struct chunk *ch, int cond, const struct iap_walk_opts *wo,
+		     struct iap_error *err)
+{
+	int rc;
+
+	interpolate(st, x, pl, ch);
+	rc = iap_graph_forward(g, &st->rows, err);
+	if (rc) {
+		iap_error_prefix(err, "ig");
+		return rc;
+	}
+	rc = seed_and_ends(st, iap_graph_output(g), targets, pl, ch, err);
+	if (rc || ch->k0 >= pl->P)
+		return rc; /* only the end rows: nothing to walk */
+	rc = iap_graph_backward(g, iap_ruleset_gradient(), &st->seed, wo, err);
+	if (rc) {
+		iap_error_prefix(err, "ig");
+		return rc;
+	}
+	if (!cond)
+		add_input_grads(st, g, pl, ch);
+	return IAP_OK;
+}
+
+/*
+ * Run the whole path for the batch x: conductance at every unit group (when
+ * cond) or the weighted input-gradient sum (otherwise), plus F(x), F(x').
+ */
+static int sweep(struct ig_state *st, struct iap_graph *g, const struct iap_tensor *x,
+		 const int *targets, int cond, struct iap_error *err)
+{
+	const int B = (int)x->shape[0];
+	struct sweep_plan pl;
+	struct chunk ch = { .st = st };
+	struct iap_walk_opts wo = { 0 };
+	int64_t shape[IAP_MAX_DIMS];
+	int rc;
+
+	ch.P = cond ? st->steps + 1 : st->steps;
+	rc = path_nodes(st, ch.P, err);
+	if (!rc)
+		rc = ensure_samples(st, B, err);
+	if (!rc)
+		rc = make_baseline(st, x, err);
+	if (rc)
+		return rc;
+	sweep_plan(st, g, B, ch.P, &pl);
+	rc = sweep_accumulators(st, g, x, cond, err);
+	if (rc)
+		return rc;
+	if (cond) {
 		wo.hook = cond_hook;
 		wo.hook_user = &ch;
 	} else {
-		rc = iap_tensor_ensure(&st->grad_sum, x->ndim, x->shape, err);
-		if (rc)
-			return rc;
-		iap_tensor_zero(&st->grad_sum);
 		wo.want_input = 1;
 	}
-
-	for (int s0 = 0; s0 < B; s0 += bs_max) {
-		int bs = B - s0 < bs_max ? B - s0 : bs_max;
-
+	for (int s0 = 0; s0 < B; s0 += pl.bs_max) {
 		ch.s0 = s0;
-		ch.bs = bs;
+		ch.bs = B - s0 < pl.bs_max ? B - s0 : pl.bs_max;
 		memcpy(shape, x->shape, (size_t)x->ndim * sizeof(*shape));
-		shape[0] = (int64_t)S * bs;
+		shape[0] = (int64_t)pl.S * ch.bs;
 		rc = iap_tensor_ensure(&st->rows, x->ndim, shape, err);
 		if (rc)
 			return rc;
-		for (int k0 = 0; k0 < T; k0 += S) {
-			const struct iap_tensor *logits;
-			int64_t n_cls;
-
+		for (int k0 = 0; k0 < pl.T; k0 += pl.S) {
 			ch.k0 = k0;
-			ch.n_steps = S;
-			/* Interpolate: row (j, i) = x' + α (x − x'). */
-			/* Rows are independent: one region for the whole internal batch. */
-#pragma omp parallel for collapse(2) schedule(static) num_threads(iap_par_nt((int64_t)S * bs * in_per))
-			for (int j = 0; j < S; j++) {
-				for (int i = 0; i < bs; i++) {
-					const int k = k0 + j;
-					/* Beyond the path: x (α = 1), x' (α = 0), then padding rows (x'). */
-					const double a = k < P ? st->alpha[k] : k == vx ? 1.0 : 0.0;
-					const float *xv = x->data + (int64_t)(s0 + i) * in_per;
-					const float *bv = st->xb.data + (int64_t)(s0 + i) * in_per;
-					float *rv = st->rows.data + ((int64_t)j * bs + i) * in_per;
-					float af = (float)a;
-
-					if (k >= P && k == vx) {
-						memcpy(rv, xv, (size_t)in_per * sizeof(float));
-						continue;
-					}
-					for (int64_t e = 0; e < in_per; e++)
-						rv[e] = bv[e] + af * (xv[e] - bv[e]);
-				}
-			}
-			rc = iap_graph_forward(g, &st->rows, err);
-			if (rc) {
-				iap_error_prefix(err, "ig");
-				return rc;
-			}
-			logits = iap_graph_output(g);
-			if (logits->ndim != 2)
-				return iap_error_set(err, IAP_ESHAPE, "ig: needs [N, classes] logits");
-			n_cls = logits->shape[1];
-			/* The seed: one-hot on the target for path rows, zero elsewhere. */
-			rc = iap_tensor_ensure(&st->seed, 2, logits->shape, err);
+			ch.n_steps = pl.S;
+			rc = run_chunk(st, g, x, targets, &pl, &ch, cond, &wo, err);
 			if (rc)
 				return rc;
-			iap_tensor_zero(&st->seed);
-			for (int j = 0; j < S; j++)
-				for (int i = 0; i < bs; i++) {
-					int k = k0 + j, t = targets[s0 + i];
-					int64_t row = (int64_t)j * bs + i;
-
-					if (t < 0 || t >= n_cls)
-						return iap_error_set(err, IAP_EINVAL,
-								     "ig: target %d is not a class index", t);
-					if (k < P)
-						st->seed.data[row * n_cls + t] = 1.0f;
-					if (k == vx)
-						st->fx[s0 + i] = logits->data[row * n_cls + t];
-					if (k == vb)
-						st->fb[s0 + i] = logits->data[row * n_cls + t];
-				}
-			if (k0 >= P)
-				continue; /* only the end rows: nothing to walk */
-			rc = iap_graph_backward(g, iap_ruleset_gradient(), &st->seed, &wo, err);
-			if (rc) {
-				iap_error_prefix(err, "ig");
-				return rc;
-			}
-			if (cond)
-				continue;
-			{
-				const int steps = P - k0 < S ? P - k0 : S;
-
-				/* Each sample's sum takes its steps in order; samples and element blocks split. */
-#pragma omp parallel for collapse(2) schedule(static) \
-	num_threads(iap_par_nt((int64_t)steps * bs * in_per))
-				for (int i = 0; i < bs; i++) {
-					for (int64_t e0 = 0; e0 < in_per; e0 += IG_BLOCK) {
-						const int64_t e1 = in_per - e0 < IG_BLOCK ? in_per : e0 + IG_BLOCK;
-						float *acc = st->grad_sum.data + (int64_t)(s0 + i) * in_per;
-
-						for (int j = 0; j < steps; j++) {
-							const float w = (float)st->weight[k0 + j];
-							const float *gr = g->input_r.data + ((int64_t)j * bs + i) * in_per;
-
-#pragma omp simd
-							for (int64_t e = e0; e < e1; e++)
-								acc[e] += w * gr[e];
-						}
-					}
-				}
-			}
 		}
 	}
 	st->n_samples = B;
