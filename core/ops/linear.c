@@ -23,6 +23,8 @@
 #include <iaprune/blas.h>
 #include <iaprune/ops.h>
 
+#include "parallel.h"
+
 /* Rows per sgemm call: cblas takes int sizes. */
 #define LINEAR_MAX_ROWS ((int64_t)(INT_MAX / 2))
 
@@ -38,9 +40,10 @@ void iap_linear_forward_raw(int64_t rows, int in, int out, const float *x, const
 	/*
 	 * One row (a CNN classifier at batch 1) is a matrix-vector product:
 	 * OpenBLAS's sgemm with M = 1 streamed VGG19's 411 MB classifier weight
-	 * at a third of sgemv's speed (bench/NOTES.md).
+	 * at a third of sgemv's speed (bench/NOTES.md). Not for a one-row slice
+	 * of a larger batch (parallel.h): it sums as the batch's sgemm does.
 	 */
-	if (rows == 1) {
+	if (rows == 1 && iap_plan_batch(1) == 1) {
 		iap_sgemv(0, out, in, 1.0f, w, in, x, b ? 1.0f : 0.0f, y);
 		return;
 	}

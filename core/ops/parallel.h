@@ -14,4 +14,5 @@
 
 #include <iaprune/threads.h>
 
+
 #endif

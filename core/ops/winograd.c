@@ -80,6 +80,7 @@
 
 #include <iaprune/threads.h>
 
+#include "parallel.h"
 #include "winograd.h"
 
 /*
@@ -231,7 +232,8 @@ int iap_winograd_applies(const struct iap_conv_geom *cg)
 	if (!iap_winograd_supports(cg) || cg->in_ch < WG_MIN_CH || cg->out_ch < WG_MIN_CH)
 		return 0;
 	m = wg_forward_m(cg);
-	tiles = (int64_t)cg->n * ((cg->out_h + m - 1) / m) * ((cg->out_w + m - 1) / m);
+	/* Counted for the whole batch when this is one slice of it (parallel.h), so a slice rounds as the batch. */
+	tiles = (int64_t)iap_plan_batch(cg->n) * ((cg->out_h + m - 1) / m) * ((cg->out_w + m - 1) / m);
 	return tiles >= WG_MIN_TILES;
 }
 

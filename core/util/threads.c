@@ -16,6 +16,8 @@
 
 #include <iaprune/threads.h>
 
+#include "../ops/parallel.h"
+
 /* 0 until configured; read from every op, so atomic (set from the main thread, read anywhere). */
 static atomic_int threads_n;
 
@@ -129,4 +131,17 @@ void iap_par_zero(float *p, int64_t n)
 		if (hi > lo)
 			memset(p + lo, 0, (size_t)(hi - lo) * sizeof(float));
 	}
+}
+
+/* Set by a thread that runs one slice of a batch (core/eval/predict.c); see parallel.h. */
+static _Thread_local int plan_whole;
+
+void iap_plan_batch_set(int whole)
+{
+	plan_whole = whole > 0 ? whole : 0;
+}
+
+int iap_plan_batch(int n)
+{
+	return plan_whole > n ? plan_whole : n;
 }

@@ -73,6 +73,21 @@ int iap_par_nt(int64_t n);
 /* p[0..n) = 0, split over the threads like any memory-bound loop (a tensor's zeroing is no serial step). */
 void iap_par_zero(float *p, int64_t n);
 
+/*
+ * The batch an op chooses its algorithm for. A few choices depend on the
+ * batch size (Winograd needs enough tiles, a one-row linear layer is a
+ * matrix-vector product), and each algorithm rounds differently. When a
+ * batch is evaluated as slices on several threads at once (host/eval),
+ * each thread declares the whole batch's size here, so every slice is
+ * computed exactly as it would be inside the whole batch: the result does
+ * not depend on how the batch was split. Per thread; 0 (the default)
+ * means the op's own batch.
+ */
+void iap_plan_batch_set(int whole);
+
+/* max(n, the declared whole batch): the size to choose the algorithm for. */
+int iap_plan_batch(int n);
+
 #ifdef __cplusplus
 }
 #endif
