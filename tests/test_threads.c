@@ -30,6 +30,7 @@
 #include <iaprune/tensor.h>
 #include <iaprune/threads.h>
 
+#include "../core/eval/predict_split.h"
 #include "../plugins/models/arch.h"
 #include "testutil.h"
 
@@ -398,6 +399,81 @@ static void test_attribution_threads(void **state)
 	iap_threads_set(2);
 }
 
+/* ---- batch evaluation: slices of the batch per thread against the per-op split -------- */
+
+#define PRED_N 44   /* slices [0, 16), [16, 32), [32, 44) on 3 threads: a tail slice too */
+
+static int64_t pred_count(void *state)
+{
+	(void)state;
+	return PRED_N;
+}
+
+static int pred_load(void *state, int64_t i, float *image, int *label, struct iap_error *err)
+{
+	const struct iap_tensor *x = state;
+	const int64_t per = iap_tensor_numel(x) / x->shape[0];
+
+	(void)err;
+	memcpy(image, x->data + i * per, (size_t)per * sizeof(float));
+	*label = (int)(i % 10);
+	return IAP_OK;
+}
+
+static const struct iap_dataset_ops pred_ops = { .size = sizeof(struct iap_dataset_ops), .count = pred_count,
+						 .load = pred_load };
+
+static void test_predict_slices(void **state)
+{
+	struct iap_tensor x = tu_rand_tensor(23, 4, (int64_t)PRED_N, (int64_t)3, (int64_t)64, (int64_t)64);
+	struct iap_dataset ds = { .ops = &pred_ops, .state = &x, .split = IAP_SPLIT_TEST, .count = PRED_N,
+				  .info = { .n_classes = 10, .in_ndim = 3, .in_shape = { 3, 64, 64 } } };
+	float *ref = malloc(sizeof(float) * PRED_N * 10), *p = malloc(sizeof(float) * PRED_N * 10);
+	int labels[PRED_N];
+
+	(void)state;
+	assert_true(ref && p);
+	for (int k = 0; k < 3; k++) {
+		struct iap_graph *g = model(k);
+		struct iap_error err = { 0, "" };
+
+		for (int masked = 0; masked < 2; masked++) {
+			if (masked) {
+				/* Every third unit of every group pruned: the masked convs' and linears' own paths. */
+				for (int gi = 0; gi < g->n_groups; gi++) {
+					uint8_t keep[4096];
+
+					assert_true(g->groups[gi].n_units <= 4096);
+					for (int u = 0; u < g->groups[gi].n_units; u++)
+						keep[u] = u % 3 != 1;
+					assert_int_equal(iap_graph_set_mask(g, gi, keep, &err), 0);
+				}
+			}
+			iap_threads_set(1);
+			assert_int_equal(iap_predict_split(g, &ds, PRED_N, IAP_EVAL_SPLIT_OPS, ref, labels, &err), 0);
+			for (int t = 1; t <= 3; t++) {
+				iap_threads_set(t);
+				assert_int_equal(iap_predict_split(g, &ds, PRED_N, IAP_EVAL_SPLIT_BATCH, p, labels, &err), 0);
+				if (memcmp(ref, p, sizeof(float) * PRED_N * 10))
+					fail_msg("%s%s: %d threads in slices differ from the whole batch (%.3g)", model_names[k],
+						 masked ? " masked" : "", t, rel_diff(ref, p, PRED_N * 10));
+				assert_int_equal(iap_predict_split(g, &ds, PRED_N, IAP_EVAL_SPLIT_OPS, p, labels, &err), 0);
+				if (memcmp(ref, p, sizeof(float) * PRED_N * 10))
+					fail_msg("%s%s: the per-op split on %d threads differs from 1 thread (%.3g)",
+						 model_names[k], masked ? " masked" : "", t, rel_diff(ref, p, PRED_N * 10));
+			}
+			/* The graph still runs whole batches afterwards (slice 0 ran on it). */
+			assert_int_equal(iap_predict_split(g, &ds, 7, IAP_EVAL_SPLIT_AUTO, p, labels, &err), 0);
+			assert_int_equal(labels[PRED_N - 1], (PRED_N - 1) % 10);
+		}
+		iap_graph_free(g);
+	}
+	free(ref);
+	free(p);
+	iap_tensor_free(&x);
+	iap_threads_set(2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -408,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_sgemv_sger_split),
 		cmocka_unit_test(test_forward_threads),
 		cmocka_unit_test(test_attribution_threads),
+		cmocka_unit_test(test_predict_slices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,15 +94,17 @@ static int forward_rows(struct iap_graph *g, const struct iap_tensor *x, int c, 
 	return IAP_OK;
 }
 
-/* First sample of slice s of ns: a multiple of SLICE_ALIGN (products sum a vector's lanes alike). */
+/*
+ * First sample of slice s of ns: slices of ⌈n / ns⌉ rounded up to SLICE_ALIGN
+ * samples, the last one shorter. Aligned starts keep every sample in the
+ * same vector lanes of a product as in the whole batch (OpenBLAS sums a
+ * column in another order when it falls elsewhere: bench/NOTES.md).
+ */
 static int slice_start(int n, int ns, int s)
 {
-	int64_t lo;
+	const int64_t len = ((int64_t)n + ns - 1) / ns, step = (len + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
 
-	if (s >= ns)
-		return n;
-	lo = (int64_t)n * s / ns / SLICE_ALIGN * SLICE_ALIGN;
-	return (int)lo;
+	return (int64_t)s * step < n ? (int)((int64_t)s * step) : n;
 }
 
 /* Slice s of ns of the batch x runs on reps[s]; one parallel region for the batch. */
