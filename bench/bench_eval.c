@@ -1,6 +1,6 @@
 /*
  * The pruning sweep's evaluation, two ways (issue 14): every op split over
- * the threads, or a slice of the batch per thread (core/eval/predict.c).
+ * the threads, or a slice of the batch per thread (host/eval/predict.c).
  *
  * The default pipeline's model and test split, shaped as it runs them: VGG-11
  * with BatchNorm at width 1/8 on 1 × 32² images, 2 classes, 156 test images,

@@ -30,7 +30,7 @@
 #include <iaprune/tensor.h>
 #include <iaprune/threads.h>
 
-#include "../core/eval/predict_split.h"
+#include "../host/eval/predict_split.h"
 #include "../plugins/models/arch.h"
 #include "testutil.h"
 

@@ -133,7 +133,7 @@ void iap_par_zero(float *p, int64_t n)
 	}
 }
 
-/* Set by a thread that runs one slice of a batch (core/eval/predict.c); see parallel.h. */
+/* Set by a thread that runs one slice of a batch (host/eval/predict.c); see <iaprune/threads.h>. */
 static _Thread_local int plan_whole;
 
 void iap_plan_batch_set(int whole)
