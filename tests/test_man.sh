@@ -1,7 +1,10 @@
 #!/bin/sh
 # Man pages: each page lints clean (mandoc -Tlint and groff -mandoc -ww -z,
 # whichever are installed), renders no word as a flag it is not, every
-# installed header has a page, cross-references to iaprune's own pages resolve, and
+# installed header has an installed page and every function it declares is
+# in that page's NAME and SYNOPSIS with a link page that man follows, the
+# host's (uninstalled) pages stay out of what is installed,
+# cross-references to iaprune's own pages resolve, and
 # the pages stay in step with the code: every pipeline key the validator
 # knows is documented in iaprune-pipeline(5), every command in iaprune(1),
 # and every option of every plugin built in the tree in iaprune-plugins(7)
@@ -23,7 +26,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; sed 's/^/# /' "$tmp/log"; }
 
 set -- $pages
-echo "1..$(($# + 5))"
+echo "1..$(($# + 8))"
 
 for p in $pages; do
 	: >"$tmp/log"
@@ -232,13 +235,119 @@ done
 if [ -s "$tmp/log" ]; then not_ok "rendered pages show no word as a flag (option lists intact)"
 else ok "rendered pages show no word as a flag (option lists intact)"; fi
 
-# Every installed header (include/iaprune/*.h) is the ".In" of some section-3 page.
+# The SDK's manual. What make installs comes from the Makefile (the
+# environment); run by hand, the headers are include/iaprune/*.h and the
+# installed pages those that include only such headers.
+if [ -n "${IAP_INSTALLED_HEADERS:-}" ]; then
+	headers=
+	for h in $IAP_INSTALLED_HEADERS; do headers="$headers $IAP_TEST_SRCDIR/$h"; done
+else
+	headers=$(echo "$IAP_TEST_SRCDIR"/include/iaprune/*.h)
+fi
+if [ -n "${IAP_INSTALLED_MANS:-}" ]; then
+	installed=
+	for p in $IAP_INSTALLED_MANS; do installed="$installed ${p##*/}"; done
+else
+	installed=
+	for p in $pages; do
+		keep=1
+		for h in $(sed -n 's|^\.In iaprune/\([^ ]*\).*|\1|p' "$man/$p"); do
+			[ -f "$IAP_TEST_SRCDIR/include/iaprune/$h" ] || keep=0
+		done
+		[ "$keep" -eq 1 ] && installed="$installed $p"
+	done
+fi
+is_installed() { case " $installed " in *" $1 "*) return 0 ;; esac; return 1; }
+# synopsis PAGE: its SYNOPSIS section.
+synopsis() { awk '/^\.Sh / { on = ($2 == "SYNOPSIS"); next } on' "$man/$1"; }
+
+# Every installed header is the ".In" of an installed section-3 page.
 : >"$tmp/log"
-for h in "$IAP_TEST_SRCDIR"/include/iaprune/*.h; do
-	h=${h##*/}
-	grep -qx ".In iaprune/$h" "$man"/*.3 || echo "no page has .In iaprune/$h" >>"$tmp/log"
+for h in $headers; do
+	h=${h##*/} found=
+	for p in $installed; do
+		case $p in *.3) synopsis "$p" | grep -qx ".In iaprune/$h" && found=$p ;; esac
+	done
+	[ -n "$found" ] || echo "no installed page has .In iaprune/$h" >>"$tmp/log"
 done
-if [ -s "$tmp/log" ]; then not_ok "every installed header has a page"
-else ok "every installed header has a page"; fi
+if [ -s "$tmp/log" ]; then not_ok "every installed header has an installed page"
+else ok "every installed header has an installed page"; fi
+
+# Every function an installed header declares (tools/header-functions) is
+# a ".Nm" of exactly one installed page, whose SYNOPSIS has that header's
+# ".In" and the function's ".Fn" or ".Fo": its NAME and SYNOPSIS show it,
+# and make install gives it a link page (tools/man-aliases).
+: >"$tmp/log"
+"$IAP_TEST_SRCDIR/tools/header-functions" $headers >"$tmp/funcs" 2>>"$tmp/log"
+for p in $installed; do
+	case $p in *.3) sed -n "s/^\.Nm \([A-Za-z_][A-Za-z_0-9]*\).*/\1 $p/p" "$man/$p" ;; esac
+done >"$tmp/names"
+while read -r h f; do
+	where=$(awk -v f="$f" '$1 == f { print $2 }' "$tmp/names")
+	case $where in
+	"") echo "$f ($h): no installed page names it (.Nm)" >>"$tmp/log"; continue ;;
+	*" "*) echo "$f ($h): named by more than one page: $where" >>"$tmp/log"; continue ;;
+	esac
+	synopsis "$where" >"$tmp/syn"
+	grep -qx ".In iaprune/$h" "$tmp/syn" || echo "$f: $where has no .In iaprune/$h" >>"$tmp/log"
+	grep -qE "^\.(Fn|Fo) $f( |\$)" "$tmp/syn" || echo "$f: not in the SYNOPSIS of $where" >>"$tmp/log"
+done <"$tmp/funcs"
+[ "$(wc -l <"$tmp/funcs")" -ge 150 ] || echo "only $(wc -l <"$tmp/funcs") functions found in the headers" >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "every function of an installed header is in an installed page's NAME and SYNOPSIS"
+else ok "every function of an installed header is in an installed page's NAME and SYNOPSIS"; fi
+
+# Installed pages document installed headers only, and refer only to
+# installed pages of iaprune's (a host page is developer documentation).
+: >"$tmp/log"
+for p in $installed; do
+	for h in $(sed -n 's|^\.In iaprune/\([^ ]*\).*|\1|p' "$man/$p"); do
+		case " $headers " in
+		*"/include/iaprune/$h "*) ;;
+		*) echo "$p: .In iaprune/$h is not an installed header" >>"$tmp/log" ;;
+		esac
+	done
+	sed -n 's/^\.Xr \(iap[A-Za-z_0-9-]*\) \([0-9]\).*/\1.\2/p' "$man/$p" | while read -r ref; do
+		is_installed "$ref" || echo "$p: refers to $ref, which is not installed" >>"$tmp/log"
+	done
+done
+for p in $pages; do
+	case $p in *.3) ;; *) continue ;; esac
+	is_installed "$p" && continue
+	for h in $(sed -n 's|^\.In iaprune/\([^ ]*\).*|\1|p' "$man/$p"); do
+		case " $headers " in
+		*"/include/iaprune/$h "*) echo "$p documents installed $h but is not installed" >>"$tmp/log" ;;
+		esac
+	done
+done
+if [ -s "$tmp/log" ]; then not_ok "installed pages cover installed headers only and refer to installed pages"
+else ok "installed pages cover installed headers only and refer to installed pages"; fi
+
+# "man iap_x": the link pages make install writes lead every function to
+# its page, as mandoc and groff's soelim (man-db) resolve ".so man3/...".
+: >"$tmp/log"
+mkdir -p "$tmp/root/man3"
+for p in $installed; do case $p in *.3) cp "$man/$p" "$tmp/root/man3/" ;; esac; done
+(cd "$IAP_TEST_SRCDIR" && sh tools/man-aliases install "$tmp/root/man3" . $(for p in $installed; do echo "man/$p"; done)) \
+	>>"$tmp/log" 2>&1 || echo "tools/man-aliases install failed" >>"$tmp/log"
+while read -r h f; do
+	page=$(awk -v f="$f" '$1 == f { print $2; exit }' "$tmp/names")
+	[ -n "$page" ] || continue
+	[ -f "$tmp/root/man3/$f.3" ] || { echo "no man3/$f.3 installed" >>"$tmp/log"; continue; }
+	title=$(sed -n 's/^\.Dt \([^ ]*\) 3.*/\1(3)/p' "$man/$page")
+	for r in $renderers; do
+		case $r in
+		groff) (cd "$tmp/root" && groff -s -mandoc -Tutf8 "man3/$f.3" 2>/dev/null) ;;
+		mandoc) (cd "$tmp/root" && "$MANDOC" -Tutf8 "man3/$f.3" 2>/dev/null) ;;
+		esac | sed 's/.\x08//g' >"$tmp/shown"
+		grep -qF "$title" "$tmp/shown" && grep -qw -- "$f" "$tmp/shown" ||
+			echo "man3/$f.3 ($r) does not show $page" >>"$tmp/log"
+	done
+done <"$tmp/funcs"
+(cd "$IAP_TEST_SRCDIR" && sh tools/man-aliases uninstall "$tmp/root/man3" . $(for p in $installed; do echo "man/$p"; done))
+left=$(cd "$tmp/root/man3" && ls | wc -l)
+[ "$left" -eq "$(echo $installed | tr ' ' '\n' | grep -c '\.3$')" ] ||
+	echo "uninstall left $left files in man3" >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "man FUNCTION opens the function's page (link pages, mandoc and groff)"
+else ok "man FUNCTION opens the function's page (link pages, mandoc and groff)"; fi
 
 [ "$failed" -eq 0 ]
