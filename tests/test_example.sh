@@ -1,8 +1,11 @@
 #!/bin/sh
-# The out-of-tree example plugin (examples/sampler-stride): install the
-# library, headers and iaprune.pc into a temporary DESTDIR, build the
-# example there with its own Makefile through pkg-config only, and load it
-# into the build tree's iaprune with --plugin-path. Prints TAP.
+# The out-of-tree example plugin (examples/sampler-stride) against the SDK
+# as installed: make install into a temporary DESTDIR; check that only the
+# SDK's headers are installed and that libiaprune.so exports none of the
+# host's functions; build the example with its own Makefile through
+# `pkg-config --cflags --libs iaprune` alone (the staged iaprune.pc, its
+# prefix moved into DESTDIR with --define-variable); load it into the build
+# tree's iaprune with --plugin-path. Prints TAP.
 set -u
 : "${IAP_TEST_BUILDDIR:=.}"
 : "${IAP_TEST_SRCDIR:=.}"
@@ -23,57 +26,111 @@ not_ok() {
 	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
 	[ -f "$tmp/log" ] && sed 's/^/# /' "$tmp/log" | tail -n 30
 }
+total=9
 skip_rest() {
-	while [ "$n" -lt 6 ]; do n=$((n + 1)); echo "not ok $n - $1"; done
+	while [ "$n" -lt "$total" ]; do n=$((n + 1)); echo "not ok $n - $1"; done
 	exit 1
 }
 
-echo "1..6"
+echo "1..$total"
 
-# 1. Install only what a plugin author needs, into DESTDIR (never the real prefix).
-if (cd "$IAP_TEST_BUILDDIR" && $MAKE install-libLTLIBRARIES install-iapruneincludeHEADERS \
-	install-pkgconfigDATA DESTDIR="$dest") >"$tmp/log" 2>&1; then
-	ok "install library, headers and iaprune.pc into DESTDIR"
+# 1. make install into DESTDIR (never the real prefix).
+if (cd "$IAP_TEST_BUILDDIR" && $MAKE install DESTDIR="$dest") >"$tmp/log" 2>&1; then
+	ok "make install into DESTDIR"
 else
-	not_ok "install library, headers and iaprune.pc into DESTDIR"; skip_rest "skipped: install failed"
+	not_ok "make install into DESTDIR"; skip_rest "skipped: install failed"
 fi
-# The installed iaprune.pc names the configured prefix; a copy with the
-# prefix moved into DESTDIR is what a user of that prefix would have.
 pc=$(find "$dest" -name iaprune.pc | head -n 1)
-mkdir "$tmp/pc"
 prefix=$(sed -n 's/^prefix=//p' "$pc")
-sed "s|^prefix=.*|prefix=$dest$prefix|" "$pc" >"$tmp/pc/iaprune.pc"
-PKG_CONFIG_PATH="$tmp/pc"
+inc=$(sed -n 's/^includedir=//p' "$pc" | sed "s|\${prefix}|$prefix|")
+lib=$(find "$dest" -name libiaprune.so | head -n 1)
+
+# 2. The installed headers are the SDK's (Makefile.am's iapruneinclude_HEADERS),
+#    and none of the host's (host/include/iaprune) is among them.
+: >"$tmp/log"
+if [ -n "${IAP_INSTALLED_HEADERS:-}" ]; then
+	for h in $IAP_INSTALLED_HEADERS; do echo "iaprune/${h##*/}"; done | sort >"$tmp/want"
+else
+	(cd "$IAP_TEST_SRCDIR/include" && ls iaprune/*.h) | sort >"$tmp/want"
+fi
+(cd "$dest$inc" 2>/dev/null && find . -type f | sed 's|^\./||') | sort >"$tmp/have"
+diff "$tmp/want" "$tmp/have" >>"$tmp/log" || echo "installed headers differ from the SDK's (< SDK, > installed)" >>"$tmp/log"
+for h in "$IAP_TEST_SRCDIR"/host/include/iaprune/*.h; do
+	[ -e "$dest$inc/iaprune/${h##*/}" ] && echo "host header installed: iaprune/${h##*/}" >>"$tmp/log"
+done
+[ -s "$tmp/want" ] || echo "no SDK header listed" >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "only the SDK's headers are installed ($(wc -l <"$tmp/have") under $inc)"
+else ok "only the SDK's headers are installed ($(wc -l <"$tmp/have") under $inc)"; fi
+
+# 3. libiaprune.so exports no host function: none declared in a host header,
+#    and nothing of the runner, pipeline, registry, report or training.
+: >"$tmp/log"
+nm -D --defined-only "$lib" 2>>"$tmp/log" | awk '{ print $NF }' | sort -u >"$tmp/exports"
+grep -qx iap_tensor_free "$tmp/exports" || echo "iap_tensor_free not exported: nm read nothing?" >>"$tmp/log"
+"$IAP_TEST_SRCDIR/tools/header-functions" "$IAP_TEST_SRCDIR"/host/include/iaprune/*.h |
+	awk '{ print $2 }' | sort -u >"$tmp/hostfuncs"
+[ "$(wc -l <"$tmp/hostfuncs")" -ge 50 ] || echo "only $(wc -l <"$tmp/hostfuncs") host functions found" >>"$tmp/log"
+comm -12 "$tmp/exports" "$tmp/hostfuncs" | sed 's/^/exported host function: /' >>"$tmp/log"
+grep -E '^iap_(run|cfg_|pipeline|registry_|report_|train|compact|metrics_|stats_|predict|eval_pruned|guard|lock_|generation_|heatmap)' \
+	"$tmp/exports" | sed 's/^/exported host symbol: /' >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "libiaprune.so exports no host symbol"
+else ok "libiaprune.so exports no host symbol"; fi
+
+# 4. pkg-config, from the staged iaprune.pc with its prefix moved into
+#    DESTDIR, points into DESTDIR and names libiaprune alone (the libraries
+#    it links are Requires.private).
+# (PKG_CONFIG_PATH comes before the system's folders, which still hold
+# the .pc files of the Requires.private libraries.)
+PKG_CONFIG_PATH=${pc%/*}
 export PKG_CONFIG_PATH
-
-# 2. pkg-config points into DESTDIR, not at the source or build tree.
-cflags=$(pkg-config --cflags iaprune 2>"$tmp/log")
-case "$cflags" in
-*"$dest"/*) ok "pkg-config --cflags iaprune points into DESTDIR ($cflags)" ;;
-*) not_ok "pkg-config --cflags iaprune points into DESTDIR ($cflags)" ;;
+pkgconf="pkg-config --define-variable=prefix=$dest$prefix"
+cflags=$($pkgconf --cflags iaprune 2>"$tmp/log")
+libs=$($pkgconf --libs iaprune 2>>"$tmp/log")
+# pkg-config adds the Cflags of the Requires.private packages (openblas,
+# libpng) after iaprune's own; none may point into the source or build tree.
+first=${cflags%% *}
+case " $cflags $libs " in
+*" -I$IAP_TEST_SRCDIR"* | *" -I$IAP_TEST_BUILDDIR"* | *" -L$IAP_TEST_BUILDDIR"*) first="(tree)" ;;
 esac
+if [ "$first" = "-I$dest$inc" ] && [ "$(echo $libs)" = "-L${lib%/*} -liaprune" ]; then
+	ok "pkg-config --cflags --libs iaprune: DESTDIR's SDK only ($cflags $libs)"
+else
+	not_ok "pkg-config --cflags --libs iaprune: DESTDIR's SDK only ($cflags $libs)"
+fi
 
-# 3. Build the example out of tree with its own Makefile.
+# 5. Build the example out of tree with its own Makefile: the compiler sees
+#    what pkg-config gives and nothing of the source or build tree.
 cp -R "$IAP_TEST_SRCDIR/examples/sampler-stride" "$tmp/ex" && chmod -R u+w "$tmp/ex"
-if $MAKE -C "$tmp/ex" CFLAGS="-O2 -Werror" >"$tmp/log" 2>&1 && [ -f "$tmp/ex/stride.so" ]; then
+if env -u CPATH -u C_INCLUDE_PATH -u LIBRARY_PATH $MAKE -C "$tmp/ex" PKG_CONFIG="$pkgconf" \
+	CFLAGS="-O2 -Werror" >"$tmp/log" 2>&1 && [ -f "$tmp/ex/stride.so" ]; then
 	ok "the example builds against the installed headers via pkg-config"
 else
 	not_ok "the example builds against the installed headers via pkg-config"; skip_rest "skipped: build failed"
 fi
 
-# 4. Exactly one exported function: the entry point.
+# 6. Exactly one exported function: the entry point.
 syms=$(nm -D --defined-only "$tmp/ex/stride.so" 2>/dev/null | awk '$2 == "T" { print $3 }')
 if [ "$syms" = iap_plugin_descriptor ]; then ok "the example exports only iap_plugin_descriptor"
 else echo "# exported: $syms"; not_ok "the example exports only iap_plugin_descriptor"; fi
 
-# 5. Loaded with --plugin-path and described.
+# 7. What it calls of iaprune, libiaprune.so (the installed SDK) defines.
+: >"$tmp/log"
+readelf -d "$tmp/ex/stride.so" 2>>"$tmp/log" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' >"$tmp/needed"
+grep -q '^libiaprune\.so' "$tmp/needed" || echo "stride.so does not need libiaprune.so: $(cat "$tmp/needed")" >>"$tmp/log"
+nm -D --undefined-only "$tmp/ex/stride.so" 2>>"$tmp/log" | awk '$NF ~ /^iap_/ { print $NF }' | sort -u >"$tmp/calls"
+[ -s "$tmp/calls" ] || echo "stride.so calls no iap_ function: nm read nothing?" >>"$tmp/log"
+comm -23 "$tmp/calls" "$tmp/exports" | sed 's/^/not in libiaprune.so: /' >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "the example's iaprune calls resolve in the installed libiaprune.so"
+else ok "the example's iaprune calls resolve in the installed libiaprune.so ($(echo $(cat "$tmp/calls")))"; fi
+
+# 8. Loaded with --plugin-path and described.
 if "$IAPRUNE" --plugin-path "$tmp/ex" plugins --describe sampler/stride >"$tmp/log" 2>&1 &&
 	grep -qx 'sampler stride: every stride-th sample until k per class (example plugin)' "$tmp/log" &&
 	grep -qF '  stride (int, range [1, 1e+06], default 3)' "$tmp/log"; then
 	ok "iaprune --plugin-path loads and describes the example"
 else not_ok "iaprune --plugin-path loads and describes the example"; fi
 
-# 6. Its options are validated in a pipeline like any other plugin's (the
+# 9. Its options are validated in a pipeline like any other plugin's (the
 #    other kinds come from the build tree's test plugins).
 cat >"$tmp/p.yaml" <<'YAML'
 version: 1
