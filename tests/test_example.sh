@@ -1,6 +1,6 @@
 #!/bin/sh
 # The out-of-tree example plugin (examples/sampler-stride) against the SDK
-# as installed: make install into a temporary DESTDIR; check that only the
+# as installed: install it into a temporary DESTDIR; check that only the
 # SDK's headers are installed and that libiaprune.so exports none of the
 # host's functions; build the example with its own Makefile through
 # `pkg-config --cflags --libs iaprune` alone (the staged iaprune.pc, its
@@ -34,11 +34,16 @@ skip_rest() {
 
 echo "1..$total"
 
-# 1. make install into DESTDIR (never the real prefix).
-if (cd "$IAP_TEST_BUILDDIR" && $MAKE install DESTDIR="$dest") >"$tmp/log" 2>&1; then
-	ok "make install into DESTDIR"
+# 1. Install into DESTDIR (never the real prefix) the library, iaprune.pc and
+#    every *_HEADERS list the Makefile installs (so a header installed by a
+#    list other than the SDK's shows in 2). Not a whole `make install`: that
+#    relinks the plugins inside the build tree while other tests load them.
+hdrs=$(sed -n 's/^\(install-[A-Za-z_]*HEADERS\):.*/\1/p' "$IAP_TEST_BUILDDIR/Makefile" | sort -u)
+if (cd "$IAP_TEST_BUILDDIR" && $MAKE install-libLTLIBRARIES install-pkgconfigDATA $hdrs \
+	DESTDIR="$dest") >"$tmp/log" 2>&1; then
+	ok "install library, iaprune.pc and headers ($(echo $hdrs)) into DESTDIR"
 else
-	not_ok "make install into DESTDIR"; skip_rest "skipped: install failed"
+	not_ok "install library, iaprune.pc and headers into DESTDIR"; skip_rest "skipped: install failed"
 fi
 pc=$(find "$dest" -name iaprune.pc | head -n 1)
 prefix=$(sed -n 's/^prefix=//p' "$pc")
