@@ -285,9 +285,8 @@ static const char *default_pipeline(void)
 	return path;
 }
 
-/* Load, override and validate; on failure prints the message and returns the exit code. */
-static int load_pipeline(const char *path, const char *const *sets, int n_sets,
-			 const struct iap_registry *reg, struct iap_cfg **out)
+/* Load and override; on failure prints the message and returns the exit code. */
+static int load_tree(const char *path, const char *const *sets, int n_sets, struct iap_cfg **out)
 {
 	struct iap_error err = { 0, "" };
 	struct iap_cfg *cfg = NULL;
@@ -300,6 +299,39 @@ static int load_pipeline(const char *path, const char *const *sets, int n_sets,
 			iap_cfg_free(cfg);
 			return error_exit(exit_for(err.code), "%s", err.msg);
 		}
+	*out = cfg;
+	return EXIT_OK;
+}
+
+/* The typed pipeline (validated once, plugins resolved) for run, train, eval and prune. */
+static int load_typed(const char *path, const char *const *sets, int n_sets, const struct iap_registry *reg,
+		      struct iap_pipeline **out)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_cfg *cfg = NULL;
+	int rc = load_tree(path, sets, n_sets, &cfg);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	if (iap_pipeline_load(cfg, reg, out, &err)) {
+		iap_cfg_free(cfg);
+		return error_exit(exit_for(err.code), "%s", err.msg);
+	}
+	return EXIT_OK;
+}
+
+/* Load, override and validate; on failure prints the message and returns the exit code. */
+static int load_pipeline(const char *path, const char *const *sets, int n_sets,
+			 const struct iap_registry *reg, struct iap_cfg **out)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_cfg *cfg = NULL;
+	int rc = load_tree(path, sets, n_sets, &cfg);
+
+	*out = NULL;
+	if (rc)
+		return rc;
 	if (iap_pipeline_validate(cfg, reg, &err)) {
 		iap_cfg_free(cfg);
 		return error_exit(exit_for(err.code), "%s", err.msg);
@@ -598,15 +630,12 @@ static void ui_progress(void *user, const char *stage, int64_t done, int64_t tot
 		ui_clear(u);
 }
 
-/* -j/--threads, else IAPRUNE_THREADS, else the pipeline's threads: (CFG, may be NULL), else every CPU. */
-static int set_threads(int jobs, const struct iap_cfg *cfg)
+/* -j/--threads, else IAPRUNE_THREADS, else the pipeline's threads: (0: none given), else every CPU. */
+static int set_threads(int jobs, int pipeline_threads)
 {
 	struct iap_error err = { 0, "" };
-	long n = 0;
 
-	if (cfg && iap_cfg_get_int(iap_cfg_root(cfg), "threads", 0, &n, &err))
-		return error_exit(EXIT_USAGE, "%s", err.msg);
-	if (iap_threads_configure(jobs, n, &err))
+	if (iap_threads_configure(jobs, pipeline_threads, &err))
 		return error_exit(EXIT_USAGE, "%s", err.msg);
 	return 0;
 }
@@ -619,7 +648,7 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 	struct iap_error err = { 0, "" };
 	struct iap_run_opts ro = { .mode = mode };
 	struct iap_registry *reg;
-	struct iap_cfg *cfg;
+	struct iap_pipeline *pl;
 	struct cmd_opts o;
 	struct ui u = { 0 };
 	int rc;
@@ -634,25 +663,25 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 				  cmd->name);
 	if (o.dry_run && mode != IAP_RUN_ALL)
 		return error_exit(EXIT_USAGE, "%s: --dry-run is for 'run'", cmd->name);
-	if (set_threads(o.jobs, NULL))
+	if (set_threads(o.jobs, 0))
 		return EXIT_USAGE;
 	reg = load_plugins(c);
 	if (!reg)
 		return EXIT_RUN;
-	rc = load_pipeline(o.pipeline ? o.pipeline : default_pipeline(), o.sets, o.n_sets, reg, &cfg);
+	rc = load_typed(o.pipeline ? o.pipeline : default_pipeline(), o.sets, o.n_sets, reg, &pl);
 	if (rc)
 		goto out_reg;
-	rc = set_threads(o.jobs, cfg);
+	rc = set_threads(o.jobs, pl->threads);
 	if (rc)
 		goto out_cfg;
-	if ((mode == IAP_RUN_ALL || mode == IAP_RUN_PRUNE) && !iap_cfg_child(iap_cfg_root(cfg), "attribution")) {
+	if ((mode == IAP_RUN_ALL || mode == IAP_RUN_PRUNE) && !pl->has_attribution) {
 		rc = error_exit(EXIT_USAGE, "%s: missing required key 'attribution' ('%s' needs at least one method)",
 				o.pipeline ? o.pipeline : default_pipeline(), cmd->name);
 		goto out_cfg;
 	}
 	if (o.dry_run) {
 		/* The pipeline as it would run: overrides applied, every default written out. */
-		if (iap_pipeline_dump(cfg, reg, stdout) || fflush(stdout))
+		if (iap_pipeline_dump(pl->cfg, reg, stdout) || fflush(stdout))
 			rc = error_exit(EXIT_RUN, "cannot write the pipeline to standard output");
 		goto out_cfg;
 	}
@@ -668,7 +697,7 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 	ro.compact = o.compact;
 	ro.out_path = o.output;
 	u.run_start = now_s();
-	rc = iap_run(cfg, reg, &ro, &err);
+	rc = iap_run(pl, &ro, &err);
 	ui_clear(&u);
 	ui_stage_end(&u);
 	if (!rc && !u.quiet)
@@ -678,7 +707,7 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 		rc = error_exit(exit_for(err.code), "%s", err.msg);
 	}
 out_cfg:
-	iap_cfg_free(cfg);
+	iap_pipeline_free(pl);
 out_reg:
 	iap_registry_free(reg);
 	return rc;
@@ -856,7 +885,7 @@ static int cmd_explain(const struct command *cmd, struct common *c, int argc, ch
 	if (n_images > 1 && ((o.output && !is_dir(o.output)) || (o.raw && !is_dir(o.raw))))
 		return error_exit(EXIT_USAGE, "explain: with %d images, -o and --raw name existing directories (%s is not one)",
 				  n_images, o.output && !is_dir(o.output) ? o.output : o.raw);
-	if (set_threads(o.jobs, NULL))
+	if (set_threads(o.jobs, 0))
 		return EXIT_USAGE;
 	reg = load_plugins(c);
 	if (!reg)
@@ -1296,7 +1325,7 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d)\n", PACKAGE_VERSION,
 			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION);
-			if (set_threads(0, NULL))
+			if (set_threads(0, 0))
 				return EXIT_USAGE;
 			printf("threads %d (of %d CPUs available), OpenBLAS kernels %s, %d thread per call\n",
 			       iap_threads(), iap_threads_available(), iap_blas_core(), iap_threads_blas());

@@ -129,7 +129,7 @@ run 2 "a rate outside [0, 1) is a usage error" -- prune --rate 1.5 "$tmp/ok.yaml
 
 run 0 "--dry-run with --set" -- run --dry-run --set pruning.rates=[0.2] --set model.train.epochs=3 "$tmp/ok.yaml" &&
 	if grep -qx '  rates: \[0.2\]' "$tmp/out" && grep -qx '    epochs: 3' "$tmp/out" &&
-		grep -qx '  split: test' "$tmp/out"; then
+		grep -qx '  split: test' "$tmp/out" && grep -qx '  heatmaps: 2' "$tmp/out"; then
 		ok "--dry-run prints overrides and filled-in defaults"
 	else not_ok "--dry-run prints overrides and filled-in defaults"; fi
 

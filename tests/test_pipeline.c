@@ -506,6 +506,167 @@ static void test_shipped_pipelines(void **state)
 	}
 }
 
+
+/* ---- the typed pipeline ---------------------------------------------------------------- */
+
+#define TYPED MINIMAL "sampling:\n  - plugin: test-first\n    name: first\n    options: {order: last}\n" \
+	"pruning: {policy: test-lowest, rates: [0.2, 0.6], ignore: [fc1]}\nreport: {heatmaps: 3}\nseed: 4000000000\n"
+
+/* iap_pipeline_load: plugins resolved once, options parsed, every key typed (defaults from the table). */
+static void test_typed_pipeline(void **state)
+{
+	struct iap_error err = { 0, "" };
+	struct iap_registry *reg = iap_registry_new(&err);
+	struct iap_pipeline *p = NULL;
+
+	(void)state;
+	assert_int_equal(iap_registry_scan(reg, &err), IAP_OK);
+	assert_int_equal(iap_pipeline_load(load(TYPED), reg, &p, &err), IAP_OK);
+	assert_string_equal(p->dataset.plugin->desc->name, "test-data");
+	assert_string_equal(p->model.plugin->desc->name, "test-mlp");
+	assert_string_equal(p->pruning.policy.plugin->desc->name, "test-lowest");
+	assert_int_equal(p->n_attributions, 1);
+	assert_string_equal(p->attributions[0].name, "test-grad");
+	assert_int_equal(iap_opts_int(p->attributions[0].ref.opts, "steps"), 8);
+	assert_int_equal(p->n_samplers, 1);
+	assert_string_equal(p->samplers[0].name, "first");
+	assert_int_equal(p->samplers[0].per_class, 10);
+	assert_string_equal(iap_opts_str(p->samplers[0].ref.opts, "order"), "last");
+	assert_int_equal(p->pruning.n_rates, 2);
+	assert_true(p->pruning.rates[0] == 0.2 && p->pruning.rates[1] == 0.6);
+	assert_int_equal(p->pruning.n_ignore, 1);
+	assert_string_equal(p->pruning.ignore[0], "fc1");
+	assert_true(p->pruning.tolerance == 0.05 && p->pruning.curve_step == 0.05 && p->pruning.curve == 1);
+	assert_true(p->pruning.max_layer_rate == 0.9);
+	assert_int_equal(p->pruning.min_units, 1);
+	assert_null(p->pruning.finetune);
+	assert_int_equal(p->report.heatmaps, 3);
+	assert_int_equal(p->report.bootstrap, 1000);
+	assert_int_equal(p->report.explain_images, 8);
+	assert_int_equal(p->evaluation.split, IAP_SPLIT_TEST);
+	assert_int_equal(p->evaluation.batch_size, 128);
+	assert_int_equal(p->train.epochs, 30);
+	assert_int_equal(p->train.class_weights_balanced, 1);
+	assert_true(p->train.crop_scale == 0.7);
+	assert_true(p->seed == 4000000000ULL);
+	assert_string_equal(p->output, "results");
+	assert_null(p->weights);
+	assert_int_equal(p->has_attribution, 1);
+	iap_pipeline_free(p);
+	iap_registry_free(reg);
+}
+
+/* A bad key or option still names file:line:col, and the tree stays the caller's. */
+static void test_typed_errors(void **state)
+{
+	static const struct {
+		const char *yaml, *msg;
+	} cases[] = {
+		{ MINIMAL "      epsilonn: 1\npruning: {policy: test-lowest}\n",
+		  "p.yaml:10:7: attribution 'test-grad': unknown option 'epsilonn' (known: rule, epsilon, steps)" },
+		{ MINIMAL "report: {heatmap: 1}\n",
+		  "p.yaml:10:10: report: unknown key 'heatmap' (known: heatmaps, save_pruned, bootstrap, explain_images, latency)" },
+		{ MINIMAL "sampling: [test-frist]\npruning: {policy: test-lowest}\n",
+		  "p.yaml:10:12: unknown sampler plugin 'test-frist' (available: test-first)" },
+	};
+	struct iap_error err = { 0, "" };
+	struct iap_registry *reg = iap_registry_new(&err);
+
+	(void)state;
+	assert_int_equal(iap_registry_scan(reg, &err), IAP_OK);
+	assert_int_equal(iap_pipeline_load(load(TYPED), NULL, &(struct iap_pipeline *){ NULL }, &err), IAP_EINVAL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct iap_cfg *cfg = load(cases[i].yaml);
+		struct iap_pipeline *p = (void *)1;
+
+		assert_int_equal(iap_pipeline_load(cfg, reg, &p, &err), IAP_EINVAL);
+		assert_null(p);
+		assert_string_equal(err.msg, cases[i].msg);
+		iap_cfg_free(cfg);
+	}
+	iap_registry_free(reg);
+}
+
+struct defaults_check {
+	const struct iap_cfg_node *root, *given;   /* the dump; the pipeline as written */
+	int n, scalars;
+};
+
+/* One default of the table against the dumped pipeline: the same value at its path ('*' is item 0). */
+static void check_default(const char *path, const char *def, void *user)
+{
+	struct defaults_check *d = user;
+	struct iap_error err = { 0, "" };
+	struct iap_cfg *want = NULL;
+	const struct iap_cfg_node *got;
+	char at[256], *star;
+	char *a = NULL, *b = NULL;
+	size_t la = 0, lb = 0;
+	FILE *fa, *fb;
+
+	snprintf(at, sizeof(at), "%s", path);
+	while ((star = strchr(at, '*')))
+		*star = '0';
+	if (iap_cfg_get(d->given, at))
+		return;   /* set by the pipeline: not a default */
+	got = iap_cfg_get(d->root, at);
+	if (!got)
+		fail_msg("default of %s (%s) is not in the dry-run dump", path, def);
+	d->n++;
+	if (got->kind == IAP_CFG_SCALAR) {
+		if (!got->value || strcmp(got->value, def))
+			fail_msg("%s: dumped '%s', the table says '%s'", path, got->value ? got->value : "~", def);
+		d->scalars++;
+		return;
+	}
+	/* Lists and maps: compared as YAML written back. */
+	assert_int_equal(iap_cfg_load_string(def, strlen(def), "def", &want, &err), IAP_OK);
+	fa = open_memstream(&a, &la);
+	fb = open_memstream(&b, &lb);
+	assert_non_null(fa);
+	assert_non_null(fb);
+	iap_cfg_dump(got, fa);
+	iap_cfg_dump(iap_cfg_root(want), fb);
+	fclose(fa);
+	fclose(fb);
+	if (strcmp(a, b))
+		fail_msg("%s: dumped\n%s\nthe table says\n%s", path, a, b);
+	free(a);
+	free(b);
+	iap_cfg_free(want);
+}
+
+/* What iaprune run --dry-run prints for a pipeline that sets nothing is the table of defaults. */
+static void test_dry_run_is_the_table(void **state)
+{
+	struct iap_error err = { 0, "" };
+#define UNSET MINIMAL "sampling: [test-first]\npruning: {finetune: {}}\n"
+	struct iap_cfg *cfg = load(UNSET), *given = load(UNSET), *back = NULL;
+	struct defaults_check d = { 0 };
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(iap_pipeline_validate(cfg, NULL, &err), IAP_OK);
+	f = open_memstream(&buf, &len);
+	assert_non_null(f);
+	assert_int_equal(iap_pipeline_dump(cfg, NULL, f), IAP_OK);
+	fclose(f);
+	assert_int_equal(iap_cfg_load_string(buf, len, "dry-run", &back, &err), IAP_OK);
+	d.root = iap_cfg_root(back);
+	d.given = iap_cfg_root(given);
+	iap_pipeline_defaults(check_default, &d);
+	/* Every key with a default (45 in the table, less attribution.0.options, which is set). */
+	assert_int_equal(d.n, 44);
+	assert_int_equal(d.scalars, 38);
+	assert_string_equal(iap_cfg_get(d.root, "report.heatmaps")->value, "2");
+	free(buf);
+	iap_cfg_free(back);
+	iap_cfg_free(given);
+	iap_cfg_free(cfg);
+}
+
 int main(void)
 {
 	const char *s = getenv("IAP_TEST_SRCDIR");
@@ -520,6 +681,9 @@ int main(void)
 		cmocka_unit_test(test_validate_plugins),
 		cmocka_unit_test(test_dump_roundtrip),
 		cmocka_unit_test(test_shipped_pipelines),
+		cmocka_unit_test(test_typed_pipeline),
+		cmocka_unit_test(test_typed_errors),
+		cmocka_unit_test(test_dry_run_is_the_table),
 	};
 
 	const char *b = getenv("IAP_TEST_BUILDDIR");

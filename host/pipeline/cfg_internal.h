@@ -38,4 +38,17 @@ void cfgi_dump(const struct iap_cfg_node *node, FILE *f, const struct cfgi_dump_
 /* A scalar as YAML reads it back: plain when it can be, double-quoted otherwise; NULL is null. */
 void cfgi_dump_scalar(const char *v, FILE *f);
 
+/*
+ * Validation (schema.c) that keeps every plugin it resolves: refs gets one
+ * entry per plugin reference, in the order they were checked (refs NULL:
+ * each is let go, as iap_pipeline_validate does). Free with cfgi_refs_free.
+ */
+struct cfgi_refs {
+	struct iap_pipeline_ref *items;
+	int n, cap;
+};
+int cfgi_validate(struct iap_cfg *cfg, const struct iap_registry *reg, struct cfgi_refs *refs,
+		  struct iap_error *err);
+void cfgi_refs_free(struct cfgi_refs *refs);
+
 #endif

@@ -185,6 +185,7 @@ struct validator {
 	const struct iap_registry *reg;
 	const char *deffile;   /* "<default>" */
 	struct iap_error *err;
+	struct cfgi_refs *refs; /* NULL: resolved plugins are checked and let go */
 };
 
 /* "a, b, c" into buf (truncated with "…" when long). */
@@ -361,6 +362,30 @@ static int expand_shorthand(struct validator *V, struct iap_cfg_node *n)
 static int check_map(struct validator *V, struct iap_cfg_node *map, const struct field *fields,
 		     const char *path, int kind);
 
+/* A resolved plugin reference kept for the typed pipeline (it takes o over). */
+static int keep_ref(struct validator *V, const struct iap_cfg_node *map, const struct iap_plugin *p,
+		    struct iap_opts *o)
+{
+	struct cfgi_refs *R = V->refs;
+
+	if (R->n == R->cap) {
+		int cap = R->cap ? 2 * R->cap : 16;
+		struct iap_pipeline_ref *items = realloc(R->items, (size_t)cap * sizeof(*items));
+
+		if (!items) {
+			iap_opts_free(o);
+			return iap_error_set(V->err, IAP_ENOMEM, "out of memory");
+		}
+		R->items = items;
+		R->cap = cap;
+	}
+	R->items[R->n].node = map;
+	R->items[R->n].plugin = p;
+	R->items[R->n].opts = o;
+	R->n++;
+	return IAP_OK;
+}
+
 /* An item's label in reports: its name, or else its plugin. */
 static const char *item_label(const struct iap_cfg_node *item)
 {
@@ -485,7 +510,11 @@ static int check_map(struct validator *V, struct iap_cfg_node *map, const struct
 		rc = iap_pipeline_plugin(map, kind, V->reg, &p, &o, V->err);
 		if (rc)
 			return rc;
-		iap_opts_free(o);
+		if (!V->refs) {
+			iap_opts_free(o);
+			return IAP_OK;
+		}
+		return keep_ref(V, map, p, o);
 	}
 	return IAP_OK;
 }
@@ -583,7 +612,51 @@ out_free:
 
 int iap_pipeline_validate(struct iap_cfg *cfg, const struct iap_registry *reg, struct iap_error *err)
 {
-	struct validator V = { cfg, reg, NULL, err };
+	struct cfgi_refs refs = { 0 };
+	int rc = cfgi_validate(cfg, reg, reg ? &refs : NULL, err);
+
+	cfgi_refs_free(&refs);
+	return rc;
+}
+
+void cfgi_refs_free(struct cfgi_refs *refs)
+{
+	for (int i = 0; i < refs->n; i++)
+		iap_opts_free(refs->items[i].opts);
+	free(refs->items);
+	memset(refs, 0, sizeof(*refs));
+}
+
+static void defaults_below(const struct field *fields, const char *path,
+			   void (*fn)(const char *path, const char *def, void *user), void *user)
+{
+	char sub[256];
+
+	for (const struct field *f = fields; f->key; f++) {
+		path_join(sub, sizeof(sub), path, f->key);
+		/* A map's own default ("{}") is only there to hold its keys' defaults. */
+		if (f->def && f->type != T_MAP && f->type != T_LIST)
+			fn(sub, f->def, user);
+		if (f->type == T_MAP && f->sub)
+			defaults_below(f->sub, sub, fn, user);
+		if (f->type == T_LIST && f->sub) {
+			char items[272];
+
+			path_join(items, sizeof(items), sub, "*");
+			defaults_below(f->sub, items, fn, user);
+		}
+	}
+}
+
+void iap_pipeline_defaults(void (*fn)(const char *path, const char *def, void *user), void *user)
+{
+	defaults_below(top_fields, "", fn, user);
+}
+
+int cfgi_validate(struct iap_cfg *cfg, const struct iap_registry *reg, struct cfgi_refs *refs,
+		  struct iap_error *err)
+{
+	struct validator V = { cfg, reg, NULL, err, refs };
 	struct iap_cfg_node *root = cfgi_root_mut(cfg);
 	const struct iap_cfg_node *vn;
 	long version;

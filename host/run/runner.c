@@ -60,9 +60,8 @@
 #define SCORE_BATCH 8
 
 struct sampling {
-	const struct iap_cfg_node *ref;
 	const struct iap_plugin *plugin;
-	struct iap_opts *opts;
+	const struct iap_opts *opts;
 	char name[64];
 	int per_class;
 	int64_t *idx;
@@ -70,9 +69,8 @@ struct sampling {
 };
 
 struct attribution {
-	const struct iap_cfg_node *ref;
 	const struct iap_plugin *plugin;
-	struct iap_opts *opts;
+	const struct iap_opts *opts;
 	char name[64];
 };
 
@@ -86,8 +84,7 @@ struct config {
 };
 
 struct run {
-	const struct iap_cfg_node *root;
-	const struct iap_registry *reg;
+	const struct iap_pipeline *p;
 	const struct iap_run_opts *o;
 	struct iap_error *err;
 	uint64_t seed;
@@ -97,12 +94,12 @@ struct run {
 	const char *report_dir;     /* where report files go: the report generation being staged */
 
 	const struct iap_plugin *ds_plugin;
-	struct iap_opts *ds_opts;
+	const struct iap_opts *ds_opts;
 	struct iap_dataset split[IAP_SPLIT_COUNT];
 	int split_open[IAP_SPLIT_COUNT];
 
 	const struct iap_plugin *model_plugin;
-	struct iap_opts *model_opts;
+	const struct iap_opts *model_opts;
 	struct iap_graph *g;
 	int64_t params, macs;
 	int eval_split, eval_batch;
@@ -114,7 +111,7 @@ struct run {
 	struct config cfg[MAX_CONFIGS];
 
 	const struct iap_plugin *policy;
-	struct iap_opts *policy_opts;
+	const struct iap_opts *policy_opts;
 	double max_layer_rate, tolerance;
 	int min_units;
 	uint8_t *ignore;
@@ -221,14 +218,6 @@ static void note_half_precision(struct run *r, const char *path)
 	iap_safetensors_close(st);
 }
 
-static int resolve(struct run *r, const char *path, int kind, const struct iap_plugin **p,
-		   struct iap_opts **opts)
-{
-	const struct iap_cfg_node *ref = iap_cfg_get(r->root, path);
-
-	return iap_pipeline_plugin(ref, kind, r->reg, p, opts, r->err);
-}
-
 /* Save g with the model description and up to two more metadata entries (NULL keys: none). */
 static int save_model2(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
 		       const char *extra_value, const char *extra2_key, const char *extra2_value)
@@ -322,46 +311,26 @@ static void dataset_stats(const struct run *r, int channels, float *mean, float 
  */
 static int read_train_cfg(struct run *r, struct iap_train_cfg *out, float *mean, float *std)
 {
-	const struct iap_cfg_node *t = iap_cfg_get(r->root, "model.train");
+	const struct iap_pipeline_train *t = &r->p->train;
 	struct iap_train_cfg cfg;
-	const char *cw;
-	long epochs, batch, step;
-	double lr, wd, gamma, crop, rotate, jitter;
-	int augment, resume, hflip, vflip, rc;
 	int channels = (int)r->split[IAP_SPLIT_TRAIN].info.in_shape[0];
 
 	iap_train_cfg_defaults(&cfg);
-	rc = iap_cfg_get_int(t, "epochs", 30, &epochs, r->err);
-	rc = rc ? rc : iap_cfg_get_int(t, "batch_size", 32, &batch, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "lr", 1e-3, &lr, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "weight_decay", 0, &wd, r->err);
-	rc = rc ? rc : iap_cfg_get_int(t, "step_size", 10, &step, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "gamma", 0.1, &gamma, r->err);
-	rc = rc ? rc : iap_cfg_get_str(t, "class_weights", "balanced", &cw, r->err);
-	rc = rc ? rc : iap_cfg_get_bool(t, "augment", 1, &augment, r->err);
-	rc = rc ? rc : iap_cfg_get_bool(t, "resume", 1, &resume, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "crop_scale", 0.7, &crop, r->err);
-	rc = rc ? rc : iap_cfg_get_bool(t, "hflip", 1, &hflip, r->err);
-	rc = rc ? rc : iap_cfg_get_bool(t, "vflip", 1, &vflip, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "rotate", 30, &rotate, r->err);
-	rc = rc ? rc : iap_cfg_get_float(t, "jitter", 0.2, &jitter, r->err);
-	if (rc)
-		return rc;
-	cfg.epochs = (int)epochs;
-	cfg.batch_size = (int)batch;
-	cfg.adam.lr = lr;
-	cfg.adam.weight_decay = wd;
-	cfg.lr_step_size = (int)step;
-	cfg.lr_gamma = gamma;
-	cfg.class_weights = strcmp(cw, "balanced") == 0;
+	cfg.epochs = t->epochs;
+	cfg.batch_size = t->batch_size;
+	cfg.adam.lr = t->lr;
+	cfg.adam.weight_decay = t->weight_decay;
+	cfg.lr_step_size = t->step_size;
+	cfg.lr_gamma = t->gamma;
+	cfg.class_weights = t->class_weights_balanced;
 	cfg.seed = r->seed;
-	if (augment) {
-		cfg.augment.crop = crop < 1.0;
-		cfg.augment.crop_scale[0] = crop;
-		cfg.augment.hflip_p = hflip ? 0.5 : 0.0;
-		cfg.augment.vflip_p = vflip ? 0.5 : 0.0;
-		cfg.augment.rotate_deg = rotate;
-		cfg.augment.brightness = cfg.augment.contrast = cfg.augment.saturation = jitter;
+	if (t->augment) {
+		cfg.augment.crop = t->crop_scale < 1.0;
+		cfg.augment.crop_scale[0] = t->crop_scale;
+		cfg.augment.hflip_p = t->hflip ? 0.5 : 0.0;
+		cfg.augment.vflip_p = t->vflip ? 0.5 : 0.0;
+		cfg.augment.rotate_deg = t->rotate;
+		cfg.augment.brightness = cfg.augment.contrast = cfg.augment.saturation = t->jitter;
 		if (channels >= 1 && channels <= 3) {
 			dataset_stats(r, channels, mean, std);
 			cfg.augment.mean = mean;
@@ -370,7 +339,7 @@ static int read_train_cfg(struct run *r, struct iap_train_cfg *out, float *mean,
 	} else {
 		iap_augment_cfg_none(&cfg.augment);
 	}
-	cfg.resume = resume;
+	cfg.resume = t->resume;
 	*out = cfg;
 	return IAP_OK;
 }
@@ -508,20 +477,16 @@ static int plan_memory(struct run *r)
 {
 	struct iap_run_plan p = { .model = r->model_plugin, .model_opts = r->model_opts, .splits = r->split,
 				  .eval_batch = r->eval_batch, .score_batch = SCORE_BATCH };
-	const char *weights = NULL;
 	uint64_t need;
-	long batch = 32;
-	int rc = iap_cfg_get_str(r->root, "model.weights", NULL, &weights, r->err);
+	long batch = r->p->train.batch_size;
+	int rc;
 
-	rc = rc ? rc : iap_cfg_get_int(r->root, "model.train.batch_size", 32, &batch, r->err);
-	if (rc)
-		return rc;
-	p.train_batch = weights ? 0 : (int)batch;
+	p.train_batch = r->p->weights ? 0 : (int)batch;
 	/* Fine-tuning after pruning trains too, at its own batch size (the recipe's by default). */
-	if (iap_cfg_get(r->root, "pruning.finetune")) {
+	if (r->p->pruning.finetune) {
 		long ft = batch;
 
-		rc = iap_cfg_get_int(iap_cfg_get(r->root, "pruning.finetune"), "batch_size", batch, &ft, r->err);
+		rc = iap_cfg_get_int(r->p->pruning.finetune, "batch_size", batch, &ft, r->err);
 		if (rc)
 			return rc;
 		p.train_batch = (int)(ft > p.train_batch ? ft : p.train_batch);
@@ -531,11 +496,12 @@ static int plan_memory(struct run *r)
 
 static int prepare_model(struct run *r)
 {
-	const char *weights = NULL;
+	const char *weights = r->p->weights;
 	int rc;
 
-	rc = resolve(r, "model", IAP_PLUGIN_MODEL, &r->model_plugin, &r->model_opts);
-	rc = rc ? rc : plan_memory(r);
+	r->model_plugin = r->p->model.plugin;
+	r->model_opts = r->p->model.opts;
+	rc = plan_memory(r);
 	if (rc)
 		return rc;
 	rc = iap_call_build(r->model_plugin, r->model_opts, &r->split[IAP_SPLIT_TRAIN].info, &r->g, r->err);
@@ -543,9 +509,6 @@ static int prepare_model(struct run *r)
 		return rc;
 	r->params = iap_graph_param_count(r->g, NULL);
 	r->macs = (int64_t)iap_graph_macs(r->g);
-	rc = iap_cfg_get_str(r->root, "model.weights", NULL, &weights, r->err);
-	if (rc)
-		return rc;
 	if (weights) {
 		say(r, IAP_LOG_STAGE, "loading %s", weights);
 		rc = iap_graph_load_weights_file(r->g, weights, 0, r->err);
@@ -660,28 +623,22 @@ static int evaluate_paired(struct run *r, struct iap_report_metrics *out, int **
 
 static int run_samplers(struct run *r)
 {
-	const struct iap_cfg_node *list = iap_cfg_get(r->root, "sampling");
 	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
 	int rc;
 
-	for (int i = 0; list && i < list->n_items && i < 16; i++) {
+	for (int i = 0; i < r->p->n_samplers && i < 16; i++) {
+		const struct iap_pipeline_sampler *ps = &r->p->samplers[i];
 		struct sampling *s = &r->smp[r->n_smp];
-		const char *name = NULL;
-		long k;
 		struct iap_rng rng;
 		struct iap_error warn;
 
 		memset(s, 0, sizeof(*s));
-		s->ref = list->items[i];
-		rc = iap_pipeline_plugin(s->ref, IAP_PLUGIN_SAMPLER, r->reg, &s->plugin, &s->opts, r->err);
-		rc = rc ? rc : iap_cfg_get_int(s->ref, "per_class", 10, &k, r->err);
-		rc = rc ? rc : iap_cfg_get_str(s->ref, "name", s->plugin->desc->name, &name, r->err);
-		if (rc)
-			return rc;
+		s->plugin = ps->ref.plugin;
+		s->opts = ps->ref.opts;
 		r->n_smp++;
-		snprintf(s->name, sizeof(s->name), "%s", name);
-		s->per_class = (int)k;
-		s->idx = calloc((size_t)k * (size_t)train->info.n_classes + 1, sizeof(*s->idx));
+		snprintf(s->name, sizeof(s->name), "%s", ps->name);
+		s->per_class = ps->per_class;
+		s->idx = calloc((size_t)s->per_class * (size_t)train->info.n_classes + 1, sizeof(*s->idx));
 		if (!s->idx)
 			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 		iap_rng_seed(&rng, r->seed + 101u * (uint64_t)(i + 1));
@@ -846,32 +803,21 @@ static int compute_scores(struct run *r, struct config *c)
 
 static int run_attributions(struct run *r)
 {
-	const struct iap_cfg_node *list = iap_cfg_get(r->root, "attribution");
-	const char *ranking = "l2";
 	int rc;
 
-	if (!list || list->n_items == 0)
+	if (r->p->n_attributions == 0)
 		return iap_error_set(r->err, IAP_EINVAL,
 				     "the pipeline has no 'attribution' list (run and prune need at least one method)");
-	rc = iap_cfg_get_str(r->root, "pruning.baseline_ranking", "l2", &ranking, r->err);
-	if (rc)
-		return rc;
-	r->ranking = iap_ranking_parse(ranking);
-	if (r->ranking < 0)
-		return iap_error_set(r->err, IAP_EINVAL, "pruning.baseline_ranking: '%s' is not l2, mean or raw", ranking);
-
-	for (int i = 0; list && i < list->n_items && i < 16; i++) {
+	r->ranking = r->p->pruning.baseline_ranking;
+	for (int i = 0; i < r->p->n_attributions && i < 16; i++) {
+		const struct iap_pipeline_attribution *pa = &r->p->attributions[i];
 		struct attribution *a = &r->attr[r->n_attr];
-		const char *name = NULL;
 
 		memset(a, 0, sizeof(*a));
-		a->ref = list->items[i];
-		rc = iap_pipeline_plugin(a->ref, IAP_PLUGIN_ATTRIBUTION, r->reg, &a->plugin, &a->opts, r->err);
-		rc = rc ? rc : iap_cfg_get_str(a->ref, "name", a->plugin->desc->name, &name, r->err);
-		if (rc)
-			return rc;
+		a->plugin = pa->ref.plugin;
+		a->opts = pa->ref.opts;
 		r->n_attr++;
-		snprintf(a->name, sizeof(a->name), "%s", name);
+		snprintf(a->name, sizeof(a->name), "%s", pa->name);
 	}
 	for (int i = 0; i < r->n_attr; i++) {
 		int data_free = (r->attr[i].plugin->desc->ops.attribution->flags & IAP_ATTR_DATA_FREE) != 0;
@@ -914,26 +860,21 @@ static int run_attributions(struct run *r)
 
 static int prepare_policy(struct run *r)
 {
-	const struct iap_cfg_node *ignore = iap_cfg_get(r->root, "pruning.ignore");
-	long min_units, iterations;
-	int rc;
+	const struct iap_pipeline *p = r->p;
 
-	rc = resolve(r, "pruning.policy", IAP_PLUGIN_POLICY, &r->policy, &r->policy_opts);
-	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.caps.max_layer_rate", 0.9, &r->max_layer_rate, r->err);
-	rc = rc ? rc : iap_cfg_get_int(r->root, "pruning.caps.min_units", 1, &min_units, r->err);
-	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.tolerance", 0.05, &r->tolerance, r->err);
-	rc = rc ? rc : iap_cfg_get_int(r->root, "pruning.iterations", 1, &iterations, r->err);
-	if (rc)
-		return rc;
-	r->min_units = (int)min_units;
-	r->iterations = (int)iterations;
+	r->policy = p->pruning.policy.plugin;
+	r->policy_opts = p->pruning.policy.opts;
+	r->max_layer_rate = p->pruning.max_layer_rate;
+	r->min_units = p->pruning.min_units;
+	r->tolerance = p->pruning.tolerance;
+	r->iterations = p->pruning.iterations;
 	r->ignore = calloc((size_t)r->g->n_groups + 1, 1);
 	if (!r->ignore)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	/* pruning.ignore: exact group names here; the policies also take glob patterns. */
-	for (int i = 0; ignore && i < ignore->n_items; i++)
+	for (int i = 0; i < p->pruning.n_ignore; i++)
 		for (int gi = 0; gi < r->g->n_groups; gi++)
-			if (ignore->items[i]->value && !strcmp(ignore->items[i]->value, r->g->groups[gi].name))
+			if (!strcmp(p->pruning.ignore[i], r->g->groups[gi].name))
 				r->ignore[gi] = 1;
 	return IAP_OK;
 }
@@ -1102,16 +1043,11 @@ static int cmp_double(const void *a, const void *b)
 /* The rates to evaluate: the pipeline's, plus the fine curve; sorted, unique. */
 static int rate_list(struct run *r, double **out, int *n_out, double **table, int *n_table)
 {
-	const struct iap_cfg_node *rates = iap_cfg_get(r->root, "pruning.rates");
-	double step = 0;
-	int curve = 1, n = 0, rc;
+	double step = r->p->pruning.curve_step;
+	int curve = r->p->pruning.curve, n = 0;
 	double *v;
 
-	rc = iap_cfg_get_bool(r->root, "pruning.curve", 1, &curve, r->err);
-	rc = rc ? rc : iap_cfg_get_float(r->root, "pruning.curve_step", 0.05, &step, r->err);
-	if (rc)
-		return rc;
-	*n_table = rates ? rates->n_items : 0;
+	*n_table = r->p->pruning.n_rates;
 	*table = calloc((size_t)*n_table + 1, sizeof(double));
 	v = calloc((size_t)*n_table + 64, sizeof(double));
 	if (!*table || !v) {
@@ -1119,11 +1055,7 @@ static int rate_list(struct run *r, double **out, int *n_out, double **table, in
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	}
 	for (int i = 0; i < *n_table; i++) {
-		rc = iap_cfg_float(rates->items[i], "pruning.rates", &(*table)[i], r->err);
-		if (rc) {
-			free(v);
-			return rc;
-		}
+		(*table)[i] = r->p->pruning.rates[i];
 		v[n++] = (*table)[i];
 	}
 	if (curve && step > 0)
@@ -1400,13 +1332,13 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 			      const double *table, int n_table)
 {
 	const struct config *c = NULL;
-	long per_class = 8;
+	long per_class = r->p->report.explain_images;
 	double rate;
 	void *user[2];
-	int rc = iap_cfg_get_int(r->root, "report.explain_images", 8, &per_class, r->err);
+	int rc;
 
-	if (rc || per_class < 1)
-		return rc;
+	if (per_class < 1)
+		return IAP_OK;
 	for (int i = 0; i < r->n_cfg; i++) {
 		const struct config *k = &r->cfg[i];
 
@@ -1528,11 +1460,10 @@ static int latency_extras(struct run *r, struct iap_report *rep, const struct co
 	struct iap_graph *small = NULL;
 	struct iap_tensor x = { 0 };
 	int64_t idx[16];
-	int labels[16], on = 1, rc;
+	int labels[16], rc;
 
-	rc = iap_cfg_get_bool(r->root, "report.latency", 1, &on, r->err);
-	if (rc || !on || !best || best->threshold <= 0)
-		return rc;
+	if (!r->p->report.latency || !best || best->threshold <= 0)
+		return IAP_OK;
 	rc = apply_rate(r, best, best->threshold);
 	rc = rc ? rc : iap_graph_compact(r->g, 0, &small, r->err);
 	clear_masks(r);
@@ -1562,9 +1493,9 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 	struct iap_report_layer *layers = NULL;
 	const struct config *best = NULL;
 	char best_text[256] = "", model_text[512], data_text[512], notes[1024];
-	const char *title = "pipeline", *dsname = r->ds_plugin->desc->name;
+	const char *title = r->p->name, *dsname = r->ds_plugin->desc->name;
 	struct iap_generation gen;
-	int save = 1, rc;
+	int save = r->p->report.save_pruned, rc;
 
 	memset(&x, 0, sizeof(x));
 	if (!th)
@@ -1582,7 +1513,6 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		if (!best || c->threshold > best->threshold + 1e-12)
 			best = c;
 	}
-	iap_cfg_get_str(r->root, "name", "pipeline", &title, NULL);
 	snprintf(model_text, sizeof(model_text), "%s", r->model_plugin->desc->name);
 	for (int i = 0; i < iap_opts_count(r->model_opts); i++) {
 		char v[128];
@@ -1708,7 +1638,6 @@ static int write_report(struct run *r, const double *table, int n_table, int per
 		say(r, IAP_LOG_STAGE, "heatmaps: %d per class", per_class_maps);
 		rc = write_heatmaps(r, per_class_maps);
 	}
-	iap_cfg_get_bool(r->root, "report.save_pruned", 1, &save, NULL);
 	if (!rc && save && best && best->threshold > 0) {
 		char masked[4096], compact[4096];
 
@@ -1756,7 +1685,7 @@ static int finetune_rows(struct run *r)
 	int rc, jobs, done = 0;
 
 	rc = read_train_cfg(r, &recipe, mean, std);
-	rc = rc ? rc : iap_finetune_cfg_read(r->root, &recipe, &ft, r->err);
+	rc = rc ? rc : iap_finetune_cfg_read(r->p->root, &recipe, &ft, r->err);
 	if (rc || !ft.enabled)
 		goto out;
 	/* One seed for all: the fine-tuned models see the same batches, so they compare pairwise. */
@@ -1827,7 +1756,6 @@ static int run_experiment(struct run *r)
 {
 	double *rates = NULL, *table = NULL;
 	int n_rates = 0, n_table = 0, total, done = 0, rc;
-	long maps = 0;
 
 	rc = run_samplers(r);
 	rc = rc ? rc : run_attributions(r);
@@ -1856,8 +1784,7 @@ static int run_experiment(struct run *r)
 		}
 	}
 	rc = rc ? rc : finetune_rows(r);
-	rc = rc ? rc : iap_cfg_get_int(r->root, "report.heatmaps", 0, &maps, r->err);
-	rc = rc ? rc : write_report(r, table, n_table, (int)maps);
+	rc = rc ? rc : write_report(r, table, n_table, r->p->report.heatmaps);
 	if (!rc)
 		say(r, IAP_LOG_STAGE, "report written to %s/report", r->out);
 out:
@@ -1914,10 +1841,8 @@ static int baseline_stats(struct run *r)
 {
 	const struct iap_dataset *ds = &r->split[r->eval_split];
 	double *correct;
-	long n_boot = 1000;
-	int rc = iap_cfg_get_int(r->root, "report.bootstrap", 1000, &n_boot, r->err);
-
-	rc = rc ? rc : evaluate_paired(r, &r->baseline, &r->base_pred, &r->base_conf, &r->base_sens, &r->base_spec,
+	long n_boot = r->p->report.bootstrap;
+	int rc = evaluate_paired(r, &r->baseline, &r->base_pred, &r->base_conf, &r->base_sens, &r->base_spec,
 					       NULL);
 	rc = rc ? rc : iap_bootstrap_init(&r->bs, ds->count, (int)n_boot, r->seed ^ 0xb0075ULL, r->err);
 	if (rc)
@@ -1932,30 +1857,23 @@ static int baseline_stats(struct run *r)
 	return rc;
 }
 
-int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const struct iap_run_opts *o,
-	    struct iap_error *err)
+int iap_run(const struct iap_pipeline *p, const struct iap_run_opts *o, struct iap_error *err)
 {
 	struct run *r = calloc(1, sizeof(*r));
-	const char *split = "test";
-	long seed = 0, batch = 128;
-	int rc;
+	const char *split;
+	int rc = IAP_OK;
 
 	if (!r)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	r->root = iap_cfg_root(cfg);
+	r->p = p;
 	r->lock_fd = -1;
-	r->reg = reg;
 	r->o = o;
 	r->err = err;
-	rc = iap_cfg_get_int(r->root, "seed", 0, &seed, err);
-	rc = rc ? rc : iap_cfg_get_str(r->root, "output", "results", &r->out, err);
-	rc = rc ? rc : iap_cfg_get_str(r->root, "evaluation.split", "test", &split, err);
-	rc = rc ? rc : iap_cfg_get_int(r->root, "evaluation.batch_size", 128, &batch, err);
-	if (rc)
-		goto out;
-	r->seed = (uint64_t)seed;
-	r->eval_split = !strcmp(split, "train") ? IAP_SPLIT_TRAIN : !strcmp(split, "val") ? IAP_SPLIT_VAL : IAP_SPLIT_TEST;
-	r->eval_batch = (int)batch;
+	r->seed = p->seed;
+	r->out = p->output;
+	r->eval_split = p->evaluation.split;
+	r->eval_batch = p->evaluation.batch_size;
+	split = iap_split_name((enum iap_split)r->eval_split);
 	{
 		int leftovers = 0;
 
@@ -1963,7 +1881,8 @@ int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const str
 		if (!rc && leftovers)
 			say(r, IAP_LOG_INFO, "%s: removed %d unfinished file(s) of an interrupted run", r->out, leftovers);
 	}
-	rc = rc ? rc : resolve(r, "dataset", IAP_PLUGIN_DATASET, &r->ds_plugin, &r->ds_opts);
+	r->ds_plugin = p->dataset.plugin;
+	r->ds_opts = p->dataset.opts;
 	for (int s = 0; !rc && s < IAP_SPLIT_COUNT; s++)
 		rc = open_split(r, (enum iap_split)s);
 	if (rc)
@@ -2031,18 +1950,11 @@ out:
 			free(r->cfg[i].scores[gi]);
 		free(r->cfg[i].scores);
 	}
-	for (int i = 0; i < r->n_smp; i++) {
+	for (int i = 0; i < r->n_smp; i++)
 		free(r->smp[i].idx);
-		iap_opts_free(r->smp[i].opts);
-	}
-	for (int i = 0; i < r->n_attr; i++)
-		iap_opts_free(r->attr[i].opts);
 	for (int s = 0; s < IAP_SPLIT_COUNT; s++)
 		if (r->split_open[s])
 			r->split[s].ops->close(r->split[s].state);
-	iap_opts_free(r->policy_opts);
-	iap_opts_free(r->model_opts);
-	iap_opts_free(r->ds_opts);
 	iap_graph_free(r->g);
 	free(r->ignore);
 	for (int i = 0; i < r->n_rows; i++)

@@ -12,6 +12,7 @@
 #ifndef IAPRUNE_PIPELINE_H
 #define IAPRUNE_PIPELINE_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include <iaprune/error.h>
@@ -123,6 +124,85 @@ int iap_pipeline_dump(const struct iap_cfg *cfg, const struct iap_registry *reg,
  */
 int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct iap_registry *reg,
 			const struct iap_plugin **plugin, struct iap_opts **opts, struct iap_error *err);
+
+/* ---- the typed pipeline: validated once, read by the runner ------------------------------ */
+
+/* One plugin reference of the pipeline, resolved: where it was written, the plugin, its parsed options. */
+struct iap_pipeline_ref {
+	const struct iap_cfg_node *node;
+	const struct iap_plugin *plugin;
+	struct iap_opts *opts;
+};
+
+struct iap_pipeline_sampler {
+	struct iap_pipeline_ref ref;
+	const char *name;             /* its "name:", or else its plugin's name */
+	int per_class;
+};
+
+struct iap_pipeline_attribution {
+	struct iap_pipeline_ref ref;
+	const char *name;
+};
+
+/* model.train (iaprune-pipeline(5) gives each key's meaning and default). */
+struct iap_pipeline_train {
+	int epochs, batch_size, step_size;
+	double lr, weight_decay, gamma;
+	int class_weights_balanced;
+	int augment, hflip, vflip, resume;
+	double crop_scale, rotate, jitter;
+};
+
+struct iap_pipeline {
+	struct iap_cfg *cfg;                    /* the validated tree, every default filled in */
+	const struct iap_cfg_node *root;
+	const char *name, *output;
+	uint64_t seed;
+	int threads;
+	struct iap_pipeline_ref dataset, model;
+	const char *weights;                    /* model.weights; NULL: train with .train */
+	struct iap_pipeline_train train;
+	int n_samplers, n_attributions;
+	struct iap_pipeline_sampler *samplers;
+	struct iap_pipeline_attribution *attributions;
+	int has_attribution;                    /* the "attribution:" key was given */
+	struct {
+		struct iap_pipeline_ref policy;
+		int n_rates;
+		double *rates;                  /* as written, in order */
+		double max_layer_rate, tolerance, curve_step;
+		int min_units, curve, iterations;
+		int n_ignore;
+		const char **ignore;
+		int baseline_ranking;           /* enum iap_ranking: l2, mean, raw */
+		const struct iap_cfg_node *finetune;   /* pruning.finetune, NULL when absent */
+	} pruning;
+	struct {
+		int split;                      /* enum iap_split */
+		int batch_size;
+	} evaluation;
+	struct {
+		int heatmaps, save_pruned, bootstrap, explain_images, latency;
+	} report;
+};
+
+/*
+ * Validate cfg (as iap_pipeline_validate, with a registry: every plugin is
+ * resolved and its options parsed, once) and read it into a typed pipeline
+ * that takes cfg over: iap_pipeline_free frees both. On failure cfg is
+ * still the caller's and *out is NULL; the message names file:line:col.
+ */
+int iap_pipeline_load(struct iap_cfg *cfg, const struct iap_registry *reg, struct iap_pipeline **out,
+		      struct iap_error *err);
+void iap_pipeline_free(struct iap_pipeline *p);
+
+/*
+ * The schema's defaults, the only table of them: fn is called for every key
+ * with a default, with its dotted path ("report.heatmaps"; list items as
+ * "sampling.*.per_class") and its YAML text ("2").
+ */
+void iap_pipeline_defaults(void (*fn)(const char *path, const char *def, void *user), void *user);
 
 #ifdef __cplusplus
 }

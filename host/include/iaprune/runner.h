@@ -44,9 +44,8 @@ struct iap_run_opts {
 	const char *out_path;            /* pruned (masked) weights; NULL: <output>/pruned.safetensors */
 };
 
-/* Run a validated pipeline (iap_pipeline_validate with reg). */
-int iap_run(const struct iap_cfg *cfg, const struct iap_registry *reg, const struct iap_run_opts *o,
-	    struct iap_error *err);
+/* Run a typed pipeline (iap_pipeline_load); it stays the caller's. */
+int iap_run(const struct iap_pipeline *p, const struct iap_run_opts *o, struct iap_error *err);
 
 #ifdef __cplusplus
 }
