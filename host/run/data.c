@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <iaprune/batcher.h>
+
 #include "stages.h"
 
 int run_open_split(struct run *r, enum iap_split s)
@@ -53,6 +55,6 @@ int run_load_batch(struct run *r, const struct iap_dataset *ds, const int64_t *i
 	}
 	rc = iap_tensor_ensure(x, ds->info.in_ndim + 1, shape, r->err);
 	for (int i = 0; !rc && i < n; i++)
-		rc = ds->ops->load(ds->state, idx[i], x->data + (int64_t)i * per, &labels[i], r->err);
+		rc = iap_batcher_load_sample(ds, idx[i], x->data + (int64_t)i * per, &labels[i], r->err);
 	return rc;
 }

@@ -31,6 +31,7 @@
 #include <iaprune/generation.h>
 #include <iaprune/ops.h>
 #include <iaprune/safetensors.h>
+#include <iaprune/batcher.h>
 #include <iaprune/train.h>
 #include <iaprune/weights.h>
 
@@ -53,15 +54,6 @@ void iap_train_cfg_defaults(struct iap_train_cfg *cfg)
 }
 
 /* ---- batches ----------------------------------------------------------------- */
-
-struct batcher {
-	const struct iap_dataset *ds;
-	int64_t sample_numel;
-	int batch;
-	struct iap_tensor x;      /* [batch, sample...], owned */
-	struct iap_tensor view;   /* the first b rows of x (not owned) */
-	int *labels;
-};
 
 /* Check that ds fits g: same sample shape, as many classes as g has outputs. */
 static int check_dataset(const struct iap_graph *g, const struct iap_dataset *ds, const char *what,
@@ -92,67 +84,10 @@ bad_shape:;
 			     iap_shape_str(g->in_ndim, g->in_shape, b, sizeof(b)));
 }
 
-static int batcher_init(struct batcher *b, const struct iap_dataset *ds, int batch,
-			struct iap_error *err)
+/* A batch of at most batch samples, never more rows than ds has (the SDK's batcher, labels checked). */
+static int batcher_init(struct iap_batcher *b, const struct iap_dataset *ds, int batch, struct iap_error *err)
 {
-	int64_t shape[IAP_MAX_DIMS];
-	int rc;
-
-	memset(b, 0, sizeof(*b));
-	b->ds = ds;
-	b->batch = (int64_t)batch > ds->count ? (int)ds->count : batch;
-	shape[0] = b->batch;
-	b->sample_numel = 1;
-	for (int k = 0; k < ds->info.in_ndim; k++) {
-		shape[k + 1] = ds->info.in_shape[k];
-		b->sample_numel *= ds->info.in_shape[k];
-	}
-	rc = iap_tensor_alloc(&b->x, ds->info.in_ndim + 1, shape, err);
-	if (rc) {
-		iap_error_prefix(err, "batch buffer");
-		return rc;
-	}
-	b->labels = calloc((size_t)b->batch, sizeof(*b->labels));
-	if (!b->labels) {
-		iap_tensor_free(&b->x);
-		return iap_error_set(err, IAP_ENOMEM, "out of memory for %d labels", b->batch);
-	}
-	b->view = b->x;
-	b->view.owns = 0;
-	return IAP_OK;
-}
-
-static void batcher_free(struct batcher *b)
-{
-	iap_tensor_free(&b->x);
-	free(b->labels);
-	memset(b, 0, sizeof(*b));
-}
-
-/* Load one sample into row `row` of the batch, checking its label. */
-static int batcher_load(struct batcher *b, int row, int64_t index, struct iap_error *err)
-{
-	const struct iap_dataset *ds = b->ds;
-	int rc = ds->ops->load(ds->state, index, b->x.data + row * b->sample_numel, &b->labels[row],
-			       err);
-
-	if (rc) {
-		iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split),
-				 (long long)index);
-		return rc;
-	}
-	if (b->labels[row] < 0 || b->labels[row] >= ds->info.n_classes)
-		return iap_error_set(err, IAP_EINVAL, "%s sample %lld: label %d outside [0, %d)",
-				     iap_split_name(ds->split), (long long)index, b->labels[row],
-				     ds->info.n_classes);
-	return IAP_OK;
-}
-
-/* Shape the view to the first n rows (no allocation). */
-static const struct iap_tensor *batcher_view(struct batcher *b, int n)
-{
-	b->view.shape[0] = n;
-	return &b->view;
+	return iap_batcher_init(b, ds, (int64_t)batch > ds->count ? (int)ds->count : batch, err);
 }
 
 /* ---- evaluation ----------------------------------------------------------------- */
@@ -162,7 +97,7 @@ static const struct iap_tensor *batcher_view(struct batcher *b, int n)
  * probs[count][C], labels into labels[count], mean unweighted cross-entropy
  * into *loss.
  */
-static int eval_pass(struct iap_graph *g, struct batcher *b, float *probs, int *labels,
+static int eval_pass(struct iap_graph *g, struct iap_batcher *b, float *probs, int *labels,
 		     double *loss, struct iap_error *err)
 {
 	const struct iap_dataset *ds = b->ds;
@@ -176,11 +111,11 @@ static int eval_pass(struct iap_graph *g, struct batcher *b, float *probs, int *
 		float batch_loss;
 
 		for (int j = 0; j < n; j++) {
-			rc = batcher_load(b, j, start + j, err);
+			rc = iap_batcher_load(b, j, start + j, err);
 			if (rc)
 				return rc;
 		}
-		rc = iap_graph_forward(g, batcher_view(b, n), err);
+		rc = iap_graph_forward(g, iap_batcher_view(b, n), err);
 		if (rc)
 			return rc;
 		out = iap_graph_output(g);
@@ -217,7 +152,7 @@ static double accuracy_of(const float *probs, const int *labels, int64_t n, int 
 int iap_evaluate(struct iap_graph *g, const struct iap_dataset *ds, int batch,
 		 struct iap_metrics *m, struct iap_error *err)
 {
-	struct batcher b;
+	struct iap_batcher b;
 	float *probs = NULL;
 	int *labels = NULL;
 	int training, rc;
@@ -253,7 +188,7 @@ int iap_evaluate(struct iap_graph *g, const struct iap_dataset *ds, int batch,
 out_free:
 	free(labels);
 	free(probs);
-	batcher_free(&b);
+	iap_batcher_free(&b);
 	return rc;
 }
 
@@ -684,7 +619,7 @@ static int check_cfg(const struct iap_train_cfg *cfg, struct iap_error *err)
 }
 
 /* Train-set labels (one pass over the data) and the inverse-frequency weights. */
-static int train_class_weights(struct batcher *b, float *weights, struct iap_error *err)
+static int train_class_weights(struct iap_batcher *b, float *weights, struct iap_error *err)
 {
 	const struct iap_dataset *ds = b->ds;
 	int *labels = malloc((size_t)ds->count * sizeof(*labels));
@@ -694,7 +629,7 @@ static int train_class_weights(struct batcher *b, float *weights, struct iap_err
 		return iap_error_set(err, IAP_ENOMEM, "train: out of memory for %lld labels",
 				     (long long)ds->count);
 	for (int64_t i = 0; i < ds->count; i++) {
-		rc = batcher_load(b, 0, i, err);
+		rc = iap_batcher_load(b, 0, i, err);
 		if (rc)
 			goto out_free;
 		labels[i] = b->labels[0];
@@ -709,7 +644,7 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 	      const struct iap_train_cfg *cfg, struct iap_train_result *res,
 	      struct iap_error *err)
 {
-	struct batcher tb = { 0 }, vb = { 0 };
+	struct iap_batcher tb = { 0 }, vb = { 0 };
 	struct iap_adam opt = { 0 };
 	struct ckpt ck = { 0 };
 	struct ckpt_state cs = { .best_score = -1.0 };
@@ -815,7 +750,7 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 			float loss;
 
 			for (int j = 0; j < n; j++) {
-				if ((rc = batcher_load(&tb, j, perm[start + j], err)))
+				if ((rc = iap_batcher_load(&tb, j, perm[start + j], err)))
 					goto out_free;
 				if (augment &&
 				    (rc = iap_augment(&cfg->augment, &rng, tb.x.data + j * tb.sample_numel,
@@ -823,7 +758,7 @@ int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct
 						      (int)g->in_shape[2], scratch, err)))
 					goto out_free;
 			}
-			if ((rc = iap_graph_forward(g, batcher_view(&tb, n), err)))
+			if ((rc = iap_graph_forward(g, iap_batcher_view(&tb, n), err)))
 				goto out_batch_err;
 			out = iap_graph_output(g);
 			rc = iap_cross_entropy(out, tb.labels, cfg->class_weights ? weights : NULL, &loss,
@@ -906,7 +841,7 @@ out_free:
 	iap_free(scratch);
 	free(weights);
 	free(perm);
-	batcher_free(&vb);
-	batcher_free(&tb);
+	iap_batcher_free(&vb);
+	iap_batcher_free(&tb);
 	return rc;
 }

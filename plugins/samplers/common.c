@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <iaprune/batcher.h>
+
 #include "common.h"
 
 int iap_smp_classes_load(const char *sampler, const struct iap_dataset *ds, int k,
@@ -170,11 +172,10 @@ int iap_smp_batcher_run(struct iap_smp_batcher *b, const int64_t *idx, int n, st
 	for (int r = 0; r < n; r++) {
 		int label;
 
-		rc = b->ds->ops->load(b->ds->state, idx[r], b->x.data + (int64_t)r * b->sample_len, &label, err);
-		if (rc) {
-			iap_error_prefix(err, "sample %lld", (long long)idx[r]);
+		/* The SDK's loader: the label is checked here too. */
+		rc = iap_batcher_load_sample(b->ds, idx[r], b->x.data + (int64_t)r * b->sample_len, &label, err);
+		if (rc)
 			return rc;
-		}
 	}
 	/*
 	 * Padding rows keep whatever the previous batch left (zeros at first):
