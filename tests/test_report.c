@@ -39,21 +39,22 @@ static char *slurp(const char *path)
 
 #define M(acc) { .accuracy = (acc), .balanced_accuracy = (acc) - 0.05, .macro_f1 = 0.7, .auroc = NAN, .ece = 0.03 }
 
-#define ROW(s, a, p, r, u, pa, ma, acc)                                                                     \
+/* cfg: the configuration's key (0: lrp / clustering, 1: random / -). */
+#define ROW(cfg, s, a, p, r, u, pa, ma, acc)                                                                \
 	{ .sampler = (s), .attribution = (a), .policy = (p), .rate = (r), .units_removed = (u),              \
-	  .params_removed = (pa), .macs_removed = (ma), .m = M(acc) }
+	  .params_removed = (pa), .macs_removed = (ma), .m = M(acc), .config = (cfg) }
 
 static const struct iap_report_row rows[] = {
-	ROW("clustering", "lrp", "global", 0.15, 0.15, 0.2, 0.25, 0.85),
-	ROW("clustering", "lrp", "global", 0.30, 0.30, 0.4, 0.45, 0.83),
-	ROW("clustering", "lrp", "global", 0.50, 0.50, 0.6, 0.65, 0.70),
-	ROW("-", "random", "global", 0.15, 0.15, 0.15, 0.15, 0.80),
-	ROW("-", "random", "global", 0.50, 0.50, 0.50, 0.50, 0.5),
+	ROW(0, "clustering", "lrp", "global", 0.15, 0.15, 0.2, 0.25, 0.85),
+	ROW(0, "clustering", "lrp", "global", 0.30, 0.30, 0.4, 0.45, 0.83),
+	ROW(0, "clustering", "lrp", "global", 0.50, 0.50, 0.6, 0.65, 0.70),
+	ROW(1, "-", "random", "global", 0.15, 0.15, 0.15, 0.15, 0.80),
+	ROW(1, "-", "random", "global", 0.50, 0.50, 0.50, 0.50, 0.5),
 };
 static const double table_rates[] = { 0.15, 0.30, 0.50 };
 static const struct iap_report_threshold thresholds[] = {
 	{ .sampler = "clustering", .attribution = "lrp", .policy = "global", .rate = 0.37 },
-	{ .sampler = "-", .attribution = "random", .policy = "global", .rate = 0.0 },
+	{ .sampler = "-", .attribution = "random", .policy = "global", .rate = 0.0, .config = 1 },
 };
 static const struct iap_report_layer layers[] = { { "features.0", 16, 3 }, { "classifier.0", 64, 40 } };
 
@@ -173,8 +174,8 @@ static void test_failed_write_keeps_old_report(void **state)
 static void test_finetuned_rows(void **state)
 {
 	static const struct iap_report_row ft[] = {
-		ROW("clustering", "lrp", "global", 0.50, 0.50, 0.6, 0.65, 0.84),
-		ROW("-", "random", "global", 0.50, 0.50, 0.50, 0.50, 0.79),
+		ROW(0, "clustering", "lrp", "global", 0.50, 0.50, 0.6, 0.65, 0.84),
+		ROW(1, "-", "random", "global", 0.50, 0.50, 0.50, 0.50, 0.79),
 	};
 	char dir[] = "/tmp/iap-report-XXXXXX", path[300];
 	struct iap_report r = sample();
@@ -224,8 +225,8 @@ static const int pred4[5][NI] = { { 0, 1, 1, 0 }, { 0, 0, 0, 0 }, { 1, 1, 1, 1 }
 static const double sens[2] = { 0.5, 0.75 }, spec[2] = { 0.75, 0.5 };
 static const char *const names[2] = { "benign", "malignant" };
 static const struct iap_report_threshold thresholds_ci[] = {
-	{ "clustering", "lrp", "global", 0.37, 1, 0.30, 0.45 },
-	{ "-", "random", "global", 0.0, 1, 0.0, 0.05 },
+	{ "clustering", "lrp", "global", 0.37, 1, 0.30, 0.45, 0 },
+	{ "-", "random", "global", 0.0, 1, 0.0, 0.05, 1 },
 };
 static float image[16], dmap[16], pmap[16];
 static struct iap_report_gallery_item items[2];

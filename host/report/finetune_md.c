@@ -15,8 +15,7 @@ static const struct iap_report_row *plain_row(const struct iap_report *r, const 
 	for (int i = 0; i < r->n_rows; i++) {
 		const struct iap_report_row *row = &r->rows[i];
 
-		if (!strcmp(row->sampler, ft->sampler) && !strcmp(row->attribution, ft->attribution) &&
-		    !strcmp(row->policy, ft->policy) && fabs(row->rate - ft->rate) < 1e-9)
+		if (row->config == ft->config && fabs(row->rate - ft->rate) < 1e-9)
 			return row;
 	}
 	return NULL;

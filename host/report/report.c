@@ -376,15 +376,14 @@ int iap_report_write_json(const struct iap_report *r, const char *path, struct i
 
 /* ---- Markdown ----------------------------------------------------------------- */
 
-/* Row with the same configuration and (to rounding) the same rate, or NULL. */
+/* Row of cfg's configuration (its config key) at (to rounding) rate, or NULL. */
 const struct iap_report_row *iap_report_find_row(const struct iap_report *r, const struct iap_report_row *cfg,
 						 double rate)
 {
 	for (int i = 0; i < r->n_rows; i++) {
 		const struct iap_report_row *row = &r->rows[i];
 
-		if (strcmp(row->sampler, cfg->sampler) == 0 && strcmp(row->attribution, cfg->attribution) == 0 &&
-		    strcmp(row->policy, cfg->policy) == 0 && fabs(row->rate - rate) < 1e-9)
+		if (row->config == cfg->config && fabs(row->rate - rate) < 1e-9)
 			return row;
 	}
 	return NULL;
@@ -401,8 +400,7 @@ int iap_report_configs(const struct iap_report *r, int *first)
 		for (int k = 0; k < n && !seen; k++) {
 			const struct iap_report_row *a = &r->rows[first[k]], *b = &r->rows[i];
 
-			seen = !strcmp(a->sampler, b->sampler) && !strcmp(a->attribution, b->attribution) &&
-			       !strcmp(a->policy, b->policy);
+			seen = a->config == b->config;
 		}
 		if (!seen)
 			first[n++] = i;
@@ -416,8 +414,7 @@ const struct iap_report_threshold *iap_report_threshold_of(const struct iap_repo
 	for (int i = 0; i < r->n_thresholds; i++) {
 		const struct iap_report_threshold *t = &r->thresholds[i];
 
-		if (!strcmp(t->sampler, cfg->sampler) && !strcmp(t->attribution, cfg->attribution) &&
-		    !strcmp(t->policy, cfg->policy))
+		if (t->config == cfg->config)
 			return t;
 	}
 	return NULL;
@@ -562,8 +559,7 @@ static const struct iap_report_row *next_row(const struct iap_report *r, const s
 	for (int i = 0; i < r->n_rows; i++) {
 		const struct iap_report_row *row = &r->rows[i];
 
-		if (strcmp(row->sampler, cfg->sampler) || strcmp(row->attribution, cfg->attribution) ||
-		    strcmp(row->policy, cfg->policy) || row->rate <= last || !isfinite(row->m.accuracy))
+		if (row->config != cfg->config || row->rate <= last || !isfinite(row->m.accuracy))
 			continue;
 		if (!next || row->rate < next->rate)
 			next = row;

@@ -139,7 +139,7 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 
 		int wanted = fabs(row->rate - c->threshold) < 1e-9;
 
-		if (row->attribution != c->attr->name || strcmp(row->sampler, c->smp ? c->smp->name : "-"))
+		if (row->config != c->index)
 			continue;
 		/* The paper's rates and the threshold: explaining at every curve rate costs too much on big models. */
 		for (int j = 0; j < n_table; j++)
@@ -278,6 +278,7 @@ int run_stage_report(struct run *r, const double *table, int n_table, int per_cl
 		th[i].has_ci = r->bs.n_boot > 0;
 		th[i].lo = c->th_lo;
 		th[i].hi = c->th_hi;
+		th[i].config = c->index;
 		if (!best || c->threshold > best->threshold + 1e-12)
 			best = c;
 	}

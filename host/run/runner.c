@@ -54,7 +54,7 @@ const char *run_outpath(struct run *r, const char *name)
 static int run_experiment(struct run *r)
 {
 	double *rates = NULL, *table = NULL;
-	int n_rates = 0, n_table = 0, total, done = 0, rc;
+	int n_rates = 0, n_table = 0, rc;
 
 	rc = run_stage_sampling(r);
 	rc = rc ? rc : run_stage_scoring(r);
@@ -62,26 +62,7 @@ static int run_experiment(struct run *r)
 	rc = rc ? rc : run_rate_list(r, &rates, &n_rates, &table, &n_table);
 	if (rc)
 		goto out;
-	total = r->n_cfg * n_rates;
-	run_say(r, IAP_LOG_STAGE, "pruning: %d configurations × %d rates", r->n_cfg, n_rates);
-	if (r->iterations > 1)
-		run_say(r, IAP_LOG_INFO, "each rate in %d steps, rescoring the masked model between them "
-		    "(data-free criteria in one)", r->iterations);
-	for (int i = 0; i < r->n_cfg && !rc; i++) {
-		for (int k = 0; k < n_rates && !rc; k++) {
-			rc = run_add_row(r, &r->cfg[i], rates[k], NULL);
-			run_progress(r, "pruned evaluations", ++done, total);
-		}
-		rc = rc ? rc : run_lossless(r, &r->cfg[i], rates, n_rates);
-		if (!rc) {
-			char ci[64] = "";
-
-			if (isfinite(r->cfg[i].th_lo))
-				snprintf(ci, sizeof(ci), " (95%% interval %.2f to %.2f)", r->cfg[i].th_lo, r->cfg[i].th_hi);
-			run_say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f%s", r->cfg[i].attr->name,
-			    r->cfg[i].smp ? r->cfg[i].smp->name : "-", r->cfg[i].threshold, ci);
-		}
-	}
+	rc = run_stage_sweep(r, rates, n_rates);
 	rc = rc ? rc : run_stage_finetune(r);
 	rc = rc ? rc : run_stage_report(r, table, n_table, r->p->report.heatmaps);
 	if (!rc)

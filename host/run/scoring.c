@@ -129,39 +129,56 @@ int run_score_units(struct run *r, const struct config *c, float *const *scores)
 	return iap_contract_scores(c->attr->plugin, r->g, scores, r->err);
 }
 
-static int compute_scores(struct run *r, struct config *c)
+/* The key of c's scores: score_key and the samples' content (the same indices into a changed file are other samples). */
+static int job_key(struct run *r, const struct config *c, uint64_t *key)
 {
-	const struct iap_dataset *train = &r->split[IAP_SPLIT_TRAIN];
-	char name[128];
-	uint64_t key = score_key(r, c);
-	int rc;
+	*key = score_key(r, c);
+	if (!c->smp)
+		return IAP_OK;
+	return iap_key_samples(key, &r->split[IAP_SPLIT_TRAIN], c->smp->idx, c->smp->n, r->err);
+}
 
-	rc = alloc_scores(r, c);
-	/* The samples' content too: the same indices into a changed file are other samples. */
-	if (!rc && c->smp)
-		rc = iap_key_samples(&key, train, c->smp->idx, c->smp->n, r->err);
+/* One scoring job: its configuration's scores from the cache, or computed and cached. */
+static int run_score_job(struct run *r, const struct run_score_job *job)
+{
+	struct config *c = &r->cfg[job->config];
+	char name[128];
+	int rc = alloc_scores(r, c);
+
 	if (rc)
 		return rc;
-	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", key);
-	if (load_cached(r, c, run_outpath(r, name), key)) {
+	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", job->key);
+	if (load_cached(r, c, run_outpath(r, name), job->key)) {
 		run_say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
 		return IAP_OK;
 	}
 	run_say(r, IAP_LOG_STAGE, "scoring units with %s on %s", c->attr->name,
-	    c->smp ? c->smp->name : "the weights alone");
+		c->smp ? c->smp->name : "the weights alone");
 	rc = run_score_units(r, c, c->scores);
 	rc = rc ? rc : iap_mkdir_p(run_outpath(r, "cache"), r->err);
-	return rc ? rc : save_cached(r, c, run_outpath(r, name), key);
+	return rc ? rc : save_cached(r, c, run_outpath(r, name), job->key);
 }
 
-int run_stage_scoring(struct run *r)
+/* Data-free criteria ranked per layer (pruning.baseline_ranking) before the global ranking. */
+static int normalize_data_free(struct run *r, struct config *c)
 {
-	int rc;
+	int *n_units;
 
-	if (r->p->n_attributions == 0)
-		return iap_error_set(r->err, IAP_EINVAL,
-				     "the pipeline has no 'attribution' list (run and prune need at least one method)");
-	r->ranking = r->p->pruning.baseline_ranking;
+	if (!(c->attr->plugin->desc->ops.attribution->flags & IAP_ATTR_DATA_FREE) || r->ranking == IAP_RANK_RAW)
+		return IAP_OK;
+	n_units = malloc(((size_t)r->g->n_groups + 1) * sizeof(int));
+	if (!n_units)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int gi = 0; gi < r->g->n_groups; gi++)
+		n_units[gi] = r->g->groups[gi].n_units;
+	iap_scores_normalize((enum iap_ranking)r->ranking, r->g->n_groups, n_units, c->scores);
+	free(n_units);
+	return IAP_OK;
+}
+
+/* The pipeline's attributions, and every attribution × sampler configuration (data-free: one, without samples). */
+static int plan_configs(struct run *r)
+{
 	for (int i = 0; i < r->p->n_attributions && i < 16; i++) {
 		const struct iap_pipeline_attribution *pa = &r->p->attributions[i];
 		struct attribution *a = &r->attr[r->n_attr];
@@ -190,21 +207,40 @@ int run_stage_scoring(struct run *r)
 			c->attr = &r->attr[i];
 			c->smp = data_free ? NULL : &r->smp[s];
 			c->th_lo = c->th_hi = NAN;
-			r->n_cfg++;
-			rc = compute_scores(r, c);
-			if (rc)
-				return rc;
-			if (data_free && r->ranking != IAP_RANK_RAW) {
-				int *n_units = malloc(((size_t)r->g->n_groups + 1) * sizeof(int));
-
-				if (!n_units)
-					return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-				for (int gi = 0; gi < r->g->n_groups; gi++)
-					n_units[gi] = r->g->groups[gi].n_units;
-				iap_scores_normalize((enum iap_ranking)r->ranking, r->g->n_groups, n_units, c->scores);
-				free(n_units);
-			}
+			c->index = r->n_cfg++;
 		}
 	}
 	return IAP_OK;
+}
+
+/*
+ * The scoring stage: the configurations, one scoring job per configuration
+ * keyed by its scores' key, and the jobs run in order, one at a time.
+ */
+int run_stage_scoring(struct run *r)
+{
+	struct run_score_job *jobs;
+	int rc;
+
+	if (r->p->n_attributions == 0)
+		return iap_error_set(r->err, IAP_EINVAL,
+				     "the pipeline has no 'attribution' list (run and prune need at least one method)");
+	r->ranking = r->p->pruning.baseline_ranking;
+	rc = plan_configs(r);
+	if (rc)
+		return rc;
+	jobs = calloc((size_t)r->n_cfg + 1, sizeof(*jobs));
+	if (!jobs)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		jobs[i].config = i;
+		rc = job_key(r, &r->cfg[i], &jobs[i].key);
+		r->cfg[i].key = jobs[i].key;
+	}
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		rc = run_score_job(r, &jobs[i]);
+		rc = rc ? rc : normalize_data_free(r, &r->cfg[jobs[i].config]);
+	}
+	free(jobs);
+	return rc;
 }

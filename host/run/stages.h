@@ -72,6 +72,8 @@ struct config {
 	float **scores;             /* [n_groups][n_units] */
 	double threshold;
 	double th_lo, th_hi;        /* its bootstrap interval (NaN without) */
+	int index;                  /* its place in run.cfg: the report's configuration key */
+	uint64_t key;               /* its scores' key (score cache, scoring job) */
 };
 
 struct run {
@@ -122,8 +124,27 @@ struct run {
 	int ranking;                /* pruning.baseline_ranking (enum iap_ranking) */
 };
 
-__attribute__((format(printf, 3, 4)))
+/*
+ * The work items of the scoring and sweep stages, each with a stable key
+ * (what its result depends on), run by a loop over the items: a scoring
+ * job is one attribution × sampler, keyed like the score cache (weights,
+ * method, options, plugin binary, samples' content); an evaluation item is
+ * one configuration at one rate, keyed by its scores' key, the policy with
+ * its options, the caps, pruning.iterations and the rate.
+ */
+struct run_score_job {
+	int config;                 /* index into run.cfg */
+	uint64_t key;
+};
+
+struct run_eval_item {
+	int config;
+	double rate;
+	uint64_t key;
+};
+
 /* runner.c */
+__attribute__((format(printf, 3, 4)))
 void run_say(const struct run *r, enum iap_log_level level, const char *fmt, ...);
 void run_progress(const struct run *r, const char *stage, int64_t done, int64_t total);
 const char *run_outpath(struct run *r, const char *name);
@@ -164,7 +185,9 @@ void run_clear_masks(struct run *r);
 int run_add_row(struct run *r, const struct config *c, double rate, struct iap_report_row **out);
 int run_rate_list(struct run *r, double **out, int *n_out, double **table, int *n_table);
 int run_lossless(struct run *r, struct config *c, const double *rates, int n_rates);
+int run_stage_sweep(struct run *r, const double *rates, int n_rates);
 const struct config *run_best_config(const struct run *r);
+struct iap_report_row *run_find_row(struct run *r, const struct config *c, double rate);
 
 /* heatmaps.c */
 int run_write_heatmaps(struct run *r, int per_class);

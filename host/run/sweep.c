@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rates.h"
 #include "stages.h"
 
 int run_policy_prepare(struct run *r)
@@ -136,6 +137,7 @@ int run_add_row(struct run *r, const struct config *c, double rate, struct iap_r
 	row->sampler = c->smp ? c->smp->name : "-";
 	row->attribution = c->attr->name;
 	row->policy = r->policy->desc->name;
+	row->config = c->index;
 	row->rate = rate;
 	rc = run_apply_rate(r, c, rate);
 	rc = rc ? rc : run_evaluate_row(r, row, &small);
@@ -152,46 +154,24 @@ int run_add_row(struct run *r, const struct config *c, double rate, struct iap_r
 	return IAP_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
+/* c's row at rate (to 1e-9), or NULL. */
+struct iap_report_row *run_find_row(struct run *r, const struct config *c, double rate)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
+	for (int k = 0; k < r->n_rows; k++)
+		if (r->rows[k].config == c->index && fabs(r->rows[k].rate - rate) < 1e-9)
+			return &r->rows[k];
+	return NULL;
 }
 
-/* The rates to evaluate: the pipeline's, plus the fine curve; sorted, unique. */
+/* The rates to evaluate (rates.h); table: pruning.rates as written. */
 int run_rate_list(struct run *r, double **out, int *n_out, double **table, int *n_table)
 {
-	double step = r->p->pruning.curve_step;
-	int curve = r->p->pruning.curve, n = 0;
-	double *v;
-
 	*n_table = r->p->pruning.n_rates;
 	*table = calloc((size_t)*n_table + 1, sizeof(double));
-	v = calloc((size_t)*n_table + 64, sizeof(double));
-	if (!*table || !v) {
-		free(v);
+	if (!*table)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-	}
-	for (int i = 0; i < *n_table; i++) {
-		(*table)[i] = r->p->pruning.rates[i];
-		v[n++] = (*table)[i];
-	}
-	if (curve && step > 0)
-		for (int k = 0; k * step < 0.96 && n < *n_table + 60; k++)
-			v[n++] = round(k * step * 1e6) / 1e6;
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	{
-		int m = 0;
-
-		for (int i = 0; i < n; i++)
-			if (m == 0 || fabs(v[i] - v[m - 1]) > 1e-9)
-				v[m++] = v[i];
-		n = m;
-	}
-	*out = v;
-	*n_out = n;
-	return IAP_OK;
+	memcpy(*table, r->p->pruning.rates, (size_t)*n_table * sizeof(double));
+	return iap_rate_grid(*table, *n_table, r->p->pruning.curve, r->p->pruning.curve_step, out, n_out, r->err);
 }
 
 /*
@@ -201,7 +181,6 @@ int run_rate_list(struct run *r, double **out, int *n_out, double **table, int *
 static int threshold_ci(struct run *r, struct config *c)
 {
 	const int64_t n = r->bs.n;
-	const char *smp = c->smp ? c->smp->name : "-";
 	double *rates = malloc(((size_t)r->n_rows + 1) * sizeof(double)), *base = malloc((size_t)n * sizeof(double));
 	double **correct = calloc((size_t)r->n_rows + 1, sizeof(double *));
 	const struct iap_report_row **rows = calloc((size_t)r->n_rows + 1, sizeof(*rows));
@@ -215,7 +194,7 @@ static int threshold_ci(struct run *r, struct config *c)
 		const struct iap_report_row *row = &r->rows[i];
 		int at;
 
-		if (row->attribution != c->attr->name || strcmp(row->sampler, smp) || !row->pred)
+		if (row->config != c->index || !row->pred)
 			continue;
 		/* Insertion in rate order. */
 		for (at = k; at > 0 && rows[at - 1]->rate > row->rate; at--)
@@ -249,44 +228,131 @@ out:
 }
 
 /* Largest rate within tolerance, refined to 0.01 between the last passing and first failing rate. */
+/* What an evaluation row depends on beyond its scores: the policy, its options, the caps, the steps, the rate. */
+static uint64_t eval_key(const struct run *r, const struct config *c, double rate)
+{
+	int64_t micro = (int64_t)llround(rate * 1e6);
+	uint64_t h = iap_key_plugin(c->key, r->policy);
+	char buf[512];
+
+	h = iap_key_bytes(h, r->policy->desc->name, strlen(r->policy->desc->name));
+	for (int i = 0; i < iap_opts_count(r->policy_opts); i++) {
+		const char *n = iap_opts_name(r->policy_opts, i);
+
+		iap_opts_format(r->policy_opts, i, buf, sizeof(buf));
+		h = iap_key_bytes(h, n, strlen(n));
+		h = iap_key_bytes(h, buf, strlen(buf));
+	}
+	h = iap_key_bytes(h, &r->max_layer_rate, sizeof(r->max_layer_rate));
+	h = iap_key_bytes(h, &r->min_units, sizeof(r->min_units));
+	h = iap_key_bytes(h, r->ignore, (size_t)r->g->n_groups);
+	h = iap_key_bytes(h, &r->iterations, sizeof(r->iterations));
+	return iap_key_bytes(h, &micro, sizeof(micro));
+}
+
+static struct run_eval_item eval_item(const struct run *r, const struct config *c, double rate)
+{
+	struct run_eval_item it = { c->index, rate, eval_key(r, c, rate) };
+
+	return it;
+}
+
+/* One evaluation item: its row, appended to the run's rows (*row, when not NULL). */
+static int run_eval(struct run *r, const struct run_eval_item *it, struct iap_report_row **row)
+{
+	return run_add_row(r, &r->cfg[it->config], it->rate, row);
+}
+
+/* 1 when row's accuracy is within tolerance of the baseline's. */
+static int within(const struct run *r, const struct iap_report_row *row)
+{
+	return r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12;
+}
+
+/*
+ * Largest rate within tolerance, refined to 0.01 between the last passing
+ * and first failing rate by bisection: each step one more evaluation item,
+ * recorded as a row too.
+ */
 int run_lossless(struct run *r, struct config *c, const double *rates, int n_rates)
 {
 	double ok = 0, bad = -1;
 	int rc;
 
 	for (int i = 0; i < n_rates; i++) {
-		const struct iap_report_row *row = NULL;
+		const struct iap_report_row *row = run_find_row(r, c, rates[i]);
 
-		for (int k = 0; k < r->n_rows && !row; k++)
-			if (r->rows[k].attribution == c->attr->name &&
-			    r->rows[k].sampler == (c->smp ? c->smp->name : "-") && fabs(r->rows[k].rate - rates[i]) < 1e-9)
-				row = &r->rows[k];
 		if (!row)
 			continue;
-		if (r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12) {
+		if (within(r, row)) {
 			if (bad < 0)
 				ok = rates[i];
 		} else if (bad < 0) {
 			bad = rates[i];
 		}
 	}
-	/* Bisection on the accuracy drop; extra evaluations are recorded as rows too. */
 	while (bad > 0 && bad - ok > 0.01 + 1e-9) {
 		double mid = round((ok + bad) * 50.0) / 100.0;
+		struct run_eval_item it;
 		struct iap_report_row *row;
 
 		if (mid <= ok || mid >= bad)
 			break;
-		rc = run_add_row(r, c, mid, &row);
+		it = eval_item(r, c, mid);
+		rc = run_eval(r, &it, &row);
 		if (rc)
 			return rc;
-		if (r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12)
+		if (within(r, row))
 			ok = mid;
 		else
 			bad = mid;
 	}
 	c->threshold = ok;
 	return threshold_ci(r, c);
+}
+
+static void say_threshold(struct run *r, const struct config *c)
+{
+	char ci[64] = "";
+
+	if (isfinite(c->th_lo))
+		snprintf(ci, sizeof(ci), " (95%% interval %.2f to %.2f)", c->th_lo, c->th_hi);
+	run_say(r, IAP_LOG_INFO, "%s / %s: lossless up to %.2f%s", c->attr->name, c->smp ? c->smp->name : "-",
+		c->threshold, ci);
+}
+
+/*
+ * The sweep stage: one evaluation item per configuration × rate, in
+ * configuration order, run by one loop; after a configuration's last item
+ * its lossless threshold (with the bisection's items).
+ */
+int run_stage_sweep(struct run *r, const double *rates, int n_rates)
+{
+	int n = r->n_cfg * n_rates, rc = IAP_OK;
+	struct run_eval_item *items = calloc((size_t)n + 1, sizeof(*items));
+
+	if (!items)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int i = 0; i < r->n_cfg; i++)
+		for (int k = 0; k < n_rates; k++)
+			items[i * n_rates + k] = eval_item(r, &r->cfg[i], rates[k]);
+	run_say(r, IAP_LOG_STAGE, "pruning: %d configurations × %d rates", r->n_cfg, n_rates);
+	if (r->iterations > 1)
+		run_say(r, IAP_LOG_INFO, "each rate in %d steps, rescoring the masked model between them "
+			"(data-free criteria in one)", r->iterations);
+	for (int j = 0; j < n && !rc; j++) {
+		struct config *c = &r->cfg[items[j].config];
+
+		rc = run_eval(r, &items[j], NULL);
+		run_progress(r, "pruned evaluations", j + 1, n);
+		if (rc || (j + 1 < n && items[j + 1].config == items[j].config))
+			continue;
+		rc = run_lossless(r, c, rates, n_rates);
+		if (!rc)
+			say_threshold(r, c);
+	}
+	free(items);
+	return rc;
 }
 
 /* The configuration with the largest lossless threshold (the report's best), or NULL. */

@@ -60,13 +60,8 @@ int run_stage_finetune(struct run *r)
 		if (ft.best_only && c != best)
 			continue;
 		for (int k = 0; !rc && k < ft.n_rates; k++) {
-			struct iap_report_row *plain = NULL, *row = &r->ft_rows[r->n_ft_rows];
+			struct iap_report_row *plain = run_find_row(r, c, ft.rates[k]), *row = &r->ft_rows[r->n_ft_rows];
 
-			for (int j = 0; j < r->n_rows && !plain; j++)
-				if (r->rows[j].attribution == c->attr->name &&
-				    r->rows[j].sampler == (c->smp ? c->smp->name : "-") &&
-				    fabs(r->rows[j].rate - ft.rates[k]) < 1e-9)
-					plain = &r->rows[j];
 			/* A rate only fine-tuning asks for gets its plain row too, for the comparison. */
 			if (!plain && (rc = run_add_row(r, c, ft.rates[k], &plain)))
 				break;

@@ -54,6 +54,13 @@ struct iap_report_row {
 	int has_expl;
 	double expl_rho;                  /* Spearman's ρ of |R| pruned vs dense */
 	double expl_topk;                 /* top-k overlap of |R| */
+	/*
+	 * Which configuration (attribution × sampler × policy) the row is of:
+	 * the rows, fine-tuned rows and threshold of one configuration carry the
+	 * same number (the producer's index of it), which the report compares
+	 * instead of the three names.
+	 */
+	int config;
 };
 
 /* Units pruned in one layer by the best configuration. */
@@ -71,6 +78,7 @@ struct iap_report_threshold {
 	double rate;                /* refined to 0.01; 0 when even the smallest rate fails */
 	int has_ci;                 /* lo, hi: 95 % bootstrap interval of the threshold */
 	double lo, hi;
+	int config;                 /* as iap_report_row's */
 };
 
 /* Forward latency of the dense and the compacted best model (median milliseconds per call). */
