@@ -116,94 +116,73 @@ static int run_prune(struct run *r)
 	return rc;
 }
 
-int iap_run(const struct iap_pipeline *p, const struct iap_run_opts *o, struct iap_error *err)
+/* The output folder (locked, an interrupted run's leftovers removed) and the dataset's splits. */
+static int run_open_data(struct run *r)
 {
-	struct run *r = calloc(1, sizeof(*r));
-	const char *split;
-	int rc = IAP_OK;
+	const char *split = iap_split_name((enum iap_split)r->eval_split);
+	int leftovers = 0, rc;
 
-	if (!r)
-		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	r->p = p;
-	r->lock_fd = -1;
-	r->o = o;
-	r->err = err;
-	r->seed = p->seed;
-	r->out = p->output;
-	r->eval_split = p->evaluation.split;
-	r->eval_batch = p->evaluation.batch_size;
-	split = iap_split_name((enum iap_split)r->eval_split);
-	{
-		int leftovers = 0;
-
-		rc = iap_outdir_prepare(r->out, &r->lock_fd, &leftovers, err);
-		if (!rc && leftovers)
-			run_say(r, IAP_LOG_INFO, "%s: removed %d unfinished file(s) of an interrupted run", r->out, leftovers);
-	}
-	r->ds_plugin = p->dataset.plugin;
-	r->ds_opts = p->dataset.opts;
+	rc = iap_outdir_prepare(r->out, &r->lock_fd, &leftovers, r->err);
+	if (!rc && leftovers)
+		run_say(r, IAP_LOG_INFO, "%s: removed %d unfinished file(s) of an interrupted run", r->out, leftovers);
 	for (int s = 0; !rc && s < IAP_SPLIT_COUNT; s++)
 		rc = run_open_split(r, (enum iap_split)s);
 	if (rc)
-		goto out;
-	if (r->split[IAP_SPLIT_TRAIN].count == 0) {
-		rc = iap_error_set(err, IAP_EINVAL, "dataset '%s': the train split is empty", r->ds_plugin->desc->name);
-		goto out;
-	}
-	if (r->split[r->eval_split].count == 0) {
-		rc = iap_error_set(err, IAP_EINVAL, "dataset '%s': the %s split (evaluation.split) is empty",
-				   r->ds_plugin->desc->name, split);
-		goto out;
-	}
+		return rc;
+	if (r->split[IAP_SPLIT_TRAIN].count == 0)
+		return iap_error_set(r->err, IAP_EINVAL, "dataset '%s': the train split is empty", r->ds_plugin->desc->name);
+	if (r->split[r->eval_split].count == 0)
+		return iap_error_set(r->err, IAP_EINVAL, "dataset '%s': the %s split (evaluation.split) is empty",
+				     r->ds_plugin->desc->name, split);
 	run_say(r, IAP_LOG_STAGE, "data: %s, %" PRId64 " train / %" PRId64 " val / %" PRId64 " test images, %d classes",
-	    r->ds_plugin->desc->name, r->split[0].count, r->split[1].count, r->split[2].count,
-	    r->split[0].info.n_classes);
-	rc = run_stage_model(r);
-	if (rc || o->mode == IAP_RUN_TRAIN)
-		goto out;
-	if (o->mode == IAP_RUN_EVAL) {
-		struct iap_metrics m = { 0 };
-		struct iap_report_metrics rm;
-		char *json = NULL;
+		r->ds_plugin->desc->name, r->split[0].count, r->split[1].count, r->split[2].count,
+		r->split[0].info.n_classes);
+	return IAP_OK;
+}
 
-		rc = run_evaluate(r, &rm, &m, NULL);
-		if (!rc)
-			rc = iap_metrics_json_string(&m, r->split[r->eval_split].info.class_names, &json, err);
+/* IAP_RUN_EVAL: the model's metrics into <output>/metrics.json, and as text for the log. */
+static int run_eval_mode(struct run *r)
+{
+	struct iap_error *err = r->err;
+	struct iap_metrics m = { 0 };
+	struct iap_report_metrics rm;
+	char *json = NULL;
+	int rc;
+
+	rc = run_evaluate(r, &rm, &m, NULL);
+	if (!rc)
+		rc = iap_metrics_json_string(&m, r->split[r->eval_split].info.class_names, &json, err);
+	if (!rc) {
+		FILE *fp;
+		struct iap_atomic_file af;
+
+		rc = iap_atomic_open(&af, run_outpath(r, "metrics.json"), err);
 		if (!rc) {
-			FILE *fp;
-			struct iap_atomic_file af;
+			fp = af.fp;
+			fputs(json, fp);
+			rc = iap_atomic_commit(&af, err);
+		}
+		if (!rc && r->o->log) {
+			char *text = NULL;
+			size_t len = 0;
+			FILE *mem = open_memstream(&text, &len);
 
-			rc = iap_atomic_open(&af, run_outpath(r, "metrics.json"), err);
-			if (!rc) {
-				fp = af.fp;
-				fputs(json, fp);
-				rc = iap_atomic_commit(&af, err);
-			}
-			if (!rc && r->o->log) {
-				char *text = NULL;
-				size_t len = 0;
-				FILE *mem = open_memstream(&text, &len);
-
-				if (mem) {
-					iap_metrics_write_text(&m, r->split[r->eval_split].info.class_names, mem, err);
-					fclose(mem);
-					run_say(r, IAP_LOG_INFO, "%s", text);
-					free(text);
-				}
+			if (mem) {
+				iap_metrics_write_text(&m, r->split[r->eval_split].info.class_names, mem, err);
+				fclose(mem);
+				run_say(r, IAP_LOG_INFO, "%s", text);
+				free(text);
 			}
 		}
-		free(json);
-		iap_metrics_free(&m);
-		goto out;
 	}
-	run_say(r, IAP_LOG_STAGE, "baseline on the %s split", split);
-	rc = run_stage_baseline(r);
-	if (rc)
-		goto out;
-	run_say(r, IAP_LOG_INFO, "baseline accuracy %.4f, balanced accuracy %.4f", r->baseline.accuracy,
-	    r->baseline.balanced_accuracy);
-	rc = o->mode == IAP_RUN_PRUNE ? run_prune(r) : run_experiment(r);
-out:
+	free(json);
+	iap_metrics_free(&m);
+	return rc;
+}
+
+/* Everything the run holds: scores, samples, splits, the model, the rows, the lock. */
+static void run_free(struct run *r)
+{
 	for (int i = 0; i < r->n_cfg; i++) {
 		for (int gi = 0; r->cfg[i].scores && gi < r->g->n_groups; gi++)
 			free(r->cfg[i].scores[gi]);
@@ -230,5 +209,41 @@ out:
 	free(r->base_sens);
 	free(r->base_spec);
 	free(r);
+}
+
+int iap_run(const struct iap_pipeline *p, const struct iap_run_opts *o, struct iap_error *err)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (!r)
+		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	r->p = p;
+	r->lock_fd = -1;
+	r->o = o;
+	r->err = err;
+	r->seed = p->seed;
+	r->out = p->output;
+	r->eval_split = p->evaluation.split;
+	r->eval_batch = p->evaluation.batch_size;
+	r->ds_plugin = p->dataset.plugin;
+	r->ds_opts = p->dataset.opts;
+	rc = run_open_data(r);
+	rc = rc ? rc : run_stage_model(r);
+	if (rc || o->mode == IAP_RUN_TRAIN)
+		goto out;
+	if (o->mode == IAP_RUN_EVAL) {
+		rc = run_eval_mode(r);
+		goto out;
+	}
+	run_say(r, IAP_LOG_STAGE, "baseline on the %s split", iap_split_name(r->eval_split));
+	rc = run_stage_baseline(r);
+	if (rc)
+		goto out;
+	run_say(r, IAP_LOG_INFO, "baseline accuracy %.4f, balanced accuracy %.4f", r->baseline.accuracy,
+	    r->baseline.balanced_accuracy);
+	rc = o->mode == IAP_RUN_PRUNE ? run_prune(r) : run_experiment(r);
+out:
+	run_free(r);
 	return rc;
 }

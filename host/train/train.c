@@ -640,208 +640,280 @@ out_free:
 	return rc;
 }
 
+/* What one training run holds from setup to the last epoch (iap_train's steps). */
+struct trainer {
+	struct iap_graph *g;
+	const struct iap_dataset *train, *val;
+	const struct iap_train_cfg *cfg;
+	struct iap_train_result *res;
+	struct iap_batcher tb, vb;
+	struct iap_adam opt;
+	struct ckpt ck;
+	struct ckpt_state cs;
+	struct iap_tensor dlogits;
+	struct iap_rng rng;
+	float *weights, *scratch, *vprobs;
+	int64_t *perm, n_batches, done_batches, total_batches;
+	int *vlabels, c, augment;
+	double t_start;
+};
+
+/* Arguments, datasets and the augmentation's sample shape checked before anything is allocated. */
+static int trainer_check(const struct trainer *T, struct iap_error *err)
+{
+	int rc;
+
+	if ((rc = check_cfg(T->cfg, err)))
+		return rc;
+	if ((rc = check_dataset(T->g, T->train, "training", err)))
+		return rc;
+	if (T->val && (rc = check_dataset(T->g, T->val, "validation", err)))
+		return rc;
+	if (augment_enabled(&T->cfg->augment) && T->g->in_ndim != 3)
+		return iap_error_set(err, IAP_EINVAL,
+				     "train: augmentations need C×H×W samples (%d axes given); switch them off",
+				     T->g->in_ndim);
+	return IAP_OK;
+}
+
+/* Batchers, the loop's buffers, the class weights, the optimiser and zeroed gradients. */
+static int trainer_setup(struct trainer *T, struct iap_error *err)
+{
+	const struct iap_graph *g = T->g;
+	int rc;
+
+	if ((rc = batcher_init(&T->tb, T->train, T->cfg->batch_size, err)))
+		return rc;
+	if (T->val && (rc = batcher_init(&T->vb, T->val, T->cfg->batch_size, err)))
+		return rc;
+	T->perm = malloc((size_t)T->train->count * sizeof(*T->perm));
+	T->weights = malloc((size_t)T->c * sizeof(*T->weights));
+	if (T->augment)
+		T->scratch = iap_alloc_floats(iap_augment_scratch((int)g->in_shape[0], (int)g->in_shape[1],
+								  (int)g->in_shape[2]));
+	if (T->val) {
+		T->vprobs = malloc((size_t)T->val->count * (size_t)T->c * sizeof(*T->vprobs));
+		T->vlabels = malloc((size_t)T->val->count * sizeof(*T->vlabels));
+	}
+	if (!T->perm || !T->weights || (T->augment && !T->scratch) || (T->val && (!T->vprobs || !T->vlabels)))
+		return iap_error_set(err, IAP_ENOMEM, "train: out of memory for the loop's buffers");
+	if (T->cfg->class_weights && (rc = train_class_weights(&T->tb, T->weights, err)))
+		return rc;
+	if ((rc = iap_adam_init(&T->opt, T->g, &T->cfg->adam, err)))
+		return rc;
+	return iap_graph_zero_grads(T->g, err);
+}
+
+/* The checkpoint folder, and the state of an earlier run of the same settings when resuming. */
+static int trainer_resume(struct trainer *T, struct iap_error *err)
+{
+	int found, rc;
+
+	T->cs = (struct ckpt_state){ .best_score = -1.0 };
+	if (!T->cfg->checkpoint_dir)
+		return IAP_OK;
+	if ((rc = ckpt_init(&T->ck, T->cfg->checkpoint_dir, T->cfg, &T->opt, err)))
+		return rc;
+	if (!T->cfg->resume)
+		return IAP_OK;
+	rc = ckpt_load(&T->ck, T->g, &T->opt, &T->cs, &found, err);
+	if (rc)
+		return iap_error_prefix(err, "resume");
+	if (!found)
+		T->cs = (struct ckpt_state){ .best_score = -1.0 };
+	return IAP_OK;
+}
+
+/* The epoch's sample order: 0 .. count-1, shuffled (Fisher-Yates) when the recipe says so. */
+static void epoch_order(struct trainer *T)
+{
+	for (int64_t i = 0; i < T->train->count; i++)
+		T->perm[i] = i;
+	if (!T->cfg->shuffle)
+		return;
+	for (int64_t i = T->train->count - 1; i > 0; i--) {
+		int64_t j = (int64_t)iap_rng_below(&T->rng, (uint64_t)i + 1), t = T->perm[i];
+
+		T->perm[i] = T->perm[j];
+		T->perm[j] = t;
+	}
+}
+
+/* Batch bi's samples loaded and augmented into the batcher (n of them). */
+static int load_train_batch(struct trainer *T, int64_t bi, int n, struct iap_error *err)
+{
+	const struct iap_graph *g = T->g;
+	int64_t start = bi * T->tb.batch;
+	int rc;
+
+	for (int j = 0; j < n; j++) {
+		if ((rc = iap_batcher_load(&T->tb, j, T->perm[start + j], err)))
+			return rc;
+		if (T->augment &&
+		    (rc = iap_augment(&T->cfg->augment, &T->rng, T->tb.x.data + j * T->tb.sample_numel,
+				      (int)g->in_shape[0], (int)g->in_shape[1], (int)g->in_shape[2], T->scratch, err)))
+			return rc;
+	}
+	return IAP_OK;
+}
+
+/* One optimiser step on the loaded batch: its loss into *loss, its correct predictions added to *correct. */
+static int train_step(struct trainer *T, int n, float *loss, int64_t *correct, struct iap_error *err)
+{
+	static const struct iap_walk_opts wopts = { .want_param_grads = 1 };
+	const struct iap_tensor *out;
+	int rc;
+
+	if ((rc = iap_graph_forward(T->g, iap_batcher_view(&T->tb, n), err)))
+		return rc;
+	out = iap_graph_output(T->g);
+	rc = iap_cross_entropy(out, T->tb.labels, T->cfg->class_weights ? T->weights : NULL, loss, &T->dlogits, err);
+	if (rc)
+		return rc;
+	for (int j = 0; j < n; j++) {
+		const float *p = out->data + (int64_t)j * T->c;
+		int best = 0;
+
+		for (int k = 1; k < T->c; k++)
+			if (p[k] > p[best])
+				best = k;
+		*correct += best == T->tb.labels[j];
+	}
+	if ((rc = iap_graph_zero_grads(T->g, err)) ||
+	    (rc = iap_graph_backward(T->g, iap_ruleset_gradient(), &T->dlogits, &wopts, err)) ||
+	    (rc = iap_adam_step(&T->opt, err)) ||
+	    (T->cfg->hold_masks && (rc = iap_graph_bake_masks(T->g, err))))
+		return rc;
+	return IAP_OK;
+}
+
+/* One pass over the shuffled train split: the epoch's mean loss and accuracy into rep. */
+static int train_epoch(struct trainer *T, int epoch, struct iap_epoch_report *rep, struct iap_error *err)
+{
+	const struct iap_train_cfg *cfg = T->cfg;
+	double loss_sum = 0.0;
+	int64_t correct = 0, seen = 0;
+	int rc;
+
+	iap_rng_seed(&T->rng, epoch_seed(cfg->seed, epoch, 0));
+	iap_graph_seed(T->g, epoch_seed(cfg->seed, epoch, 0xD1B54A32D192ED03ull));
+	T->opt.lr = iap_steplr(cfg->adam.lr, cfg->lr_step_size, cfg->lr_gamma, epoch);
+	rep->lr = T->opt.lr;
+	epoch_order(T);
+	iap_graph_set_training(T->g, 1);
+	for (int64_t bi = 0; bi < T->n_batches; bi++) {
+		int64_t start = bi * T->tb.batch;
+		int n = (int)(T->train->count - start < T->tb.batch ? T->train->count - start : T->tb.batch);
+		float loss;
+
+		if ((rc = load_train_batch(T, bi, n, err)))
+			return rc;
+		if ((rc = train_step(T, n, &loss, &correct, err)))
+			return iap_error_prefix(err, "training");
+		loss_sum += (double)loss * n;
+		seen += n;
+		T->done_batches++;
+		if (cfg->progress) {
+			double el = now_seconds() - T->t_start;
+			double eta = el / (double)T->done_batches * (double)(T->total_batches - T->done_batches);
+
+			cfg->progress(cfg->progress_user, epoch + 1, bi + 1, T->n_batches, loss_sum / (double)seen,
+				      (double)correct / (double)seen, eta);
+		}
+	}
+	iap_graph_set_training(T->g, 0);
+	rep->train_loss = loss_sum / (double)seen;
+	rep->train_acc = (double)correct / (double)seen;
+	return IAP_OK;
+}
+
+/* After an epoch: validation, the best epoch so far, the checkpoint, the result and the callback. */
+static int finish_epoch(struct trainer *T, int epoch, struct iap_epoch_report *rep, double t_epoch,
+			struct iap_error *err)
+{
+	double score;
+	int rc;
+
+	if (T->val) {
+		if ((rc = eval_pass(T->g, &T->vb, T->vprobs, T->vlabels, &rep->val_loss, err)))
+			return iap_error_prefix(err, "epoch %d validation", epoch + 1);
+		rep->has_val = 1;
+		rep->val_acc = accuracy_of(T->vprobs, T->vlabels, T->val->count, T->c);
+	}
+	/* The first epoch always sets the best; later ones must beat it. */
+	score = T->val ? rep->val_acc : rep->train_acc;
+	rep->is_best = score > T->cs.best_score;
+	if (rep->is_best) {
+		T->cs.best_score = score;
+		T->cs.best_epoch = epoch + 1;
+	}
+	T->cs.epoch = epoch + 1;
+	T->cs.step = T->opt.step;
+	if (T->cfg->checkpoint_dir && (rc = ckpt_save(&T->ck, T->g, &T->opt, &T->cs, rep->is_best, err)))
+		return iap_error_prefix(err, "epoch %d checkpoint", epoch + 1);
+	rep->seconds = now_seconds() - t_epoch;
+	if (T->res) {
+		T->res->epochs_done = epoch + 1;
+		T->res->last_train_loss = rep->train_loss;
+		T->res->last_val_acc = rep->val_acc;
+		T->res->best_epoch = T->cs.best_epoch;
+		T->res->best_score = T->cs.best_score;
+	}
+	if (T->cfg->on_epoch)
+		T->cfg->on_epoch(T->cfg->epoch_user, rep);
+	return IAP_OK;
+}
+
+static void trainer_free(struct trainer *T)
+{
+	iap_graph_set_training(T->g, 0);
+	ckpt_free(&T->ck);
+	iap_adam_free(&T->opt);
+	iap_tensor_free(&T->dlogits);
+	free(T->vlabels);
+	free(T->vprobs);
+	iap_free(T->scratch);
+	free(T->weights);
+	free(T->perm);
+	iap_batcher_free(&T->vb);
+	iap_batcher_free(&T->tb);
+}
+
 int iap_train(struct iap_graph *g, const struct iap_dataset *train, const struct iap_dataset *val,
 	      const struct iap_train_cfg *cfg, struct iap_train_result *res,
 	      struct iap_error *err)
 {
-	struct iap_batcher tb = { 0 }, vb = { 0 };
-	struct iap_adam opt = { 0 };
-	struct ckpt ck = { 0 };
-	struct ckpt_state cs = { .best_score = -1.0 };
-	struct iap_tensor dlogits = { 0 };
-	struct iap_rng rng;
-	const struct iap_walk_opts wopts = { .want_param_grads = 1 };
-	float *weights = NULL, *scratch = NULL, *vprobs = NULL;
-	int64_t *perm = NULL, n_batches, done_batches = 0, total_batches;
-	int *vlabels = NULL, c, augment, rc;
-	double t_start;
+	struct trainer T = { .g = g, .train = train, .val = val, .cfg = cfg, .res = res };
+	int rc;
 
 	if (!g || !train || !cfg)
 		return iap_error_set(err, IAP_EINVAL, "train: need a graph, a training set and a configuration");
-	if ((rc = check_cfg(cfg, err)))
+	if ((rc = trainer_check(&T, err)))
 		return rc;
-	if ((rc = check_dataset(g, train, "training", err)))
-		return rc;
-	if (val && (rc = check_dataset(g, val, "validation", err)))
-		return rc;
-	c = train->info.n_classes;
-	augment = augment_enabled(&cfg->augment);
-	if (augment && g->in_ndim != 3)
-		return iap_error_set(err, IAP_EINVAL,
-				     "train: augmentations need C×H×W samples (%d axes given); switch them off",
-				     g->in_ndim);
-
-	if ((rc = batcher_init(&tb, train, cfg->batch_size, err)))
+	T.c = train->info.n_classes;
+	T.augment = augment_enabled(&cfg->augment);
+	rc = trainer_setup(&T, err);
+	rc = rc ? rc : trainer_resume(&T, err);
+	if (rc)
 		goto out_free;
-	if (val && (rc = batcher_init(&vb, val, cfg->batch_size, err)))
-		goto out_free;
-	perm = malloc((size_t)train->count * sizeof(*perm));
-	weights = malloc((size_t)c * sizeof(*weights));
-	if (augment)
-		scratch = iap_alloc_floats(iap_augment_scratch((int)g->in_shape[0], (int)g->in_shape[1],
-							       (int)g->in_shape[2]));
-	if (val) {
-		vprobs = malloc((size_t)val->count * (size_t)c * sizeof(*vprobs));
-		vlabels = malloc((size_t)val->count * sizeof(*vlabels));
-	}
-	if (!perm || !weights || (augment && !scratch) || (val && (!vprobs || !vlabels))) {
-		rc = iap_error_set(err, IAP_ENOMEM, "train: out of memory for the loop's buffers");
-		goto out_free;
-	}
-	if (cfg->class_weights && (rc = train_class_weights(&tb, weights, err)))
-		goto out_free;
-	if ((rc = iap_adam_init(&opt, g, &cfg->adam, err)))
-		goto out_free;
-	if ((rc = iap_graph_zero_grads(g, err)))
-		goto out_free;
-
-	if (cfg->checkpoint_dir) {
-		if ((rc = ckpt_init(&ck, cfg->checkpoint_dir, cfg, &opt, err)))
-			goto out_free;
-		if (cfg->resume) {
-			int found;
-
-			rc = ckpt_load(&ck, g, &opt, &cs, &found, err);
-			if (rc) {
-				iap_error_prefix(err, "resume");
-				goto out_free;
-			}
-			if (!found)
-				cs = (struct ckpt_state){ .best_score = -1.0 };
-		}
-	}
 	if (res)
-		*res = (struct iap_train_result){ .start_epoch = cs.epoch, .epochs_done = cs.epoch,
-						  .best_epoch = cs.best_epoch,
-						  .best_score = cs.best_score < 0 ? 0.0 : cs.best_score };
-
+		*res = (struct iap_train_result){ .start_epoch = T.cs.epoch, .epochs_done = T.cs.epoch,
+						  .best_epoch = T.cs.best_epoch,
+						  .best_score = T.cs.best_score < 0 ? 0.0 : T.cs.best_score };
 	/* Held masks: the pruned units' parameters are zero from the first step on (after a resume too). */
 	if (cfg->hold_masks && (rc = iap_graph_bake_masks(g, err)))
 		goto out_free;
-	n_batches = (train->count + tb.batch - 1) / tb.batch;
-	total_batches = cfg->epochs > cs.epoch ? (int64_t)(cfg->epochs - cs.epoch) * n_batches : 0;
-	t_start = now_seconds();
-
-	for (int epoch = cs.epoch; epoch < cfg->epochs; epoch++) {
+	T.n_batches = (train->count + T.tb.batch - 1) / T.tb.batch;
+	T.total_batches = cfg->epochs > T.cs.epoch ? (int64_t)(cfg->epochs - T.cs.epoch) * T.n_batches : 0;
+	T.t_start = now_seconds();
+	for (int epoch = T.cs.epoch; epoch < cfg->epochs && !rc; epoch++) {
 		struct iap_epoch_report rep = { .epoch = epoch + 1, .n_epochs = cfg->epochs };
-		double t_epoch = now_seconds(), loss_sum = 0.0;
-		int64_t correct = 0, seen = 0;
+		double t_epoch = now_seconds();
 
-		iap_rng_seed(&rng, epoch_seed(cfg->seed, epoch, 0));
-		iap_graph_seed(g, epoch_seed(cfg->seed, epoch, 0xD1B54A32D192ED03ull));
-		opt.lr = iap_steplr(cfg->adam.lr, cfg->lr_step_size, cfg->lr_gamma, epoch);
-		rep.lr = opt.lr;
-
-		for (int64_t i = 0; i < train->count; i++)
-			perm[i] = i;
-		if (cfg->shuffle)
-			for (int64_t i = train->count - 1; i > 0; i--) {
-				int64_t j = (int64_t)iap_rng_below(&rng, (uint64_t)i + 1), t = perm[i];
-
-				perm[i] = perm[j];
-				perm[j] = t;
-			}
-
-		iap_graph_set_training(g, 1);
-		for (int64_t bi = 0; bi < n_batches; bi++) {
-			int64_t start = bi * tb.batch;
-			int n = (int)(train->count - start < tb.batch ? train->count - start : tb.batch);
-			const struct iap_tensor *out;
-			float loss;
-
-			for (int j = 0; j < n; j++) {
-				if ((rc = iap_batcher_load(&tb, j, perm[start + j], err)))
-					goto out_free;
-				if (augment &&
-				    (rc = iap_augment(&cfg->augment, &rng, tb.x.data + j * tb.sample_numel,
-						      (int)g->in_shape[0], (int)g->in_shape[1],
-						      (int)g->in_shape[2], scratch, err)))
-					goto out_free;
-			}
-			if ((rc = iap_graph_forward(g, iap_batcher_view(&tb, n), err)))
-				goto out_batch_err;
-			out = iap_graph_output(g);
-			rc = iap_cross_entropy(out, tb.labels, cfg->class_weights ? weights : NULL, &loss,
-					       &dlogits, err);
-			if (rc)
-				goto out_batch_err;
-			for (int j = 0; j < n; j++) {
-				const float *p = out->data + (int64_t)j * c;
-				int best = 0;
-
-				for (int k = 1; k < c; k++)
-					if (p[k] > p[best])
-						best = k;
-				correct += best == tb.labels[j];
-			}
-			if ((rc = iap_graph_zero_grads(g, err)) ||
-			    (rc = iap_graph_backward(g, iap_ruleset_gradient(), &dlogits, &wopts, err)) ||
-			    (rc = iap_adam_step(&opt, err)) ||
-			    (cfg->hold_masks && (rc = iap_graph_bake_masks(g, err))))
-				goto out_batch_err;
-			loss_sum += (double)loss * n;
-			seen += n;
-			done_batches++;
-			if (cfg->progress) {
-				double el = now_seconds() - t_start;
-				double eta = el / (double)done_batches * (double)(total_batches - done_batches);
-
-				cfg->progress(cfg->progress_user, epoch + 1, bi + 1, n_batches,
-					      loss_sum / (double)seen, (double)correct / (double)seen, eta);
-			}
-		}
-		iap_graph_set_training(g, 0);
-		rep.train_loss = loss_sum / (double)seen;
-		rep.train_acc = (double)correct / (double)seen;
-
-		if (val) {
-			if ((rc = eval_pass(g, &vb, vprobs, vlabels, &rep.val_loss, err))) {
-				iap_error_prefix(err, "epoch %d validation", epoch + 1);
-				goto out_free;
-			}
-			rep.has_val = 1;
-			rep.val_acc = accuracy_of(vprobs, vlabels, val->count, c);
-		}
-		/* The first epoch always sets the best; later ones must beat it. */
-		double score = val ? rep.val_acc : rep.train_acc;
-		rep.is_best = score > cs.best_score;
-		if (rep.is_best) {
-			cs.best_score = score;
-			cs.best_epoch = epoch + 1;
-		}
-		cs.epoch = epoch + 1;
-		cs.step = opt.step;
-		if (cfg->checkpoint_dir && (rc = ckpt_save(&ck, g, &opt, &cs, rep.is_best, err))) {
-			iap_error_prefix(err, "epoch %d checkpoint", epoch + 1);
-			goto out_free;
-		}
-		rep.seconds = now_seconds() - t_epoch;
-		if (res) {
-			res->epochs_done = epoch + 1;
-			res->last_train_loss = rep.train_loss;
-			res->last_val_acc = rep.val_acc;
-			res->best_epoch = cs.best_epoch;
-			res->best_score = cs.best_score;
-		}
-		if (cfg->on_epoch)
-			cfg->on_epoch(cfg->epoch_user, &rep);
+		rc = train_epoch(&T, epoch, &rep, err);
+		rc = rc ? rc : finish_epoch(&T, epoch, &rep, t_epoch, err);
 	}
-	rc = IAP_OK;
-	goto out_free;
-
-out_batch_err:
-	iap_error_prefix(err, "training");
 out_free:
-	iap_graph_set_training(g, 0);
-	ckpt_free(&ck);
-	iap_adam_free(&opt);
-	iap_tensor_free(&dlogits);
-	free(vlabels);
-	free(vprobs);
-	iap_free(scratch);
-	free(weights);
-	free(perm);
-	iap_batcher_free(&vb);
-	iap_batcher_free(&tb);
+	trainer_free(&T);
 	return rc;
 }
