@@ -78,7 +78,7 @@ struct extras {
 	struct iap_report_gallery_item *items;
 	struct iap_tensor *natives;           /* [gallery.n] the items' stored images (native.h) */
 	struct iap_report_gallery gallery;
-	char expl_config[256], gallery_text[300], ranking[512];
+	char expl_config[256], gallery_text[300];
 };
 
 static int pv_apply(void *user, double rate)
@@ -95,6 +95,61 @@ static void pv_clear(void *user)
 }
 
 /*
+ * The gallery: the first report.heatmaps images per class of the
+ * preservation set, dense and pruned maps of configuration c at its
+ * threshold (or the first rate).
+ */
+static int report_gallery(struct run *r, struct iap_report *rep, struct extras *x, const struct config *c,
+			  int per_class_maps)
+{
+	double rate = c->threshold > 0 ? c->threshold : r->n_rows ? r->rows[0].rate : 0;
+	int rc;
+
+	x->maps = malloc((size_t)x->pv.n * (size_t)x->pv.h * (size_t)x->pv.w * sizeof(float));
+	x->pred = malloc((size_t)x->pv.n * sizeof(int));
+	x->items = calloc((size_t)x->pv.n, sizeof(*x->items));
+	x->natives = calloc((size_t)x->pv.n, sizeof(*x->natives));
+	if (!x->maps || !x->pred || !x->items || !x->natives)
+		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	{
+		double rho, topk;
+		int *taken = calloc((size_t)x->pv.ds->info.n_classes + 1, sizeof(int));
+
+		if (!taken)
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		rc = iap_preserve_measure(&x->pv, rate, &rho, &topk, x->maps, x->pred, r->err);
+		for (int i = 0; !rc && i < x->pv.n; i++) {
+			struct iap_report_gallery_item *it = &x->items[x->gallery.n];
+			const int64_t plane = (int64_t)x->pv.h * x->pv.w;
+
+			if (taken[x->pv.labels[i]]++ >= per_class_maps)
+				continue;
+			it->image = x->pv.images + i * x->pv.c * plane;
+			it->dense_map = x->pv.dense_maps + i * plane;
+			it->pruned_map = x->maps + i * plane;
+			it->label = x->pv.labels[i];
+			it->dense_pred = x->pv.dense_pred[i];
+			it->pruned_pred = x->pred[i];
+			it->index = x->pv.idx[i];
+			x->gallery.n++;
+			rc = iap_native_item(x->pv.ds, it, &x->natives[x->gallery.n - 1], r->err);
+		}
+		free(taken);
+	}
+	if (rc)
+		return iap_error_prefix(r->err, "heatmap gallery");
+	snprintf(x->gallery_text, sizeof(x->gallery_text), "%s at %.2f", x->expl_config, rate);
+	x->gallery.channels = x->pv.c;
+	x->gallery.h = x->pv.h;
+	x->gallery.w = x->pv.w;
+	x->gallery.method = c->attr->name;
+	x->gallery.pruned = x->gallery_text;
+	x->gallery.items = x->items;
+	rep->gallery = &x->gallery;
+	return IAP_OK;
+}
+
+/*
  * Explanation preservation on the best configuration whose method gives
  * input relevance (the best one, unless it is data-free): every evaluated
  * rate of it gets ρ and the top-k overlap, and the gallery shows its maps
@@ -105,7 +160,6 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 {
 	const struct config *c = NULL;
 	long per_class = r->p->report.explain_images;
-	double rate;
 	void *user[2];
 	int rc;
 
@@ -159,50 +213,7 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 	rep->expl_topk_frac = x->pv.topk_frac;
 	if (per_class_maps < 1)
 		return IAP_OK;
-	/* The gallery: the first report.heatmaps images per class, at the threshold (or the first rate). */
-	rate = c->threshold > 0 ? c->threshold : r->n_rows ? r->rows[0].rate : 0;
-	x->maps = malloc((size_t)x->pv.n * (size_t)x->pv.h * (size_t)x->pv.w * sizeof(float));
-	x->pred = malloc((size_t)x->pv.n * sizeof(int));
-	x->items = calloc((size_t)x->pv.n, sizeof(*x->items));
-	x->natives = calloc((size_t)x->pv.n, sizeof(*x->natives));
-	if (!x->maps || !x->pred || !x->items || !x->natives)
-		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-	{
-		double rho, topk;
-		int *taken = calloc((size_t)x->pv.ds->info.n_classes + 1, sizeof(int));
-
-		if (!taken)
-			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-		rc = iap_preserve_measure(&x->pv, rate, &rho, &topk, x->maps, x->pred, r->err);
-		for (int i = 0; !rc && i < x->pv.n; i++) {
-			struct iap_report_gallery_item *it = &x->items[x->gallery.n];
-			const int64_t plane = (int64_t)x->pv.h * x->pv.w;
-
-			if (taken[x->pv.labels[i]]++ >= per_class_maps)
-				continue;
-			it->image = x->pv.images + i * x->pv.c * plane;
-			it->dense_map = x->pv.dense_maps + i * plane;
-			it->pruned_map = x->maps + i * plane;
-			it->label = x->pv.labels[i];
-			it->dense_pred = x->pv.dense_pred[i];
-			it->pruned_pred = x->pred[i];
-			it->index = x->pv.idx[i];
-			x->gallery.n++;
-			rc = iap_native_item(x->pv.ds, it, &x->natives[x->gallery.n - 1], r->err);
-		}
-		free(taken);
-	}
-	if (rc)
-		return iap_error_prefix(r->err, "heatmap gallery");
-	snprintf(x->gallery_text, sizeof(x->gallery_text), "%s at %.2f", x->expl_config, rate);
-	x->gallery.channels = x->pv.c;
-	x->gallery.h = x->pv.h;
-	x->gallery.w = x->pv.w;
-	x->gallery.method = c->attr->name;
-	x->gallery.pruned = x->gallery_text;
-	x->gallery.items = x->items;
-	rep->gallery = &x->gallery;
-	return IAP_OK;
+	return report_gallery(r, rep, x, c, per_class_maps);
 }
 
 static void extras_free(struct extras *x)
@@ -253,161 +264,178 @@ static int latency_extras(struct run *r, struct iap_report *rep, const struct co
 	return rc;
 }
 
-int run_stage_report(struct run *r, const double *table, int n_table, int per_class_maps)
-{
-	struct extras x;
-	struct iap_report rep = { 0 };
-	struct iap_report_threshold *th = calloc((size_t)r->n_cfg + 1, sizeof(*th));
-	struct iap_report_layer *layers = NULL;
-	const struct config *best = NULL;
-	char best_text[256] = "", model_text[512], data_text[512], notes[1024];
-	const char *title = r->p->name, *dsname = r->ds_plugin->desc->name;
-	struct iap_generation gen;
-	int save = r->p->report.save_pruned, rc;
+/* The report's texts and tables built from the run, held until the report is written. */
+struct report_parts {
+	struct iap_report_threshold *th;
+	struct iap_report_layer *layers;
+	int n_layers;
+	const struct config *best;
+	char best_text[256], model_text[512], data_text[512], notes[1024];
+};
 
-	memset(&x, 0, sizeof(x));
-	if (!th)
+/* One threshold per configuration (its key included), and the best configuration. */
+static int report_thresholds(struct run *r, struct report_parts *P)
+{
+	P->th = calloc((size_t)r->n_cfg + 1, sizeof(*P->th));
+	if (!P->th)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 	for (int i = 0; i < r->n_cfg; i++) {
 		const struct config *c = &r->cfg[i];
+		struct iap_report_threshold *t = &P->th[i];
 
-		th[i].sampler = c->smp ? c->smp->name : "-";
-		th[i].attribution = c->attr->name;
-		th[i].policy = r->policy->desc->name;
-		th[i].rate = c->threshold;
-		th[i].has_ci = r->bs.n_boot > 0;
-		th[i].lo = c->th_lo;
-		th[i].hi = c->th_hi;
-		th[i].config = c->index;
-		if (!best || c->threshold > best->threshold + 1e-12)
-			best = c;
+		t->sampler = c->smp ? c->smp->name : "-";
+		t->attribution = c->attr->name;
+		t->policy = r->policy->desc->name;
+		t->rate = c->threshold;
+		t->has_ci = r->bs.n_boot > 0;
+		t->lo = c->th_lo;
+		t->hi = c->th_hi;
+		t->config = c->index;
+		if (!P->best || c->threshold > P->best->threshold + 1e-12)
+			P->best = c;
 	}
-	snprintf(model_text, sizeof(model_text), "%s", r->model_plugin->desc->name);
+	return IAP_OK;
+}
+
+/* "vgg (depth=11, width=0.125)": the model plugin and the options the pipeline set. */
+static void report_model_text(const struct run *r, char *text, size_t len)
+{
+	snprintf(text, len, "%s", r->model_plugin->desc->name);
 	for (int i = 0; i < iap_opts_count(r->model_opts); i++) {
 		char v[128];
-		size_t used = strlen(model_text);
+		size_t used = strlen(text);
 
 		if (!iap_opts_is_set(r->model_opts, iap_opts_name(r->model_opts, i)))
 			continue;
 		iap_opts_format(r->model_opts, i, v, sizeof(v));
-		snprintf(model_text + used, sizeof(model_text) - used, "%s%s=%s", strchr(model_text, '(') ? ", " : " (",
+		snprintf(text + used, len - used, "%s%s=%s", strchr(text, '(') ? ", " : " (",
 			 iap_opts_name(r->model_opts, i), v);
 	}
-	if (strchr(model_text, '('))
-		strncat(model_text, ")", sizeof(model_text) - strlen(model_text) - 1);
-	snprintf(data_text, sizeof(data_text), "%s, %s split (%" PRId64 " images, %d classes); samples from the train split (%" PRId64 ")",
-		 dsname, iap_split_name(r->eval_split), r->split[r->eval_split].count,
-		 r->split[r->eval_split].info.n_classes, r->split[IAP_SPLIT_TRAIN].count);
-	if (best) {
-		snprintf(best_text, sizeof(best_text), "%s / %s / %s: lossless up to %.2f", best->attr->name,
-			 best->smp ? best->smp->name : "-", r->policy->desc->name, best->threshold);
-		/* Units pruned per layer at the best configuration's threshold. */
-		layers = calloc((size_t)r->g->n_groups + 1, sizeof(*layers));
-		if (layers && run_apply_rate(r, best, best->threshold) == IAP_OK) {
-			for (int gi = 0; gi < r->g->n_groups; gi++) {
-				const struct iap_unit_group *grp = &r->g->groups[gi];
+	if (strchr(text, '('))
+		strncat(text, ")", len - strlen(text) - 1);
+}
 
-				layers[gi].name = grp->name;
-				layers[gi].units = grp->n_units;
-				for (int u = 0; grp->mask && u < grp->n_units; u++)
-					layers[gi].pruned += !grp->mask[u];
-			}
-			rep.n_layers = r->g->n_groups;
+/* The best configuration's line and its units pruned per layer at its threshold. */
+static void report_best(struct run *r, struct report_parts *P)
+{
+	const struct config *best = P->best;
+
+	if (!best)
+		return;
+	snprintf(P->best_text, sizeof(P->best_text), "%s / %s / %s: lossless up to %.2f", best->attr->name,
+		 best->smp ? best->smp->name : "-", r->policy->desc->name, best->threshold);
+	P->layers = calloc((size_t)r->g->n_groups + 1, sizeof(*P->layers));
+	if (P->layers && run_apply_rate(r, best, best->threshold) == IAP_OK) {
+		for (int gi = 0; gi < r->g->n_groups; gi++) {
+			const struct iap_unit_group *grp = &r->g->groups[gi];
+
+			P->layers[gi].name = grp->name;
+			P->layers[gi].units = grp->n_units;
+			for (int u = 0; grp->mask && u < grp->n_units; u++)
+				P->layers[gi].pruned += !grp->mask[u];
 		}
-		run_clear_masks(r);
+		P->n_layers = r->g->n_groups;
 	}
-	{
-		char popts[256] = "";
+	run_clear_masks(r);
+}
 
-		for (int i = 0; i < iap_opts_count(r->policy_opts); i++) {
-			char v[96];
-			size_t used = strlen(popts);
+/* How the rates were applied: the policy with its options, the caps, the cache, the iterations. */
+static void report_notes(const struct run *r, char *notes, size_t len)
+{
+	char popts[256] = "";
 
-			iap_opts_format(r->policy_opts, i, v, sizeof(v));
-			snprintf(popts + used, sizeof(popts) - used, "%s%s=%s", used ? ", " : "",
-				 iap_opts_name(r->policy_opts, i), v[0] ? v : "\"\"");
-		}
-		snprintf(notes, sizeof(notes),
-			 "Rates are fractions of all prunable units (conv channels, hidden neurons, attention heads), "
-			 "ranked by the '%s' policy (%s) with at most %.0f%% of any layer pruned and at least %d "
-			 "unit(s) kept per layer. Unit scores are cached under cache/ keyed by the model's weights, "
-			 "the method, its options and the samples.",
-			 r->policy->desc->name, popts[0] ? popts : "no options", 100 * r->max_layer_rate, r->min_units);
-		if (r->iterations > 1) {
-			size_t used = strlen(notes);
+	for (int i = 0; i < iap_opts_count(r->policy_opts); i++) {
+		char v[96];
+		size_t used = strlen(popts);
 
-			snprintf(notes + used, sizeof(notes) - used,
-				 " Iterative pruning: each rate reached in %d equal steps, the scores recomputed on the "
-				 "masked model before each step after the first (data-free criteria in one step).",
-				 r->iterations);
-		}
+		iap_opts_format(r->policy_opts, i, v, sizeof(v));
+		snprintf(popts + used, sizeof(popts) - used, "%s%s=%s", used ? ", " : "",
+			 iap_opts_name(r->policy_opts, i), v[0] ? v : "\"\"");
 	}
-	rep.title = title;
-	rep.model = model_text;
-	rep.dataset = data_text;
-	rep.params = r->params;
-	rep.macs = r->macs;
-	rep.tolerance = r->tolerance;
-	rep.baseline = r->baseline;
-	rep.n_rows = r->n_rows;
-	rep.rows = r->rows;
-	rep.n_thresholds = r->n_cfg;
-	rep.thresholds = th;
-	rep.n_table_rates = n_table;
-	rep.table_rates = table;
-	rep.layers = layers;
-	rep.best = best ? best_text : NULL;
-	rep.notes = notes;
-	rep.n_finetuned = r->n_ft_rows;
-	rep.finetuned = r->ft_rows;
-	rep.finetune = r->ft_note[0] ? r->ft_note : NULL;
-	rep.n_classes = r->split[r->eval_split].info.n_classes;
-	rep.class_names = r->split[r->eval_split].info.class_names;
-	rep.has_stats = 1;
-	rep.n_boot = r->bs.n_boot;
-	rep.boot_seed = r->seed ^ 0xb0075ULL;
-	rep.baseline_acc_lo = r->base_acc_lo;
-	rep.baseline_acc_hi = r->base_acc_hi;
-	rep.baseline_sensitivity = r->base_sens;
-	rep.baseline_specificity = r->base_spec;
-	rep.n_images = r->split[r->eval_split].count;
-	rep.labels = r->labels;
-	rep.baseline_pred = r->base_pred;
-	rep.baseline_confidence = r->base_conf;
-	snprintf(x.ranking, sizeof(x.ranking), "%s",
-		 r->ranking == IAP_RANK_RAW ?
-		 "magnitude and random scores ranked globally as they are, unnormalised "
-		 "(pruning.baseline_ranking: raw); small-norm layers go first." :
-		 r->ranking == IAP_RANK_L2 ?
-		 "magnitude and random scores divided by their layer's L2 norm before the global ranking "
-		 "(pruning.baseline_ranking: l2, the layer-wise normalisation of Molchanov et al. 2017); "
-		 "the attribution methods are ranked as the policy says." :
-		 "magnitude and random scores divided by their layer's mean |score| before the global ranking "
-		 "(pruning.baseline_ranking: mean); the attribution methods are ranked as the policy says.");
-	rep.ranking = x.ranking;
-	rc = explanation_extras(r, &rep, &x, per_class_maps, table, n_table);
-	rc = rc ? rc : latency_extras(r, &rep, best);
-	if (rc) {
-		extras_free(&x);
-		free(th);
-		free(layers);
+	snprintf(notes, len,
+		 "Rates are fractions of all prunable units (conv channels, hidden neurons, attention heads), "
+		 "ranked by the '%s' policy (%s) with at most %.0f%% of any layer pruned and at least %d "
+		 "unit(s) kept per layer. Unit scores are cached under cache/ keyed by the model's weights, "
+		 "the method, its options and the samples.",
+		 r->policy->desc->name, popts[0] ? popts : "no options", 100 * r->max_layer_rate, r->min_units);
+	if (r->iterations > 1) {
+		size_t used = strlen(notes);
+
+		snprintf(notes + used, len - used,
+			 " Iterative pruning: each rate reached in %d equal steps, the scores recomputed on the "
+			 "masked model before each step after the first (data-free criteria in one step).",
+			 r->iterations);
+	}
+}
+
+static const char *report_ranking(const struct run *r)
+{
+	return r->ranking == IAP_RANK_RAW ?
+	       "magnitude and random scores ranked globally as they are, unnormalised "
+	       "(pruning.baseline_ranking: raw); small-norm layers go first." :
+	       r->ranking == IAP_RANK_L2 ?
+	       "magnitude and random scores divided by their layer's L2 norm before the global ranking "
+	       "(pruning.baseline_ranking: l2, the layer-wise normalisation of Molchanov et al. 2017); "
+	       "the attribution methods are ranked as the policy says." :
+	       "magnitude and random scores divided by their layer's mean |score| before the global ranking "
+	       "(pruning.baseline_ranking: mean); the attribution methods are ranked as the policy says.";
+}
+
+/* The report's fields from the run and the parts. */
+static void report_fill(const struct run *r, const struct report_parts *P, const double *table, int n_table,
+			struct iap_report *rep)
+{
+	rep->title = r->p->name;
+	rep->model = P->model_text;
+	rep->dataset = P->data_text;
+	rep->params = r->params;
+	rep->macs = r->macs;
+	rep->tolerance = r->tolerance;
+	rep->baseline = r->baseline;
+	rep->n_rows = r->n_rows;
+	rep->rows = r->rows;
+	rep->n_thresholds = r->n_cfg;
+	rep->thresholds = P->th;
+	rep->n_table_rates = n_table;
+	rep->table_rates = table;
+	rep->layers = P->layers;
+	rep->n_layers = P->n_layers;
+	rep->best = P->best ? P->best_text : NULL;
+	rep->notes = P->notes;
+	rep->n_finetuned = r->n_ft_rows;
+	rep->finetuned = r->ft_rows;
+	rep->finetune = r->ft_note[0] ? r->ft_note : NULL;
+	rep->n_classes = r->split[r->eval_split].info.n_classes;
+	rep->class_names = r->split[r->eval_split].info.class_names;
+	rep->has_stats = 1;
+	rep->n_boot = r->bs.n_boot;
+	rep->boot_seed = r->seed ^ 0xb0075ULL;
+	rep->baseline_acc_lo = r->base_acc_lo;
+	rep->baseline_acc_hi = r->base_acc_hi;
+	rep->baseline_sensitivity = r->base_sens;
+	rep->baseline_specificity = r->base_spec;
+	rep->n_images = r->split[r->eval_split].count;
+	rep->labels = r->labels;
+	rep->baseline_pred = r->base_pred;
+	rep->baseline_confidence = r->base_conf;
+	rep->ranking = report_ranking(r);
+}
+
+/* Every report file staged and the whole set published with one rename (generation.h). */
+static int report_publish(struct run *r, const struct iap_report *rep, const struct config *best, int per_class_maps)
+{
+	struct iap_generation gen;
+	int rc = iap_generation_begin(&gen, run_outpath(r, "report"), r->err);
+
+	if (rc)
 		return rc;
-	}
-	/* Every report file is staged and the whole set published with one rename (generation.h). */
-	rc = iap_generation_begin(&gen, run_outpath(r, "report"), r->err);
-	if (rc) {
-		extras_free(&x);
-		free(th);
-		free(layers);
-		return rc;
-	}
 	r->report_dir = gen.stage;
-	rc = iap_report_write(&rep, r->report_dir, r->err);
+	rc = iap_report_write(rep, r->report_dir, r->err);
 	if (!rc && per_class_maps > 0) {
 		run_say(r, IAP_LOG_STAGE, "heatmaps: %d per class", per_class_maps);
 		rc = run_write_heatmaps(r, per_class_maps);
 	}
-	if (!rc && save && best && best->threshold > 0) {
+	if (!rc && r->p->report.save_pruned && best && best->threshold > 0) {
 		char masked[4096], compact[4096];
 
 		snprintf(masked, sizeof(masked), "%s/pruned-masked.safetensors", r->report_dir);
@@ -419,8 +447,35 @@ int run_stage_report(struct run *r, const double *table, int n_table, int per_cl
 		iap_generation_abort(&gen);
 	else
 		rc = iap_generation_commit(&gen, r->err);
+	return rc;
+}
+
+/* The report stage: tables, explanation preservation, latency, then the files, published at once. */
+int run_stage_report(struct run *r, const double *table, int n_table, int per_class_maps)
+{
+	struct report_parts P;
+	struct extras x;
+	struct iap_report rep = { 0 };
+	int rc;
+
+	memset(&P, 0, sizeof(P));
+	memset(&x, 0, sizeof(x));
+	rc = report_thresholds(r, &P);
+	if (!rc) {
+		report_model_text(r, P.model_text, sizeof(P.model_text));
+		snprintf(P.data_text, sizeof(P.data_text),
+			 "%s, %s split (%" PRId64 " images, %d classes); samples from the train split (%" PRId64 ")",
+			 r->ds_plugin->desc->name, iap_split_name(r->eval_split), r->split[r->eval_split].count,
+			 r->split[r->eval_split].info.n_classes, r->split[IAP_SPLIT_TRAIN].count);
+		report_best(r, &P);
+		report_notes(r, P.notes, sizeof(P.notes));
+		report_fill(r, &P, table, n_table, &rep);
+		rc = explanation_extras(r, &rep, &x, per_class_maps, table, n_table);
+	}
+	rc = rc ? rc : latency_extras(r, &rep, P.best);
+	rc = rc ? rc : report_publish(r, &rep, P.best, per_class_maps);
 	extras_free(&x);
-	free(th);
-	free(layers);
+	free(P.th);
+	free(P.layers);
 	return rc;
 }
