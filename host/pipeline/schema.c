@@ -519,6 +519,59 @@ static int check_map(struct validator *V, struct iap_cfg_node *map, const struct
 	return IAP_OK;
 }
 
+/* Why plugin name of kind is not there: it failed to load (why), or the ones of that kind that are. */
+static int plugin_refused(const struct iap_registry *reg, int kind, const char *name, const struct iap_cfg_node *pn,
+			  const struct iap_error *why, struct iap_error *err)
+{
+	const char *kn = iap_plugin_kind_name(kind), *names[64] = { NULL };
+	char list[512];
+	int n = 0;
+
+	for (int i = 0; i < iap_registry_count(reg) && n < 64; i++) {
+		const struct iap_plugin *q = iap_registry_get(reg, i);
+
+		if ((int)q->desc->kind == kind && !strcmp(q->desc->name, name))
+			return cfgi_at(err, why->code, pn, "%s plugin '%s' cannot be used: %s", kn, name, why->msg);
+		if ((int)q->desc->kind == kind)
+			names[n++] = q->desc->name;
+	}
+	join_names(list, sizeof(list), names, n);
+	return cfgi_at(err, IAP_EINVAL, pn, "unknown %s plugin '%s' (%s%s)", kn, name,
+		       n ? "available: " : "none found on the plugin path", list);
+}
+
+/* One entry e of a plugin reference's options: a known option, one value, valid for its schema. */
+static int set_option(const struct iap_plugin *p, struct iap_opts *o, const char *what, const struct iap_cfg_node *e,
+		      struct iap_error *err)
+{
+	const struct iap_option *opt = NULL;
+	char list[512];
+	int rc;
+
+	for (const struct iap_option *s = p->desc->options; s && s->name; s++)
+		if (!strcmp(s->name, e->key)) {
+			opt = s;
+			break;
+		}
+	if (!opt) {
+		const char *names[64] = { NULL };
+		int n = 0;
+
+		for (const struct iap_option *s = p->desc->options; s && s->name && n < 64; s++)
+			names[n++] = s->name;
+		join_names(list, sizeof(list), names, n);
+		return cfgi_at_key(err, IAP_EINVAL, e, "%s: unknown option '%s' (%s%s)", what, e->key,
+				   n ? "known: " : "it takes no options", list);
+	}
+	if (e->kind != IAP_CFG_SCALAR)
+		return cfgi_at(err, IAP_EINVAL, e, "%s: option '%s': expected one value, got a %s", what, e->key,
+			       e->kind == IAP_CFG_MAP ? "mapping" : "list");
+	rc = iap_opts_set(o, what, e->key, e->value ? e->value : "", err);
+	if (rc)
+		iap_error_prefix(err, "%s:%d:%d", e->file, e->line, e->col);
+	return rc;
+}
+
 int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct iap_registry *reg,
 			const struct iap_plugin **plugin, struct iap_opts **opts, struct iap_error *err)
 {
@@ -526,7 +579,7 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	const struct iap_cfg_node *pn, *on;
 	const struct iap_plugin *p;
 	struct iap_error why = { 0, "" };
-	char what[160], list[512];
+	char what[160];
 	struct iap_opts *o;
 	int rc;
 
@@ -541,22 +594,8 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	if (rc)
 		return rc;
 	/* Loaded on first use: a plugin that is there but fails to load says why. */
-	if (iap_registry_open(reg, kind, name, &p, &why) != IAP_OK) {
-		const char *names[64] = { NULL };
-		int n = 0;
-
-		for (int i = 0; i < iap_registry_count(reg) && n < 64; i++) {
-			const struct iap_plugin *q = iap_registry_get(reg, i);
-
-			if ((int)q->desc->kind == kind && !strcmp(q->desc->name, name))
-				return cfgi_at(err, why.code, pn, "%s plugin '%s' cannot be used: %s", kn, name, why.msg);
-			if ((int)q->desc->kind == kind)
-				names[n++] = q->desc->name;
-		}
-		join_names(list, sizeof(list), names, n);
-		return cfgi_at(err, IAP_EINVAL, pn, "unknown %s plugin '%s' (%s%s)", kn, name,
-			       n ? "available: " : "none found on the plugin path", list);
-	}
+	if (iap_registry_open(reg, kind, name, &p, &why) != IAP_OK)
+		return plugin_refused(reg, kind, name, pn, &why, err);
 	snprintf(what, sizeof(what), "%s '%s'", kn, name);
 	rc = iap_opts_defaults(p->desc->options, &o, err);
 	if (rc) {
@@ -565,35 +604,9 @@ int iap_pipeline_plugin(const struct iap_cfg_node *ref, int kind, const struct i
 	}
 	on = iap_cfg_child(ref, "options");
 	for (int i = 0; on && on->kind == IAP_CFG_MAP && i < on->n_items; i++) {
-		const struct iap_cfg_node *e = on->items[i];
-		const struct iap_option *opt = NULL;
-
-		for (const struct iap_option *s = p->desc->options; s && s->name; s++)
-			if (!strcmp(s->name, e->key)) {
-				opt = s;
-				break;
-			}
-		if (!opt) {
-			const char *names[64] = { NULL };
-			int n = 0;
-
-			for (const struct iap_option *s = p->desc->options; s && s->name && n < 64; s++)
-				names[n++] = s->name;
-			join_names(list, sizeof(list), names, n);
-			rc = cfgi_at_key(err, IAP_EINVAL, e, "%s: unknown option '%s' (%s%s)", what, e->key,
-					 n ? "known: " : "it takes no options", list);
+		rc = set_option(p, o, what, on->items[i], err);
+		if (rc)
 			goto out_free;
-		}
-		if (e->kind != IAP_CFG_SCALAR) {
-			rc = cfgi_at(err, IAP_EINVAL, e, "%s: option '%s': expected one value, got a %s", what,
-				     e->key, e->kind == IAP_CFG_MAP ? "mapping" : "list");
-			goto out_free;
-		}
-		rc = iap_opts_set(o, what, e->key, e->value ? e->value : "", err);
-		if (rc) {
-			iap_error_prefix(err, "%s:%d:%d", e->file, e->line, e->col);
-			goto out_free;
-		}
 	}
 	for (const struct iap_option *s = p->desc->options; s && s->name; s++)
 		if (!s->def && !iap_opts_is_set(o, s->name)) {
