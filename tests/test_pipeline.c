@@ -539,7 +539,7 @@ static void test_typed_pipeline(void **state)
 	assert_true(p->pruning.tolerance == 0.05 && p->pruning.curve_step == 0.05 && p->pruning.curve == 1);
 	assert_true(p->pruning.max_layer_rate == 0.9);
 	assert_int_equal(p->pruning.min_units, 1);
-	assert_null(p->pruning.finetune);
+	assert_int_equal(p->pruning.finetune.enabled, 0);
 	assert_int_equal(p->report.heatmaps, 3);
 	assert_int_equal(p->report.bootstrap, 1000);
 	assert_int_equal(p->report.explain_images, 8);
@@ -552,6 +552,29 @@ static void test_typed_pipeline(void **state)
 	assert_string_equal(p->output, "results");
 	assert_null(p->weights);
 	assert_int_equal(p->has_attribution, 1);
+	iap_pipeline_free(p);
+	/* pruning.finetune: the table's defaults; batch size, weight decay and rates fall back. */
+	assert_int_equal(iap_pipeline_load(load(MINIMAL "pruning: {policy: test-lowest, rates: [0.4], finetune: {}}\n"),
+					   reg, &p, &err), IAP_OK);
+	assert_int_equal(p->pruning.finetune.enabled, 1);
+	assert_int_equal(p->pruning.finetune.epochs, 1);
+	assert_true(p->pruning.finetune.lr == 0.0001);
+	assert_int_equal(p->pruning.finetune.augment, 1);
+	assert_int_equal(p->pruning.finetune.best_only, 0);
+	assert_int_equal(p->pruning.finetune.batch_size, 0);
+	assert_int_equal(p->pruning.finetune.has_weight_decay, 0);
+	assert_int_equal(p->pruning.finetune.n_rates, 1);
+	assert_true(p->pruning.finetune.rates[0] == 0.4);
+	iap_pipeline_free(p);
+	assert_int_equal(iap_pipeline_load(load(MINIMAL "pruning: {policy: test-lowest, finetune: {batch_size: 4, "
+						    "weight_decay: 0.01, rates: [0.3, 0.6], configurations: best}}\n"),
+					   reg, &p, &err), IAP_OK);
+	assert_int_equal(p->pruning.finetune.batch_size, 4);
+	assert_int_equal(p->pruning.finetune.has_weight_decay, 1);
+	assert_true(p->pruning.finetune.weight_decay == 0.01);
+	assert_int_equal(p->pruning.finetune.n_rates, 2);
+	assert_true(p->pruning.finetune.rates[1] == 0.6);
+	assert_int_equal(p->pruning.finetune.best_only, 1);
 	iap_pipeline_free(p);
 	iap_registry_free(reg);
 }

@@ -138,6 +138,47 @@ static int read_lists(struct reader *R, struct cfgi_refs *refs, struct iap_pipel
 	return rc;
 }
 
+/* pruning.finetune: absent, or every key (its optional ones falling back to model.train's and pruning.rates). */
+static int read_finetune(struct reader *R, struct iap_pipeline *p)
+{
+	const struct iap_cfg_node *ft = iap_cfg_get(R->root, "pruning.finetune"), *rates;
+	const char *which = NULL;
+	int rc;
+
+	if (!ft)
+		return IAP_OK;
+	p->pruning.finetune.enabled = 1;
+	rc = get_int(R, ft, "epochs", &p->pruning.finetune.epochs);
+	rc = rc ? rc : get_float(R, ft, "lr", &p->pruning.finetune.lr);
+	rc = rc ? rc : get_bool(R, ft, "augment", &p->pruning.finetune.augment);
+	rc = rc ? rc : get_str(R, ft, "configurations", &which);
+	if (!rc && iap_cfg_child(ft, "batch_size"))
+		rc = get_int(R, ft, "batch_size", &p->pruning.finetune.batch_size);
+	if (!rc && iap_cfg_child(ft, "weight_decay")) {
+		p->pruning.finetune.has_weight_decay = 1;
+		rc = get_float(R, ft, "weight_decay", &p->pruning.finetune.weight_decay);
+	}
+	if (rc)
+		return rc;
+	p->pruning.finetune.best_only = !strcmp(which, "best");
+	rates = iap_cfg_child(ft, "rates");
+	if (!rates) {
+		p->pruning.finetune.rates = calloc((size_t)p->pruning.n_rates + 1, sizeof(double));
+		if (!p->pruning.finetune.rates)
+			return iap_error_set(R->err, IAP_ENOMEM, "out of memory");
+		memcpy(p->pruning.finetune.rates, p->pruning.rates, (size_t)p->pruning.n_rates * sizeof(double));
+		p->pruning.finetune.n_rates = p->pruning.n_rates;
+		return IAP_OK;
+	}
+	p->pruning.finetune.rates = calloc((size_t)rates->n_items + 1, sizeof(double));
+	if (!p->pruning.finetune.rates)
+		return iap_error_set(R->err, IAP_ENOMEM, "out of memory");
+	for (int i = 0; !rc && i < rates->n_items; i++)
+		rc = iap_cfg_float(rates->items[i], "pruning.finetune.rates",
+				   &p->pruning.finetune.rates[p->pruning.finetune.n_rates++], R->err);
+	return rc;
+}
+
 static int read_pruning(struct reader *R, struct cfgi_refs *refs, struct iap_pipeline *p)
 {
 	const struct iap_cfg_node *rates = need(R, R->root, "pruning.rates");
@@ -158,7 +199,6 @@ static int read_pruning(struct reader *R, struct cfgi_refs *refs, struct iap_pip
 	if (rc)
 		return rc;
 	p->pruning.baseline_ranking = iap_ranking_parse(ranking);
-	p->pruning.finetune = iap_cfg_get(R->root, "pruning.finetune");
 	p->pruning.rates = calloc((size_t)rates->n_items + 1, sizeof(double));
 	p->pruning.ignore = calloc((size_t)ignore->n_items + 1, sizeof(char *));
 	if (!p->pruning.rates || !p->pruning.ignore)
@@ -168,7 +208,7 @@ static int read_pruning(struct reader *R, struct cfgi_refs *refs, struct iap_pip
 	for (int i = 0; !rc && i < ignore->n_items; i++)
 		if (ignore->items[i]->value)
 			p->pruning.ignore[p->pruning.n_ignore++] = ignore->items[i]->value;
-	return rc;
+	return rc ? rc : read_finetune(R, p);
 }
 
 static int read_rest(struct reader *R, struct iap_pipeline *p)
@@ -220,6 +260,7 @@ void iap_pipeline_free(struct iap_pipeline *p)
 	free(p->attributions);
 	free(p->pruning.rates);
 	free(p->pruning.ignore);
+	free(p->pruning.finetune.rates);
 	iap_cfg_free(p->cfg);
 	free(p);
 }

@@ -13,53 +13,33 @@
 
 #include "finetune.h"
 
-int iap_finetune_cfg_read(const struct iap_cfg_node *root, const struct iap_train_cfg *recipe,
+int iap_finetune_cfg_read(const struct iap_pipeline *p, const struct iap_train_cfg *recipe,
 			  struct iap_finetune_cfg *cfg, struct iap_error *err)
 {
-	const struct iap_cfg_node *ft = iap_cfg_get(root, "pruning.finetune");
-	const struct iap_cfg_node *rates;
-	const char *which = "all";
-	long epochs, batch;
-	double lr, wd;
-	int augment, rc;
+	const struct iap_pipeline_finetune *ft = &p->pruning.finetune;
 
 	memset(cfg, 0, sizeof(*cfg));
-	if (!ft)
+	if (!ft->enabled)
 		return IAP_OK;
 	cfg->enabled = 1;
 	cfg->train = *recipe;
-	rc = iap_cfg_get_int(ft, "epochs", 1, &epochs, err);
-	rc = rc ? rc : iap_cfg_get_float(ft, "lr", 1e-4, &lr, err);
-	rc = rc ? rc : iap_cfg_get_int(ft, "batch_size", recipe->batch_size, &batch, err);
-	rc = rc ? rc : iap_cfg_get_float(ft, "weight_decay", recipe->adam.weight_decay, &wd, err);
-	rc = rc ? rc : iap_cfg_get_bool(ft, "augment", 1, &augment, err);
-	rc = rc ? rc : iap_cfg_get_str(ft, "configurations", "all", &which, err);
-	if (rc)
-		return rc;
-	cfg->train.epochs = (int)epochs;
-	cfg->train.batch_size = (int)batch;
-	cfg->train.adam.lr = lr;
-	cfg->train.adam.weight_decay = wd;
+	cfg->train.epochs = ft->epochs;
+	cfg->train.batch_size = ft->batch_size ? ft->batch_size : recipe->batch_size;
+	cfg->train.adam.lr = ft->lr;
+	cfg->train.adam.weight_decay = ft->has_weight_decay ? ft->weight_decay : recipe->adam.weight_decay;
 	/* A short schedule at a small rate: no StepLR. */
 	cfg->train.lr_step_size = 0;
 	cfg->train.checkpoint_dir = NULL;
 	cfg->train.resume = 0;
 	cfg->train.hold_masks = 1;
-	if (!augment)
+	if (!ft->augment)
 		iap_augment_cfg_none(&cfg->train.augment);
-	cfg->best_only = !strcmp(which, "best");
-	rates = iap_cfg_get(ft, "rates");
-	if (!rates)
-		rates = iap_cfg_get(root, "pruning.rates");
-	cfg->n_rates = rates ? rates->n_items : 0;
+	cfg->best_only = ft->best_only;
+	cfg->n_rates = ft->n_rates;
 	cfg->rates = calloc((size_t)cfg->n_rates + 1, sizeof(*cfg->rates));
 	if (!cfg->rates)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");
-	for (int i = 0; i < cfg->n_rates; i++) {
-		rc = iap_cfg_float(rates->items[i], "pruning.finetune.rates", &cfg->rates[i], err);
-		if (rc)
-			return rc;
-	}
+	memcpy(cfg->rates, ft->rates, (size_t)cfg->n_rates * sizeof(*cfg->rates));
 	return IAP_OK;
 }
 

@@ -22,13 +22,13 @@ struct iap_finetune_cfg {
 };
 
 /*
- * Read pruning.finetune from root. recipe is model.train's (batch size,
+ * pruning.finetune of the typed pipeline p, as a recipe. recipe is model.train's (batch size,
  * weight decay, class weights, augmentation), which batch_size,
  * weight_decay and augment override; epochs and lr are the section's own,
  * the rate stays constant (no StepLR) and nothing is checkpointed. Absent
  * section: cfg->enabled = 0. Free with iap_finetune_cfg_free.
  */
-int iap_finetune_cfg_read(const struct iap_cfg_node *root, const struct iap_train_cfg *recipe,
+int iap_finetune_cfg_read(const struct iap_pipeline *p, const struct iap_train_cfg *recipe,
 			  struct iap_finetune_cfg *cfg, struct iap_error *err);
 void iap_finetune_cfg_free(struct iap_finetune_cfg *cfg);
 

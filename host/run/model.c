@@ -288,16 +288,12 @@ static int plan_memory(struct run *r)
 				  .eval_batch = r->eval_batch, .score_batch = SCORE_BATCH };
 	uint64_t need;
 	long batch = r->p->train.batch_size;
-	int rc;
 
 	p.train_batch = r->p->weights ? 0 : (int)batch;
 	/* Fine-tuning after pruning trains too, at its own batch size (the recipe's by default). */
-	if (r->p->pruning.finetune) {
-		long ft = batch;
+	if (r->p->pruning.finetune.enabled) {
+		long ft = r->p->pruning.finetune.batch_size ? r->p->pruning.finetune.batch_size : batch;
 
-		rc = iap_cfg_get_int(r->p->pruning.finetune, "batch_size", batch, &ft, r->err);
-		if (rc)
-			return rc;
 		p.train_batch = (int)(ft > p.train_batch ? ft : p.train_batch);
 	}
 	return iap_run_plan_memory(&p, &need, r->err);

@@ -32,7 +32,7 @@ int run_stage_finetune(struct run *r)
 	int rc, jobs, done = 0;
 
 	rc = run_train_cfg(r, &recipe, mean, std);
-	rc = rc ? rc : iap_finetune_cfg_read(r->p->root, &recipe, &ft, r->err);
+	rc = rc ? rc : iap_finetune_cfg_read(r->p, &recipe, &ft, r->err);
 	if (rc || !ft.enabled)
 		goto out;
 	/* One seed for all: the fine-tuned models see the same batches, so they compare pairwise. */

@@ -154,6 +154,18 @@ struct iap_pipeline_train {
 	double crop_scale, rotate, jitter;
 };
 
+/* pruning.finetune (absent: enabled 0). */
+struct iap_pipeline_finetune {
+	int enabled;
+	int epochs, augment, best_only;
+	double lr;
+	int batch_size;                 /* 0: model.train's */
+	int has_weight_decay;           /* else model.train's */
+	double weight_decay;
+	int n_rates;
+	double *rates;                  /* its own, else pruning.rates */
+};
+
 struct iap_pipeline {
 	struct iap_cfg *cfg;                    /* the validated tree, every default filled in */
 	const struct iap_cfg_node *root;
@@ -176,7 +188,7 @@ struct iap_pipeline {
 		int n_ignore;
 		const char **ignore;
 		int baseline_ranking;           /* enum iap_ranking: l2, mean, raw */
-		const struct iap_cfg_node *finetune;   /* pruning.finetune, NULL when absent */
+		struct iap_pipeline_finetune finetune;
 	} pruning;
 	struct {
 		int split;                      /* enum iap_split */
