@@ -43,7 +43,7 @@ int run_open_split(struct run *r, enum iap_split s)
 
 /* Samples idx[0..n) of ds into x [n, C, H, W] and labels. */
 int run_load_batch(struct run *r, const struct iap_dataset *ds, const int64_t *idx, int n,
-		      struct iap_tensor *x, int *labels)
+		   struct iap_tensor *x, int *labels)
 {
 	int64_t shape[IAP_MAX_DIMS], per = 1;
 	int rc;

@@ -19,7 +19,7 @@
 
 /* small not NULL: the masks' compacted graph runs where compaction is exact, handed out in *small. */
 int run_evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metrics *full,
-		    struct iap_graph **small)
+		 struct iap_graph **small)
 {
 	struct iap_metrics m = { 0 };
 	int rc = small ? iap_evaluate_pruned(r->g, &r->split[r->eval_split], r->eval_batch, &m, small, r->err)
@@ -48,7 +48,7 @@ int run_evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metri
  * graph (or NULL) for the caller to free.
  */
 int run_evaluate_paired(struct run *r, struct iap_report_metrics *out, int **pred, float **conf, double **sens,
-			   double **spec, struct iap_graph **small)
+			double **spec, struct iap_graph **small)
 {
 	struct iap_graph *cg = NULL;
 	const struct iap_dataset *ds = &r->split[r->eval_split];

@@ -33,7 +33,7 @@ static void note_half_precision(struct run *r, const char *path)
 
 /* Save g with the model description and up to two more metadata entries (NULL keys: none). */
 int run_save_model_meta(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
-		       const char *extra_value, const char *extra2_key, const char *extra2_value)
+			const char *extra_value, const char *extra2_key, const char *extra2_value)
 {
 	struct iap_meta_list meta = { 0 };
 	int rc = iap_model_meta(&meta, r->model_plugin, r->model_opts, g,
@@ -50,7 +50,7 @@ int run_save_model_meta(struct run *r, struct iap_graph *g, const char *path, co
 }
 
 int run_save_model(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
-		      const char *extra_value)
+		   const char *extra_value)
 {
 	return run_save_model_meta(r, g, path, extra_key, extra_value, NULL, NULL);
 }

@@ -18,7 +18,7 @@
 #include "stages.h"
 
 int run_save_pruned(struct run *r, const struct config *best, double rate, const char *masked_path,
-		       const char *compact_path)
+		    const char *compact_path)
 {
 	struct iap_graph *small = NULL;
 	char *keep = NULL;

@@ -152,21 +152,21 @@ const char *run_outpath(struct run *r, const char *name);
 /* data.c */
 int run_open_split(struct run *r, enum iap_split s);
 int run_load_batch(struct run *r, const struct iap_dataset *ds, const int64_t *idx, int n,
-		      struct iap_tensor *x, int *labels);
+		   struct iap_tensor *x, int *labels);
 
 /* model.c */
 int run_save_model_meta(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
-		       const char *extra_value, const char *extra2_key, const char *extra2_value);
+			const char *extra_value, const char *extra2_key, const char *extra2_value);
 int run_save_model(struct run *r, struct iap_graph *g, const char *path, const char *extra_key,
-		      const char *extra_value);
+		   const char *extra_value);
 int run_train_cfg(struct run *r, struct iap_train_cfg *out, float *mean, float *std);
 int run_stage_model(struct run *r);
 
 /* evaluation.c */
 int run_evaluate(struct run *r, struct iap_report_metrics *out, struct iap_metrics *full,
-		    struct iap_graph **small);
+		 struct iap_graph **small);
 int run_evaluate_paired(struct run *r, struct iap_report_metrics *out, int **pred, float **conf, double **sens,
-			   double **spec, struct iap_graph **small);
+			double **spec, struct iap_graph **small);
 int run_evaluate_row(struct run *r, struct iap_report_row *row, struct iap_graph **small);
 void run_row_free(struct iap_report_row *row);
 int run_stage_baseline(struct run *r);
@@ -194,7 +194,7 @@ int run_write_heatmaps(struct run *r, int per_class);
 
 /* report_stage.c */
 int run_save_pruned(struct run *r, const struct config *best, double rate, const char *masked_path,
-		       const char *compact_path);
+		    const char *compact_path);
 int run_stage_report(struct run *r, const double *table, int n_table, int per_class_maps);
 
 /* tuning.c */
