@@ -26,8 +26,10 @@ int iap_batcher_init(struct iap_batcher *b, const struct iap_dataset *ds, int ba
 		b->sample_numel *= ds->info.in_shape[k];
 	}
 	rc = iap_tensor_alloc(&b->x, ndim + 1, shape, err);
-	if (rc)
-		return iap_error_prefix(err, "batch buffer");
+	if (rc) {
+		iap_error_prefix(err, "batch buffer");
+		return rc;
+	}
 	b->labels = calloc((size_t)b->batch, sizeof(*b->labels));
 	if (!b->labels) {
 		iap_tensor_free(&b->x);
@@ -50,8 +52,10 @@ int iap_batcher_load_sample(const struct iap_dataset *ds, int64_t index, float *
 {
 	int rc = ds->ops->load(ds->state, index, dst, label, err);
 
-	if (rc)
-		return iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split), (long long)index);
+	if (rc) {
+		iap_error_prefix(err, "%s sample %lld", iap_split_name(ds->split), (long long)index);
+		return rc;
+	}
 	if (*label < 0 || *label >= ds->info.n_classes)
 		return iap_error_set(err, IAP_EINVAL, "%s sample %lld: label %d outside [0, %d)",
 				     iap_split_name(ds->split), (long long)index, *label, ds->info.n_classes);

@@ -108,7 +108,8 @@ int iap_dist_serial_run(const struct iap_dist_queue *q, struct iap_error *err)
 
 			free(blob);
 			iap_dist_item_name(q, i, name, sizeof(name));
-			return iap_error_prefix(err, "%s", name);
+			iap_error_prefix(err, "%s", name);
+			return rc;
 		}
 		r->blob = blob;
 		r->len = len;

@@ -408,7 +408,8 @@ static int serve(struct server *s, MPI_Status *probe, int *stopped, struct iap_e
 
 		iap_dist_item_name(s->q, next, name, sizeof(name));
 		mpi_fail(err, rc, "handing out work");
-		return iap_error_prefix(err, "rank %d (given %s)", src, next >= 0 ? name : "stop");
+		iap_error_prefix(err, "rank %d (given %s)", src, next >= 0 ? name : "stop");
+		return rc;
 	}
 	if (next < 0)
 		(*stopped)++;

@@ -28,9 +28,11 @@ int run_open_split(struct run *r, enum iap_split s)
 	memset(d, 0, sizeof(*d));
 	d->split = s;
 	rc = iap_call_dataset_open(r->ds_plugin, r->ds_opts, s, d, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
-					iap_split_name(s));
+	if (rc) {
+		iap_error_prefix(r->err, "dataset '%s', %s split", r->ds_plugin->desc->name,
+				 iap_split_name(s));
+		return rc;
+	}
 	rc = d->ops->info(d->state, &d->info, r->err);
 	if (rc) {
 		d->ops->close(d->state);

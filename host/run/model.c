@@ -192,8 +192,10 @@ static int train_identity(const struct run *r, char **out)
 	*out = NULL;
 	for (int s = IAP_SPLIT_TRAIN; s <= IAP_SPLIT_VAL && !rc; s++)
 		rc = iap_key_samples(&content[s - IAP_SPLIT_TRAIN], &r->split[s], NULL, r->split[s].count, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "hashing the dataset for the checkpoint settings");
+	if (rc) {
+		iap_error_prefix(r->err, "hashing the dataset for the checkpoint settings");
+		return rc;
+	}
 	f = open_memstream(&text, &len);
 	if (!f)
 		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
@@ -267,8 +269,10 @@ static int train_model(struct run *r)
 	rc = iap_train(r->g, &r->split[IAP_SPLIT_TRAIN],
 		       r->split[IAP_SPLIT_VAL].count > 0 ? &r->split[IAP_SPLIT_VAL] : NULL, &cfg, &res, r->err);
 	free(identity);
-	if (rc)
-		return iap_error_prefix(r->err, "training");
+	if (rc) {
+		iap_error_prefix(r->err, "training");
+		return rc;
+	}
 	/* The best epoch's weights (by validation accuracy) are the model. */
 	snprintf(ckpt, sizeof(ckpt), "%s/checkpoints/best.safetensors", r->out);
 	if (res.best_epoch > 0) {

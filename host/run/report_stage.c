@@ -136,8 +136,10 @@ static int report_gallery(struct run *r, struct iap_report *rep, struct extras *
 		}
 		free(taken);
 	}
-	if (rc)
-		return iap_error_prefix(r->err, "heatmap gallery");
+	if (rc) {
+		iap_error_prefix(r->err, "heatmap gallery");
+		return rc;
+	}
 	snprintf(x->gallery_text, sizeof(x->gallery_text), "%s at %.2f", x->expl_config, rate);
 	x->gallery.channels = x->pv.c;
 	x->gallery.h = x->pv.h;
@@ -203,8 +205,10 @@ static int explanation_extras(struct run *r, struct iap_report *rep, struct extr
 		rc = iap_preserve_measure(&x->pv, row->rate, &row->expl_rho, &row->expl_topk, NULL, NULL, r->err);
 		row->has_expl = !rc;
 	}
-	if (rc)
-		return iap_error_prefix(r->err, "explanation preservation");
+	if (rc) {
+		iap_error_prefix(r->err, "explanation preservation");
+		return rc;
+	}
 	snprintf(x->expl_config, sizeof(x->expl_config), "%s / %s / %s", c->attr->name, c->smp ? c->smp->name : "-",
 		 r->policy->desc->name);
 	rep->expl_method = c->attr->name;

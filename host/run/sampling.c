@@ -41,7 +41,8 @@ int run_stage_sampling(struct run *r)
 		rc = iap_call_select(s->plugin, s->opts, train, r->g, &rng, s->per_class, s->idx, &s->n, &warn);
 		if (rc) {
 			*r->err = warn;
-			return iap_error_prefix(r->err, "sampler '%s'", s->name);
+			iap_error_prefix(r->err, "sampler '%s'", s->name);
+			return rc;
 		}
 		rc = iap_contract_samples(s->plugin, train, s->per_class, s->idx, s->n, r->err);
 		if (rc)

@@ -98,8 +98,10 @@ int run_score_units(struct run *r, const struct config *c, float *const *scores)
 		memset(scores[gi], 0, (size_t)r->g->groups[gi].n_units * sizeof(float));
 	iap_contract_scores_arm(r->g, scores);
 	rc = iap_call_create(c->attr->plugin, c->attr->opts, r->g, &state, r->err);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	if (rc) {
+		iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+		return rc;
+	}
 	iap_graph_set_training(r->g, 0);
 	if (!c->smp) {
 		/* Data-free criteria: one call on one sample so the graph has run once. */
@@ -124,8 +126,10 @@ int run_score_units(struct run *r, const struct config *c, float *const *scores)
 	}
 	iap_call_destroy(c->attr->plugin, state);
 	iap_tensor_free(&x);
-	if (rc)
-		return iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+	if (rc) {
+		iap_error_prefix(r->err, "attribution '%s'", c->attr->name);
+		return rc;
+	}
 	return iap_contract_scores(c->attr->plugin, r->g, scores, r->err);
 }
 

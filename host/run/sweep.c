@@ -146,7 +146,8 @@ int run_add_row(struct run *r, const struct config *c, double rate, struct iap_r
 	run_clear_masks(r);
 	if (rc) {
 		run_row_free(row);
-		return iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+		iap_error_prefix(r->err, "%s / %s at rate %.2f", row->attribution, row->sampler, rate);
+		return rc;
 	}
 	r->n_rows++;
 	if (out)

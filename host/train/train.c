@@ -717,8 +717,10 @@ static int trainer_resume(struct trainer *T, struct iap_error *err)
 	if (!T->cfg->resume)
 		return IAP_OK;
 	rc = ckpt_load(&T->ck, T->g, &T->opt, &T->cs, &found, err);
-	if (rc)
-		return iap_error_prefix(err, "resume");
+	if (rc) {
+		iap_error_prefix(err, "resume");
+		return rc;
+	}
 	if (!found)
 		T->cs = (struct ckpt_state){ .best_score = -1.0 };
 	return IAP_OK;
@@ -808,8 +810,10 @@ static int train_epoch(struct trainer *T, int epoch, struct iap_epoch_report *re
 
 		if ((rc = load_train_batch(T, bi, n, err)))
 			return rc;
-		if ((rc = train_step(T, n, &loss, &correct, err)))
-			return iap_error_prefix(err, "training");
+		if ((rc = train_step(T, n, &loss, &correct, err))) {
+			iap_error_prefix(err, "training");
+			return rc;
+		}
 		loss_sum += (double)loss * n;
 		seen += n;
 		T->done_batches++;
@@ -835,8 +839,10 @@ static int finish_epoch(struct trainer *T, int epoch, struct iap_epoch_report *r
 	int rc;
 
 	if (T->val) {
-		if ((rc = eval_pass(T->g, &T->vb, T->vprobs, T->vlabels, &rep->val_loss, err)))
-			return iap_error_prefix(err, "epoch %d validation", epoch + 1);
+		if ((rc = eval_pass(T->g, &T->vb, T->vprobs, T->vlabels, &rep->val_loss, err))) {
+			iap_error_prefix(err, "epoch %d validation", epoch + 1);
+			return rc;
+		}
 		rep->has_val = 1;
 		rep->val_acc = accuracy_of(T->vprobs, T->vlabels, T->val->count, T->c);
 	}
@@ -849,8 +855,10 @@ static int finish_epoch(struct trainer *T, int epoch, struct iap_epoch_report *r
 	}
 	T->cs.epoch = epoch + 1;
 	T->cs.step = T->opt.step;
-	if (T->cfg->checkpoint_dir && (rc = ckpt_save(&T->ck, T->g, &T->opt, &T->cs, rep->is_best, err)))
-		return iap_error_prefix(err, "epoch %d checkpoint", epoch + 1);
+	if (T->cfg->checkpoint_dir && (rc = ckpt_save(&T->ck, T->g, &T->opt, &T->cs, rep->is_best, err))) {
+		iap_error_prefix(err, "epoch %d checkpoint", epoch + 1);
+		return rc;
+	}
 	rep->seconds = now_seconds() - t_epoch;
 	if (T->res) {
 		T->res->epochs_done = epoch + 1;
