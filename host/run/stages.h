@@ -143,7 +143,7 @@ struct run_eval_item {
 	uint64_t key;
 };
 
-/* runner.c */
+/* output.c: messages, progress and output paths for every stage */
 __attribute__((format(printf, 3, 4)))
 void run_say(const struct run *r, enum iap_log_level level, const char *fmt, ...);
 void run_progress(const struct run *r, const char *stage, int64_t done, int64_t total);
