@@ -1,4 +1,4 @@
-/* Shared inside host/report: lookups over the rows and the Markdown sections of tables.c. */
+/* Shared inside host/report: lookups over the rows (rows.c) and the Markdown sections (tables.c). */
 #ifndef IAP_REPORT_INTERNAL_H
 #define IAP_REPORT_INTERNAL_H
 
@@ -6,6 +6,7 @@
 
 #include <iaprune/report.h>
 
+/* ---- rows.c ---- */
 /* Row with the same configuration and (to rounding) the same rate, or NULL. */
 const struct iap_report_row *iap_report_find_row(const struct iap_report *r, const struct iap_report_row *cfg,
 						 double rate);
@@ -18,6 +19,7 @@ const struct iap_report_threshold *iap_report_threshold_of(const struct iap_repo
 void iap_report_md_value(FILE *f, double v, const char *fmt);
 /* 1234567 → "1.23 M". */
 void iap_report_human(char *buf, size_t len, double v);
+/* ---- report.c ---- */
 /* A CSV field, quoted when it holds a comma, quote or newline. */
 void iap_report_csv_field(FILE *f, const char *s);
 /* 1 for the data-free baselines (magnitude, random). */
