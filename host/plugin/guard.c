@@ -6,7 +6,9 @@
  * allocates), formats the line by hand into a stack buffer and write(2)s
  * it, then _exit(1)s. A worker thread that faults while the main thread is
  * inside a plugin call (an OpenMP loop the plugin started) has no record of
- * its own; it falls back to the main thread's innermost call.
+ * its own; it falls back to the main thread's innermost call. Which
+ * signals are fatal, and the switch a forked child turns the guard off
+ * with, are guard_child.c's.
  */
 #include "config.h"
 
@@ -19,16 +21,15 @@
 #include <iaprune/guard.h>
 #include <iaprune/registry.h>
 
-#include "scan.h"
+#include "guard_child.h"
+#include "signals.h"
 
 static _Thread_local const struct iap_plugin_call *current __attribute__((tls_model("initial-exec")));
 static _Thread_local int is_main __attribute__((tls_model("initial-exec")));
 /* The main thread's innermost call, for threads without a record of their own. */
 static const struct iap_plugin_call *volatile main_current;
 static const char *volatile guard_prog = "iaprune";
-static volatile sig_atomic_t installed, finished, in_child;
-
-static const int fatal_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+static volatile sig_atomic_t installed, finished;
 
 void iap_plugin_call_enter(struct iap_plugin_call *call, const struct iap_plugin *p, const char *entry)
 {
@@ -119,7 +120,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 	(void)si;
 	(void)uc;
 	/* Outside a plugin call (or in the scanner child) the default action follows (SA_RESETHAND). */
-	if (!c || in_child)
+	if (!c || iap_guard_in_child())
 		return;
 	put_plugin(&l, c);
 	put(&l, " crashed in ");
@@ -148,7 +149,7 @@ static void on_exit_check(void)
 #if defined(__GLIBC__)
 	(void)arg;
 #endif
-	if (finished || in_child || !installed)
+	if (finished || iap_guard_in_child() || !installed)
 		return;
 	if (c) {
 		put_plugin(&l, c);
@@ -187,8 +188,8 @@ int iap_plugin_guard_install(const char *prog, struct iap_error *err)
 	sa.sa_sigaction = on_fatal;
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
-		if (sigaction(fatal_signals[i], &sa, NULL) != 0)
+	for (size_t i = 0; i < IAP_GUARD_FATAL_COUNT; i++)
+		if (sigaction(iap_guard_fatal_signals[i], &sa, NULL) != 0)
 			return iap_error_set(err, IAP_EINVAL, "cannot install the plugin crash handler");
 #if defined(__GLIBC__)
 	if (on_exit(on_exit_check, NULL) != 0)
@@ -203,11 +204,4 @@ int iap_plugin_guard_install(const char *prog, struct iap_error *err)
 void iap_plugin_guard_finish(void)
 {
 	finished = 1;
-}
-
-void iap_plugin_guard_child(void)
-{
-	in_child = 1;
-	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
-		signal(fatal_signals[i], SIG_DFL);
 }

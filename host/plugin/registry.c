@@ -24,6 +24,8 @@
 #include <iaprune/registry.h>
 
 #include "scan.h"
+#include "scan_cache.h"
+#include "scan_rec.h"
 
 #ifndef IAP_PLUGINDIR
 #define IAP_PLUGINDIR "/usr/local/lib/iaprune/plugins"

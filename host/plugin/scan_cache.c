@@ -1,5 +1,5 @@
 /*
- * The plugin scan cache (see scan.h): one text file of scan records, so a
+ * The plugin scan cache (see scan_cache.h): one text file of scan records, so a
  * plugin's descriptor is read in a child process once per build of that
  * plugin rather than once per command. A record is reused only when the
  * file's path, size, mtime AND content hash all match; the file starts with
@@ -18,7 +18,7 @@
 #include <iaprune/atomic.h>
 #include <iaprune/report.h>
 
-#include "scan.h"
+#include "scan_cache.h"
 
 #define CACHE_NAME "plugins.cache"
 
@@ -28,7 +28,7 @@ static void cache_header(char *buf, size_t len)
 		 IAP_PLUGIN_ABI_MINOR);
 }
 
-/* The cache directory from the environment (see scan.h); NULL when caching is off. */
+/* The cache directory from the environment (see scan_cache.h); NULL when caching is off. */
 static char *cache_dir(void)
 {
 	const char *env = getenv("IAPRUNE_CACHE_DIR");
