@@ -7,11 +7,14 @@
 
 #include <iaprune/error.h>
 
+#include "../core/util/visibility.h"
+
 /*
  * Open path for reading and check it is a regular file; *fd and *st are
  * filled. Errors name the file ("scan.png: No such file or directory",
  * "dir: not a regular file").
  */
+IAP_INTERNAL
 int iap_file_open(const char *path, int *fd, struct stat *st, struct iap_error *err);
 
 /*
@@ -20,6 +23,7 @@ int iap_file_open(const char *path, int *fd, struct stat *st, struct iap_error *
  * large (N bytes; limit L)". A file that shrinks while being read yields what
  * was there.
  */
+IAP_INTERNAL
 int iap_file_read(const char *path, size_t limit, const char *what, unsigned char **buf, size_t *len,
 		  struct iap_error *err);
 

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The out-of-tree example plugin (examples/sampler-stride) against the SDK
 # as installed: install it into a temporary DESTDIR; check that only the
-# SDK's headers are installed and that libiaprune.so exports none of the
-# host's functions; build the example with its own Makefile through
+# SDK's headers are installed, that libiaprune.so exports none of the
+# host's functions and exactly what the installed headers declare; build the example with its own Makefile through
 # `pkg-config --cflags --libs iaprune` alone (the staged iaprune.pc, its
 # prefix moved into DESTDIR with --define-variable); load it into the build
 # tree's iaprune with --plugin-path. Prints TAP.
@@ -26,7 +26,7 @@ not_ok() {
 	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
 	[ -f "$tmp/log" ] && sed 's/^/# /' "$tmp/log" | tail -n 30
 }
-total=9
+total=10
 skip_rest() {
 	while [ "$n" -lt "$total" ]; do n=$((n + 1)); echo "not ok $n - $1"; done
 	exit 1
@@ -81,7 +81,31 @@ grep -E '^iap_(run|cfg_|pipeline|registry_|report_|train|compact|metrics_|stats_
 if [ -s "$tmp/log" ]; then not_ok "libiaprune.so exports no host symbol"
 else ok "libiaprune.so exports no host symbol"; fi
 
-# 4. pkg-config, from the staged iaprune.pc with its prefix moved into
+# 4. libiaprune.so exports exactly what the installed headers declare: their
+#    functions (tools/header-functions; static inline ones and the entry
+#    point a plugin defines, iap_plugin_descriptor, are not the library's) and
+#    their extern data (the op tables, option choices). A function the
+#    library's files share but no installed header declares is IAP_INTERNAL
+#    (core/util/visibility.h), so the export regex '^iap_' does not reach it.
+: >"$tmp/log"
+"$IAP_TEST_SRCDIR/tools/header-functions" "$dest$inc"/iaprune/*.h | awk '{ print $2 }' | sort -u >"$tmp/hfuncs"
+cat "$dest$inc"/iaprune/*.h |
+	sed -n 's/^[ \t]*static[ \t]\{1,\}inline[^(]*[ *]\(iap_[A-Za-z0-9_]*\)[ \t]*(.*/\1/p' | sort -u >"$tmp/inline"
+echo iap_plugin_descriptor | comm -23 "$tmp/hfuncs" - | comm -23 - "$tmp/inline" >"$tmp/want_funcs"
+cat "$dest$inc"/iaprune/*.h |
+	sed -n 's/^extern[ \t][^(;"]*[ *]\(iap_[A-Za-z0-9_]*\)[ \t]*[[;].*/\1/p' | sort -u >"$tmp/want_data"
+nm -D --defined-only "$lib" 2>>"$tmp/log" | awk '$(NF-1) == "T" || $(NF-1) == "W" { print $NF }' | sort -u >"$tmp/have_funcs"
+nm -D --defined-only "$lib" 2>>"$tmp/log" | awk '$(NF-1) != "T" && $(NF-1) != "W" { print $NF }' | sort -u >"$tmp/have_data"
+[ "$(wc -l <"$tmp/want_funcs")" -ge 100 ] || echo "only $(wc -l <"$tmp/want_funcs") header functions found" >>"$tmp/log"
+[ -s "$tmp/want_data" ] || echo "no extern data found in the installed headers" >>"$tmp/log"
+comm -13 "$tmp/want_funcs" "$tmp/have_funcs" | sed 's/^/exported, in no installed header: /' >>"$tmp/log"
+comm -23 "$tmp/want_funcs" "$tmp/have_funcs" | sed 's/^/declared, not exported: /' >>"$tmp/log"
+comm -13 "$tmp/want_data" "$tmp/have_data" | sed 's/^/data exported, in no installed header: /' >>"$tmp/log"
+comm -23 "$tmp/want_data" "$tmp/have_data" | sed 's/^/data declared, not exported: /' >>"$tmp/log"
+if [ -s "$tmp/log" ]; then not_ok "libiaprune.so exports exactly the installed headers' functions and data"
+else ok "libiaprune.so exports exactly the installed headers' $(wc -l <"$tmp/have_funcs") functions and $(wc -l <"$tmp/have_data") data symbols"; fi
+
+# 5. pkg-config, from the staged iaprune.pc with its prefix moved into
 #    DESTDIR, points into DESTDIR and names libiaprune alone (the libraries
 #    it links are Requires.private).
 # (PKG_CONFIG_PATH comes before the system's folders, which still hold
@@ -103,7 +127,7 @@ else
 	not_ok "pkg-config --cflags --libs iaprune: DESTDIR's SDK only ($cflags $libs)"
 fi
 
-# 5. Build the example out of tree with its own Makefile: the compiler sees
+# 6. Build the example out of tree with its own Makefile: the compiler sees
 #    what pkg-config gives and nothing of the source or build tree.
 cp -R "$IAP_TEST_SRCDIR/examples/sampler-stride" "$tmp/ex" && chmod -R u+w "$tmp/ex"
 if env -u CPATH -u C_INCLUDE_PATH -u LIBRARY_PATH $MAKE -C "$tmp/ex" PKG_CONFIG="$pkgconf" \
@@ -113,12 +137,12 @@ else
 	not_ok "the example builds against the installed headers via pkg-config"; skip_rest "skipped: build failed"
 fi
 
-# 6. Exactly one exported function: the entry point.
+# 7. Exactly one exported function: the entry point.
 syms=$(nm -D --defined-only "$tmp/ex/stride.so" 2>/dev/null | awk '$2 == "T" { print $3 }')
 if [ "$syms" = iap_plugin_descriptor ]; then ok "the example exports only iap_plugin_descriptor"
 else echo "# exported: $syms"; not_ok "the example exports only iap_plugin_descriptor"; fi
 
-# 7. What it calls of iaprune, libiaprune.so (the installed SDK) defines.
+# 8. What it calls of iaprune, libiaprune.so (the installed SDK) defines.
 : >"$tmp/log"
 readelf -d "$tmp/ex/stride.so" 2>>"$tmp/log" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' >"$tmp/needed"
 grep -q '^libiaprune\.so' "$tmp/needed" || echo "stride.so does not need libiaprune.so: $(cat "$tmp/needed")" >>"$tmp/log"
@@ -128,14 +152,14 @@ comm -23 "$tmp/calls" "$tmp/exports" | sed 's/^/not in libiaprune.so: /' >>"$tmp
 if [ -s "$tmp/log" ]; then not_ok "the example's iaprune calls resolve in the installed libiaprune.so"
 else ok "the example's iaprune calls resolve in the installed libiaprune.so ($(echo $(cat "$tmp/calls")))"; fi
 
-# 8. Loaded with --plugin-path and described.
+# 9. Loaded with --plugin-path and described.
 if "$IAPRUNE" --plugin-path "$tmp/ex" plugins --describe sampler/stride >"$tmp/log" 2>&1 &&
 	grep -qx 'sampler stride: every stride-th sample until k per class (example plugin)' "$tmp/log" &&
 	grep -qF '  stride (int, range [1, 1e+06], default 3)' "$tmp/log"; then
 	ok "iaprune --plugin-path loads and describes the example"
 else not_ok "iaprune --plugin-path loads and describes the example"; fi
 
-# 9. Its options are validated in a pipeline like any other plugin's (the
+# 10. Its options are validated in a pipeline like any other plugin's (the
 #    other kinds come from the build tree's test plugins).
 cat >"$tmp/p.yaml" <<'YAML'
 version: 1

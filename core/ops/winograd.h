@@ -21,11 +21,14 @@
 
 #include <iaprune/ops.h>
 
+#include "../util/visibility.h"
+
 /*
  * 1 when the geometry is a 3×3, stride-1 conv with equal padding 0 or 1 on
  * both axes and is large enough (channels and tiles) for the Winograd path to
  * beat im2col; 0 otherwise.
  */
+IAP_INTERNAL
 int iap_winograd_applies(const struct iap_conv_geom *cg);
 
 /*
@@ -33,23 +36,30 @@ int iap_winograd_applies(const struct iap_conv_geom *cg);
  * size: the kernels below are correct for all of these (the tests use it; the
  * library dispatches on iap_winograd_applies).
  */
+IAP_INTERNAL
 int iap_winograd_supports(const struct iap_conv_geom *cg);
 
 /* Floats of workspace iap_winograd_forward and iap_winograd_backward_input need. */
+IAP_INTERNAL
 size_t iap_winograd_workspace(const struct iap_conv_geom *cg);
 
 /* y = conv(x, w) + b (b may be NULL), as iap_conv2d_forward_raw. */
+IAP_INTERNAL
 void iap_winograd_forward(const struct iap_conv_geom *cg, const float *x, const float *w,
 			  const float *b, float *y, float *ws);
 
 /* dx += conv_transpose(dy, w), as iap_conv2d_backward_input_raw. */
+IAP_INTERNAL
 void iap_winograd_backward_input(const struct iap_conv_geom *cg, const float *dy, const float *w,
 				 float *dx, float *ws);
 
 /* The im2col + sgemm kernels alone (conv2d.c); ws: iap_conv2d_im2col_workspace floats. */
+IAP_INTERNAL
 size_t iap_conv2d_im2col_workspace(const struct iap_conv_geom *cg);
+IAP_INTERNAL
 void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, const float *w,
 			       const float *b, float *y, float *ws);
+IAP_INTERNAL
 void iap_conv2d_backward_input_im2col(const struct iap_conv_geom *cg, const float *dy,
 				      const float *w, float *dx, float *ws);
 

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "testutil.h"
-#include <iaprune/registry.h>
 
 void tu_fill_uniform(float *p, size_t n, struct iap_rng *r, float lo, float hi)
 {
@@ -73,23 +72,4 @@ double tu_max_abs_diff(const float *a, const float *b, size_t n, size_t *where)
 	if (where)
 		*where = at;
 	return worst;
-}
-
-struct iap_registry *tu_registry_load(const char *dir, const char *const *names, int n)
-{
-	struct iap_error err;
-	struct iap_registry *reg = iap_registry_new(&err);
-	char path[4096];
-
-	if (!reg)
-		return NULL;
-	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/%s.so", dir, names[i]);
-		if (iap_registry_load(reg, path, &err)) {
-			fprintf(stderr, "%s\n", err.msg);
-			iap_registry_free(reg);
-			return NULL;
-		}
-	}
-	return reg;
 }
