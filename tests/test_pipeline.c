@@ -594,10 +594,13 @@ static void test_typed_errors(void **state)
 	};
 	struct iap_error err = { 0, "" };
 	struct iap_registry *reg = iap_registry_new(&err);
+	struct iap_cfg *typed = load(TYPED);
 
 	(void)state;
 	assert_int_equal(iap_registry_scan(reg, &err), IAP_OK);
-	assert_int_equal(iap_pipeline_load(load(TYPED), NULL, &(struct iap_pipeline *){ NULL }, &err), IAP_EINVAL);
+	/* No registry: refused, and the tree stays the caller's to free. */
+	assert_int_equal(iap_pipeline_load(typed, NULL, &(struct iap_pipeline *){ NULL }, &err), IAP_EINVAL);
+	iap_cfg_free(typed);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct iap_cfg *cfg = load(cases[i].yaml);
 		struct iap_pipeline *p = (void *)1;
