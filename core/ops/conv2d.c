@@ -47,6 +47,10 @@
 #include <iaprune/ops.h>
 #include <iaprune/threads.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "winograd.h"
 
 
@@ -228,6 +232,63 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 }
 
 /*
+ * The per-sample kernel with whole samples on each thread: one parallel
+ * region for the layer instead of two (im2col, sgemm) per sample, and every
+ * thread's product as wide as one sample's, run by one single-threaded
+ * OpenBLAS call exactly as iap_conv2d_forward_im2col() runs it on one
+ * thread, so the result is the same bits. Threads come from the layer's
+ * work (iap_par_threads over its FLOPs), at most one per sample and at most
+ * as many column buffers as the workspace the graph already holds: the
+ * workspace never grows for this (conv_group_size reads its size, and a
+ * grouping that changed with the thread count would change the rounding).
+ * Returns the samples done (a multiple of the thread count, from sample 0),
+ * 0 when the split does not apply; the caller runs the rest per op.
+ */
+static int conv_forward_by_sample(const struct iap_conv_geom *cg, const float *x, const float *w,
+				  const float *b, float *y, float *ws, size_t avail)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const size_t per = iap_conv2d_im2col_workspace(cg);
+	const double flops = 2.0 * (double)cg->out_ch * (double)ohw * k * cg->n;
+	int nt = iap_par_threads(flops, IAP_GEMM_GRAIN), done;
+
+	if (nt > cg->n)
+		nt = cg->n;
+	/* Fewer threads than the work asks for: the per-op split uses them all, so leave it that. */
+	if (nt < 2 || (per && (size_t)nt * per > avail))
+		return 0;
+	done = cg->n / nt * nt;
+#pragma omp parallel num_threads(nt)
+	{
+		float *col = ws;
+
+#ifdef _OPENMP
+		col += (size_t)omp_get_thread_num() * per;
+#endif
+#pragma omp for schedule(static)
+		for (int n = 0; n < done; n++) {
+			const float *xn = x + (size_t)n * xs, *cn = xn;
+			float *yn = y + (size_t)n * ys;
+
+			if (per) {
+				im2col(cg, xn, col, ohw);
+				cn = col;
+			}
+			if (b)
+				for (int o = 0; o < cg->out_ch; o++)
+					for (size_t p = 0; p < ohw; p++)
+						yn[(size_t)o * ohw + p] = b[o];
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cg->out_ch, (int)ohw, k, 1.0f,
+				    w, k, cn, (int)ohw, b ? 1.0f : 0.0f, yn, (int)ohw);
+		}
+	}
+	return done;
+}
+
+/*
  * Several samples per GEMM. One sample's GEMM is out_ch × (out_h·out_w) × K;
  * late layers have few output positions (VGG 14×14 = 196, ResNet 7×7 = 49),
  * and such thin products run far below the sgemm peak. Side by side, nb
@@ -284,17 +345,16 @@ static void conv_forward_grouped(const struct iap_conv_geom *cg, int nb, const f
 		const size_t ldc = (size_t)m * ohw;
 		float *col = ws, *yg = ws + (size_t)k * ldc;
 
-		for (int j = 0; j < m; j++) {
-			const float *xn = x + (size_t)(n0 + j) * xs;
-
-			if (!pointwise) {
-				im2col(cg, xn, col + (size_t)j * ohw, ldc);
-				continue;
-			}
-			/* 1×1: the sample is its own column matrix; place its rows side by side. */
+		if (!pointwise) {
+			for (int j = 0; j < m; j++)
+				im2col(cg, x + (size_t)(n0 + j) * xs, col + (size_t)j * ohw, ldc);
+		} else {
+			/* 1×1: each sample is its own column matrix; place their rows side by side. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)k * ldc)))
 			for (int c = 0; c < k; c++)
-				memcpy(col + (size_t)c * ldc + (size_t)j * ohw, xn + (size_t)c * ohw,
-				       ohw * sizeof(float));
+				for (int j = 0; j < m; j++)
+					memcpy(col + (size_t)c * ldc + (size_t)j * ohw,
+					       x + (size_t)(n0 + j) * xs + (size_t)c * ohw, ohw * sizeof(float));
 		}
 		iap_sgemm(0, 0, cg->out_ch, (int)ldc, k,
 			    1.0f, w, k, col, (int)ldc, 0.0f, yg, (int)ldc);
@@ -377,27 +437,29 @@ static void conv_backward_input_grouped(const struct iap_conv_geom *cg, int nb, 
 		const size_t ldc = (size_t)m * ohw;
 		float *dcol = ws, *dyg = ws + (size_t)k * ldc;
 
-		for (int j = 0; j < m; j++)
-			for (int o = 0; o < cg->out_ch; o++)
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)cg->out_ch * ldc)))
+		for (int o = 0; o < cg->out_ch; o++)
+			for (int j = 0; j < m; j++)
 				memcpy(dyg + (size_t)o * ldc + (size_t)j * ohw,
 				       dy + (size_t)(n0 + j) * ys + (size_t)o * ohw, ohw * sizeof(float));
 		iap_sgemm(1, 0, k, (int)ldc, cg->out_ch,
 			    1.0f, w, k, dyg, (int)ldc, 0.0f, dcol, (int)ldc);
-		for (int j = 0; j < m; j++) {
-			float *dxn = dx + (size_t)(n0 + j) * xs;
-
-			if (!pointwise) {
-				col2im_add(cg, dcol + (size_t)j * ohw, ldc, dxn);
-				continue;
-			}
-			for (int c = 0; c < k; c++) {
+		if (!pointwise) {
+			for (int j = 0; j < m; j++)
+				col2im_add(cg, dcol + (size_t)j * ohw, ldc, dx + (size_t)(n0 + j) * xs);
+			continue;
+		}
+		/* 1×1: each (channel, sample) row adds onto its own row of dx, so any split is exact. */
+#pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)k * ldc)))
+		for (int c = 0; c < k; c++)
+			for (int j = 0; j < m; j++) {
 				const float *src = dcol + (size_t)c * ldc + (size_t)j * ohw;
-				float *dst = dxn + (size_t)c * ohw;
+				float *dst = dx + (size_t)(n0 + j) * xs + (size_t)c * ohw;
 
+#pragma omp simd
 				for (size_t p = 0; p < ohw; p++)
 					dst[p] += src[p];
 			}
-		}
 	}
 }
 
@@ -583,12 +645,23 @@ static int conv2d_forward(struct iap_graph *g, struct iap_node *node,
 		if (!ws)
 			return IAP_ENOMEM;
 	}
-	if (nb > 1)
+	if (nb > 1) {
 		conv_forward_grouped(&cg, nb, in[0]->data, node->params[0].value.data,
 				     b ? b->value.data : NULL, out->data, ws);
-	else
-		iap_conv2d_forward_im2col(&cg, in[0]->data, node->params[0].value.data,
-					  b ? b->value.data : NULL, out->data, ws);
+	} else {
+		/* Whole samples per thread where the batch covers the team; the rest split per op. */
+		int done = conv_forward_by_sample(&cg, in[0]->data, node->params[0].value.data,
+						  b ? b->value.data : NULL, out->data, g->workspace,
+						  g->workspace ? g->workspace_len : 0);
+		struct iap_conv_geom rest = cg;
+
+		rest.n = cg.n - done;
+		if (rest.n > 0)
+			iap_conv2d_forward_im2col(&rest,
+						  in[0]->data + (size_t)done * cg.in_ch * cg.in_h * cg.in_w,
+						  node->params[0].value.data, b ? b->value.data : NULL,
+						  out->data + (size_t)done * cg.out_ch * cg.out_h * cg.out_w, ws);
+	}
 	return IAP_OK;
 }
 
