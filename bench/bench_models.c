@@ -968,7 +968,7 @@ static int cpu_split(const char *what, int n, int (*fn)(void *, struct iap_error
  * memory, the load shared alike), so a busy machine biases no count. Prints
  * the median per count and each count's speed-up over the first.
  */
-static int threads_ab(const char *model, int batch, int reps, const char *list)
+static int threads_ab(const char *model, int batch, int reps, const char *list, int fwd_only)
 {
 	struct iap_error err = { 0 };
 	struct iap_graph *g = NULL;
@@ -993,7 +993,7 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 	for (int t = 0; t < nth && !rc; t++) {
 		iap_threads_set(th[t]);
 		rc = iap_graph_forward(g, &x, &err);
-		rc = rc ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
+		rc = rc || fwd_only ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
 	}
 	for (int r = 0; r < reps && !rc; r++)
 		for (int t = 0; t < nth && !rc; t++) {
@@ -1003,7 +1003,7 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 			t0 = now_s();
 			rc = iap_graph_forward(g, &x, &err);
 			t1 = now_s();
-			rc = rc ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
+			rc = rc || fwd_only ? rc : input_x_grad(g, &x, &seed, &ixg, &err);
 			tf[t][r] = t1 - t0;
 			tg[t][r] = now_s() - t1;
 		}
@@ -1026,8 +1026,17 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 	for (int t = 0; t < nth; t++) {
 		mf[t] = median(tf[t], reps);
 		mg[t] = median(tg[t], reps);
-		printf("  %2d threads: forward %8.1f ms (x%.2f)   input x gradient %8.1f ms (x%.2f)\n", th[t],
-		       mf[t] * 1e3, mf[0] / mf[t], mg[t] * 1e3, mg[0] / mg[t]);
+		double lo = tf[t][0], hi = tf[t][0];
+
+		for (int r = 1; r < reps; r++) {
+			lo = tf[t][r] < lo ? tf[t][r] : lo;
+			hi = tf[t][r] > hi ? tf[t][r] : hi;
+		}
+		printf("  %2d threads: forward %8.1f ms (x%.2f; %.1f-%.1f)", th[t], mf[t] * 1e3, mf[0] / mf[t],
+		       lo * 1e3, hi * 1e3);
+		if (!fwd_only)
+			printf("   input x gradient %8.1f ms (x%.2f)", mg[t] * 1e3, mg[0] / mg[t]);
+		printf("\n");
 	}
 	/*
 	 * Where the work runs, independent of the load: the CPU time of each team
@@ -1040,6 +1049,8 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 
 		iap_threads_set(th[nth - 1]);
 		rc = cpu_split("forward", th[nth - 1], pass_fwd, &pc, reps, &err);
+		if (fwd_only)
+			goto done;
 		rc = rc ? rc : cpu_split("input x gradient walk", th[nth - 1], pass_grad, &pc, reps, &err);
 		if (!rc && reg && attr_open(reg, "lrp", g, NULL, &ap, &err) == IAP_OK) {
 			pc.ap = &ap;
@@ -1049,6 +1060,7 @@ static int threads_ab(const char *model, int batch, int reps, const char *list)
 			scores_free(g, pc.scores);
 		}
 		attr_close(&ap);
+done:
 		iap_registry_free(reg);
 		iap_tensor_free(&pc.seed);
 		iap_tensor_free(&pc.ixg);
@@ -1343,7 +1355,8 @@ static void usage(void)
 		"                    [--threads N[,N...]]   (every row at each count; scaling table)\n"
 		"       bench_models --profile MODEL [BATCH [REPS]]   (per-node forward times)\n"
 		"       bench_models --profile-walk MODEL lrp|dlb [BATCH [REPS]]   (rule times of one pass)\n"
-		"       bench_models --threads-ab MODEL [BATCH [REPS [T1,T2,...]]]   (thread counts interleaved)\n"
+		"       bench_models --threads-ab MODEL [BATCH [REPS [T1,T2,...] [fwd]]]   (thread counts interleaved;\n"
+		"                    fwd: the forward alone, no gradient or LRP pass)\n"
 		"  --quick: batch 1 only, IG with 4 steps (time scaled to 32); also IAP_BENCH_QUICK=1\n");
 }
 
@@ -1394,7 +1407,7 @@ int main(int argc, char **argv)
 		return profile_model(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 5);
 	if (argc >= 3 && !strcmp(argv[1], "--threads-ab"))
 		return threads_ab(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 5,
-				  argc > 5 ? argv[5] : "1,2");
+				  argc > 5 ? argv[5] : "1,2", argc > 6 && !strcmp(argv[6], "fwd"));
 	if (argc >= 4 && !strcmp(argv[1], "--profile-walk"))
 		return profile_walk(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 1,
 				    argc > 5 ? atoi(argv[5]) : 3);
