@@ -1023,6 +1023,15 @@ static int threads_ab(const char *model, int batch, int reps, const char *list, 
 		}
 		printf("%s batch %d, %d reps interleaved (loadavg after: %s):\n", model, batch, reps, l);
 	}
+	/* The sgemm peak at each count, after the runs: the same machine state the times saw. */
+	for (int t = 0; t < nth; t++) {
+		char what[64] = "";
+		double pk;
+
+		iap_threads_set(th[t]);
+		pk = sgemm_peak(what, sizeof(what));
+		printf("  %2d threads: sgemm peak %.1f GFLOP/s (%s)\n", th[t], pk, what);
+	}
 	for (int t = 0; t < nth; t++) {
 		mf[t] = median(tf[t], reps);
 		mg[t] = median(tg[t], reps);
