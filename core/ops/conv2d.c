@@ -13,8 +13,11 @@
  * is thin (few output positions, as in the last VGG/ResNet stages) and the
  * batch has several samples: they put several samples' columns side by side
  * into one wider GEMM, using only the shared workspace the graph already
- * holds for its largest layer (see conv_group_size). The raw kernels below
- * stay per-sample, so their im2col workspace is one sample's columns.
+ * holds for its largest layer (see conv_group_size); and when a batch has a
+ * sample for every thread, they run whole samples per thread, one column
+ * buffer each, again only inside the workspace already held
+ * (conv_forward_by_sample). The raw kernels below stay per-sample, so their
+ * im2col workspace is one sample's columns.
  *
  *   forward       y_n   = W · col(x_n) + b
  *   input grad    dx_n += col2im(Wᵀ · dy_n)
