@@ -25,6 +25,7 @@
 
 #include <iaprune/attribute.h>
 #include <iaprune/blas.h>
+#include <iaprune/dist.h>
 #include <iaprune/escape.h>
 #include <iaprune/guard.h>
 #include <iaprune/explain.h>
@@ -634,11 +635,21 @@ static void ui_progress(void *user, const char *stage, int64_t done, int64_t tot
 static int set_threads(int jobs, int pipeline_threads)
 {
 	struct iap_error err = { 0, "" };
+	const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), *env = getenv("IAPRUNE_THREADS");
+
+	/* Ranks on one machine share its CPUs: by default each takes its part (ranks x threads <= cores). */
+	if (jobs <= 0 && pipeline_threads <= 0 && !(env && *env) && local && atoi(local) > 1) {
+		jobs = iap_threads_available() / atoi(local);
+		jobs = jobs > 0 ? jobs : 1;
+	}
 
 	if (iap_threads_configure(jobs, pipeline_threads, &err))
 		return error_exit(EXIT_USAGE, "%s", err.msg);
 	return 0;
 }
+
+/* The work distribution (MPI ranks under mpirun; one process otherwise), for every command. */
+static struct iap_dist *cli_dist;
 
 static int run_mode(const struct command *cmd, struct common *c, int argc, char **argv,
 		    enum iap_run_mode mode)
@@ -685,8 +696,10 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 			rc = error_exit(EXIT_RUN, "cannot write the pipeline to standard output");
 		goto out_cfg;
 	}
-	u.quiet = o.quiet;
+	/* Under mpirun rank 0 speaks for the job; the others say only warnings and errors. */
+	u.quiet = o.quiet || iap_dist_rank(cli_dist) != 0;
 	u.tty = isatty(STDERR_FILENO);
+	ro.dist = cli_dist;
 	ro.log = ui_log;
 	ro.log_user = &u;
 	ro.progress = ui_progress;
@@ -704,7 +717,10 @@ static int run_mode(const struct command *cmd, struct common *c, int argc, char 
 		fprintf(stderr, "==> done in %.1f s\n", now_s() - u.run_start);
 	if (rc) {
 		/* Bad input (files, shapes, options, unreadable paths) is status 2; anything else a failed run. */
-		rc = error_exit(exit_for(err.code), "%s", err.msg);
+		if (iap_dist_rank(cli_dist) != 0)
+			rc = error_exit(exit_for(err.code), "rank %d: %s", iap_dist_rank(cli_dist), err.msg);
+		else
+			rc = error_exit(exit_for(err.code), "%s", err.msg);
 	}
 out_cfg:
 	iap_pipeline_free(pl);
@@ -1323,8 +1339,9 @@ int main(int argc, char **argv)
 			usage_main(stdout);
 			return EXIT_OK;
 		case 'V':
-			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d)\n", PACKAGE_VERSION,
-			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION);
+			printf("iaprune %s (plugin ABI %d.%d, pipeline version %d%s)\n", PACKAGE_VERSION,
+			       IAP_PLUGIN_ABI_MAJOR, IAP_PLUGIN_ABI_MINOR, IAP_PIPELINE_VERSION,
+			       iap_dist_built_with_mpi() ? ", MPI" : "");
 			if (set_threads(0, 0))
 				return EXIT_USAGE;
 			printf("threads %d (of %d CPUs available), OpenBLAS kernels %s, %d thread per call\n",
@@ -1351,9 +1368,18 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (!strcmp(argv[optind], commands[i].name)) {
-			int rc = commands[i].fn(&commands[i], &c, argc - optind, argv + optind);
+			struct iap_error err = { 0, "" };
+			int rc;
 
+			/* Before the plugin guard: MPI_Init installs signal handlers of its own, the guard's go on top. */
+			if (iap_dist_init(&cli_dist, NULL, NULL, &err))
+				return error_exit(EXIT_RUN, "%s", err.msg);
+			rc = commands[i].fn(&commands[i], &c, argc - optind, argv + optind);
 			iap_plugin_guard_finish();
+			/* A failure the other ranks may not know of: end the job rather than leave them waiting. */
+			if (rc && iap_dist_size(cli_dist) > 1)
+				iap_dist_abort(cli_dist, rc);
+			iap_dist_finalize(cli_dist);
 			return rc;
 		}
 	return error_exit(EXIT_USAGE, "unknown command '%s' (try 'iaprune --help')", argv[optind]);

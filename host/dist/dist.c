@@ -137,3 +137,28 @@ int iap_dist_run(struct iap_dist *d, const struct iap_dist_queue *q, struct iap_
 #endif
 	return iap_dist_serial_run(q, err);
 }
+
+int iap_dist_share(struct iap_dist *d, void **buf, size_t *len, struct iap_error *err)
+{
+#ifdef HAVE_MPI
+	if (d && d->mpi && d->size > 1)
+		return iap_dist_mpi_share(d, buf, len, err);
+#else
+	(void)d;
+#endif
+	(void)buf;
+	(void)len;
+	(void)err;
+	return IAP_OK;
+}
+
+void iap_dist_abort(struct iap_dist *d, int code)
+{
+#ifdef HAVE_MPI
+	if (d && d->mpi)
+		iap_dist_mpi_abort(d, code);
+#else
+	(void)d;
+	(void)code;
+#endif
+}

@@ -23,6 +23,8 @@ int iap_dist_mpi_launched(void);
 int iap_dist_mpi_init(struct iap_dist *d, int *argc, char ***argv, struct iap_error *err);
 void iap_dist_mpi_finalize(struct iap_dist *d);
 int iap_dist_mpi_run(struct iap_dist *d, const struct iap_dist_queue *q, struct iap_error *err);
+int iap_dist_mpi_share(struct iap_dist *d, void **buf, size_t *len, struct iap_error *err);
+void iap_dist_mpi_abort(struct iap_dist *d, int code);
 #endif
 
 #endif

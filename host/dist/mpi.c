@@ -559,3 +559,56 @@ int iap_dist_mpi_run(struct iap_dist *d, const struct iap_dist_queue *q, struct 
 		return iap_error_set(err, out.code, "%s", out.msg);
 	return rc;
 }
+
+/* One broadcast from rank 0, completed by polling (a waiting rank leaves its core to the busy ones). */
+static int bcast_quietly(MPI_Comm comm, void *p, int n, struct iap_error *err)
+{
+	MPI_Request req;
+	int rc = MPI_Ibcast(p, n, MPI_BYTE, 0, comm, &req);
+
+	if (rc == MPI_SUCCESS)
+		rc = wait_quietly(&req, MPI_STATUS_IGNORE);
+	return rc == MPI_SUCCESS ? IAP_OK : mpi_fail(err, rc, "MPI_Ibcast");
+}
+
+int iap_dist_mpi_share(struct iap_dist *d, void **buf, size_t *len, struct iap_error *err)
+{
+	MPI_Comm comm = *(MPI_Comm *)d->comm;
+	uint64_t n = d->rank == 0 ? (uint64_t)*len : 0;
+	unsigned char *p;
+	int rc = bcast_quietly(comm, &n, (int)sizeof(n), err);
+
+	if (rc) {
+		d->broken = 1;
+		return rc;
+	}
+	if (d->rank != 0) {
+		*buf = NULL;
+		*len = (size_t)n;
+		if (n == 0)
+			return IAP_OK;
+		*buf = malloc((size_t)n);
+		if (!*buf) {
+			d->broken = 1;
+			return iap_error_set(err, IAP_ENOMEM, "out of memory");
+		}
+	}
+	p = *buf;
+	/* MPI counts are int: the bytes in pieces below INT_MAX. */
+	for (uint64_t off = 0; off < n; off += (uint64_t)1 << 30) {
+		uint64_t k = n - off < ((uint64_t)1 << 30) ? n - off : (uint64_t)1 << 30;
+
+		rc = bcast_quietly(comm, p + off, (int)k, err);
+		if (rc) {
+			d->broken = 1;
+			return rc;
+		}
+	}
+	return IAP_OK;
+}
+
+void iap_dist_mpi_abort(struct iap_dist *d, int code)
+{
+	if (d->size > 1)
+		MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+}

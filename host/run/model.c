@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "items.h"
 #include "stages.h"
 
 /* Half-precision exports load as float32; the user is told (the file is already known to open). */
@@ -318,6 +319,9 @@ int run_stage_model(struct run *r)
 		return rc;
 	r->params = iap_graph_param_count(r->g, NULL);
 	r->macs = (int64_t)iap_graph_macs(r->g);
+	/* The other ranks take rank 0's parameters: trained or loaded once, the same bytes everywhere. */
+	if (r->rank != 0)
+		return run_share_params(r);
 	if (weights) {
 		run_say(r, IAP_LOG_STAGE, "loading %s", weights);
 		rc = iap_graph_load_weights_file(r->g, weights, 0, r->err);
@@ -329,5 +333,6 @@ int run_stage_model(struct run *r)
 		if (rc)
 			return rc;
 	}
-	return run_save_model(r, r->g, run_outpath(r, "model.safetensors"), NULL, NULL);
+	rc = run_save_model(r, r->g, run_outpath(r, "model.safetensors"), NULL, NULL);
+	return rc ? rc : run_share_params(r);
 }

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "items.h"
 #include "stages.h"
 
 static int run_experiment(struct run *r)
@@ -40,7 +41,9 @@ static int run_experiment(struct run *r)
 	if (rc)
 		goto out;
 	rc = run_stage_sweep(r, rates, n_rates);
-	rc = rc ? rc : run_stage_finetune(r);
+	if (rc || r->rank != 0)
+		goto out;
+	rc = run_stage_finetune(r);
 	rc = rc ? rc : run_stage_report(r, table, n_table, r->p->report.heatmaps);
 	if (!rc)
 		run_say(r, IAP_LOG_STAGE, "report written to %s/report", r->out);
@@ -99,9 +102,12 @@ static int run_open_data(struct run *r)
 	const char *split = iap_split_name((enum iap_split)r->eval_split);
 	int leftovers = 0, rc;
 
-	rc = iap_outdir_prepare(r->out, &r->lock_fd, &leftovers, r->err);
+	/* The other ranks write nothing: no lock, no journal (rank 0 keeps both). */
+	rc = r->rank ? IAP_OK : iap_outdir_prepare(r->out, &r->lock_fd, &leftovers, r->err);
 	if (!rc && leftovers)
 		run_say(r, IAP_LOG_INFO, "%s: removed %d unfinished file(s) of an interrupted run", r->out, leftovers);
+	if (!rc && !r->rank)
+		rc = iap_journal_open(&r->journal, r->out, r->err);
 	for (int s = 0; !rc && s < IAP_SPLIT_COUNT; s++)
 		rc = run_open_split(r, (enum iap_split)s);
 	if (rc)
@@ -178,6 +184,7 @@ static void run_free(struct run *r)
 	for (int i = 0; r->ft_rows && i < r->n_ft_rows; i++)
 		run_row_free(&r->ft_rows[i]);
 	free(r->ft_rows);
+	iap_journal_close(r->journal);
 	iap_dir_unlock(r->lock_fd);
 	iap_bootstrap_free(&r->bs);
 	free(r->labels);
@@ -195,6 +202,14 @@ int iap_run(const struct iap_pipeline *p, const struct iap_run_opts *o, struct i
 
 	if (!r)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");
+	/* Only a full run is spread over ranks; train, eval and prune run on rank 0 alone. */
+	if (o->mode == IAP_RUN_ALL) {
+		r->dist = o->dist;
+		r->rank = iap_dist_rank(o->dist);
+	} else if (iap_dist_rank(o->dist) != 0) {
+		free(r);
+		return IAP_OK;
+	}
 	r->p = p;
 	r->lock_fd = -1;
 	r->o = o;

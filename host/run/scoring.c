@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "items.h"
 #include "stages.h"
 
 /* What the scores depend on: the weights, the method and its options, the samples. */
@@ -142,25 +143,109 @@ static int job_key(struct run *r, const struct config *c, uint64_t *key)
 	return iap_key_samples(key, &r->split[IAP_SPLIT_TRAIN], c->smp->idx, c->smp->n, r->err);
 }
 
-/* One scoring job: its configuration's scores from the cache, or computed and cached. */
-static int run_score_job(struct run *r, const struct run_score_job *job)
+/* A scoring job's work, on any rank: its configuration's scores, as bytes. */
+static int score_work(void *ctx, int64_t item, void **blob, size_t *len, struct iap_error *err)
 {
-	struct config *c = &r->cfg[job->config];
-	char name[128];
-	int rc = alloc_scores(r, c);
+	struct run *r = ctx;
+	struct config *c = &r->cfg[item];
+	struct run_buf b = { 0 };
+	int rc;
 
-	if (rc)
-		return rc;
-	snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", job->key);
-	if (load_cached(r, c, run_outpath(r, name), job->key)) {
-		run_say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
-		return IAP_OK;
-	}
 	run_say(r, IAP_LOG_STAGE, "scoring units with %s on %s", c->attr->name,
 		c->smp ? c->smp->name : "the weights alone");
 	rc = run_score_units(r, c, c->scores);
-	rc = rc ? rc : iap_mkdir_p(run_outpath(r, "cache"), r->err);
-	return rc ? rc : save_cached(r, c, run_outpath(r, name), job->key);
+	if (!rc) {
+		run_put_scores(&b, r->g, c->scores);
+		if (b.bad)
+			rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	}
+	if (rc) {
+		free(b.p);
+		if (err != r->err)
+			*err = *r->err;
+		return rc;
+	}
+	*blob = b.p;
+	*len = b.len;
+	return IAP_OK;
+}
+
+/* Rank 0, before the hand-out: jobs missing from the journal but in the score cache are ready too. */
+static int preload_cached(struct run *r, struct run_items *it, const struct run_score_job *jobs)
+{
+	char name[128];
+
+	for (int64_t i = 0; i < it->n; i++) {
+		struct config *c = &r->cfg[jobs[i].config];
+		struct run_buf b = { 0 };
+
+		if (it->res[i].ready)
+			continue;
+		snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", jobs[i].key);
+		if (!load_cached(r, c, run_outpath(r, name), jobs[i].key))
+			continue;
+		run_say(r, IAP_LOG_INFO, "scores of %s / %s: from the cache", c->attr->name, c->smp ? c->smp->name : "-");
+		run_put_scores(&b, r->g, c->scores);
+		if (b.bad)
+			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+		it->res[i] = (struct iap_dist_result){ b.p, b.len, 1, -1 };
+		/* Journaled too: the journal alone says what a resumed run finds. */
+		if (r->journal && iap_journal_put(r->journal, it->keys[i], it->labels[i], b.p, b.len, r->err))
+			return r->err->code;
+	}
+	return IAP_OK;
+}
+
+/*
+ * The jobs through the work distribution and the journal: journaled or
+ * cached ones preloaded on rank 0, the others computed on whichever rank
+ * asks (and cached on rank 0), then every rank takes every job's scores.
+ */
+static int run_score_jobs(struct run *r, const struct run_score_job *jobs)
+{
+	struct run_items it;
+	struct run_buf all = { 0 };
+	struct run_rd d;
+	char name[128];
+	int rc = run_items_init(&it, r, "scoring", r->n_cfg);
+
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		const struct config *c = &r->cfg[jobs[i].config];
+
+		rc = alloc_scores(r, &r->cfg[jobs[i].config]);
+		snprintf(it.labels[i], sizeof(it.labels[i]), "scores %s/%s", c->attr->name, c->smp ? c->smp->name : "-");
+		it.keys[i] = iap_journal_key(jobs[i].key, it.labels[i]);
+	}
+	if (!rc && r->rank == 0) {
+		run_items_preload(&it);
+		rc = preload_cached(r, &it, jobs);
+	}
+	rc = rc ? rc : run_items_run(&it, score_work, r);
+	for (int i = 0; !rc && r->rank == 0 && i < r->n_cfg; i++) {
+		if (it.res[i].rank < 0)
+			continue;
+		d = (struct run_rd){ it.res[i].blob, it.res[i].len, 0, 0 };
+		snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", jobs[i].key);
+		if (run_get_scores(&d, r->g, r->cfg[jobs[i].config].scores))
+			rc = iap_error_set(r->err, IAP_EIO, "%s: a result of the wrong size", it.labels[i]);
+		rc = rc ? rc : iap_mkdir_p(run_outpath(r, "cache"), r->err);
+		rc = rc ? rc : save_cached(r, &r->cfg[jobs[i].config], run_outpath(r, name), jobs[i].key);
+	}
+	rc = rc ? rc : run_items_share(&it, &all);
+	d = (struct run_rd){ all.p, all.len, 0, 0 };
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		struct run_rd one;
+		uint64_t n = run_rd_u64(&d);
+
+		one = (struct run_rd){ d.p + d.at, d.bad || n > d.len - d.at ? 0 : (size_t)n, 0, 0 };
+		d.at += one.len;
+		if (d.bad || one.len != n || run_get_scores(&one, r->g, r->cfg[jobs[i].config].scores) ||
+		    one.at != one.len)
+			rc = iap_error_set(r->err, IAP_EIO, "%s: a damaged result", it.labels[i]);
+	}
+	free(all.p);
+	run_items_free(&it);
+	return rc;
 }
 
 /* Data-free criteria ranked per layer (pruning.baseline_ranking) before the global ranking. */
@@ -219,7 +304,8 @@ static int plan_configs(struct run *r)
 
 /*
  * The scoring stage: the configurations, one scoring job per configuration
- * keyed by its scores' key, and the jobs run in order, one at a time.
+ * keyed by its scores' key, the jobs run through the journal and the work
+ * distribution (one at a time in a single process).
  */
 int run_stage_scoring(struct run *r)
 {
@@ -241,10 +327,9 @@ int run_stage_scoring(struct run *r)
 		rc = job_key(r, &r->cfg[i], &jobs[i].key);
 		r->cfg[i].key = jobs[i].key;
 	}
-	for (int i = 0; !rc && i < r->n_cfg; i++) {
-		rc = run_score_job(r, &jobs[i]);
-		rc = rc ? rc : normalize_data_free(r, &r->cfg[jobs[i].config]);
-	}
+	rc = rc ? rc : run_score_jobs(r, jobs);
+	for (int i = 0; !rc && i < r->n_cfg; i++)
+		rc = normalize_data_free(r, &r->cfg[jobs[i].config]);
 	free(jobs);
 	return rc;
 }

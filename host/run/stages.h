@@ -122,6 +122,10 @@ struct run {
 	float *base_conf;
 	double *base_sens, *base_spec, base_acc_lo, base_acc_hi;
 	int ranking;                /* pruning.baseline_ranking (enum iap_ranking) */
+	/* Work spread over MPI ranks (iaprune/dist.h): only rank 0 writes anything. */
+	int rank;
+	struct iap_dist *dist;      /* run's opts' dist for IAP_RUN_ALL, else NULL */
+	struct iap_journal *journal; /* rank 0: the finished items (journal.h) */
 };
 
 /*

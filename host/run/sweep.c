@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "rates.h"
+#include "items.h"
 #include "stages.h"
 
 int run_policy_prepare(struct run *r)
@@ -322,37 +323,267 @@ static void say_threshold(struct run *r, const struct config *c)
 		c->threshold, ci);
 }
 
+/* The sweep's work items and what every rank needs to compute them. */
+struct sweep {
+	struct run *r;
+	const double *rates;
+	int n_rates;
+	double *start;              /* bisection: per configuration, ok and bad after its grid rows */
+};
+
+/* c's row at rate computed here and taken off the run's rows as bytes. */
+static int row_bytes(struct run *r, const struct config *c, double rate, struct run_buf *b, int *ok)
+{
+	struct iap_report_row *row;
+	int rc = run_add_row(r, c, rate, &row);
+
+	if (rc)
+		return rc;
+	if (ok)
+		*ok = within(r, row);
+	run_put_row(b, r, row);
+	run_row_free(row);
+	r->n_rows--;
+	return b->bad ? iap_error_set(r->err, IAP_ENOMEM, "out of memory") : IAP_OK;
+}
+
+static int work_done(struct run *r, int rc, struct run_buf *b, void **blob, size_t *len, struct iap_error *err)
+{
+	if (rc) {
+		free(b->p);
+		if (err != r->err)
+			*err = *r->err;
+		return rc;
+	}
+	*blob = b->p;
+	*len = b->len;
+	return IAP_OK;
+}
+
+/* A grid item, on any rank: configuration item / n_rates at rate item % n_rates. */
+static int grid_work(void *ctx, int64_t item, void **blob, size_t *len, struct iap_error *err)
+{
+	struct sweep *s = ctx;
+	struct run_buf b = { 0 };
+	int rc = row_bytes(s->r, &s->r->cfg[item / s->n_rates], s->rates[item % s->n_rates], &b, NULL);
+
+	return work_done(s->r, rc, &b, blob, len, err);
+}
+
 /*
- * The sweep stage: one evaluation item per configuration × rate, in
- * configuration order, run by one loop; after a configuration's last item
- * its lossless threshold (with the bisection's items).
+ * A configuration's bisection (sequential: each step depends on the last),
+ * on any rank: u64 count, f64 threshold, then each row (u64 length, bytes).
+ */
+static int bisect_work(void *ctx, int64_t item, void **blob, size_t *len, struct iap_error *err)
+{
+	struct sweep *s = ctx;
+	struct run *r = s->r;
+	const struct config *c = &r->cfg[item];
+	double ok = s->start[2 * item], bad = s->start[2 * item + 1];
+	struct run_buf rows = { 0 }, b = { 0 };
+	uint64_t n = 0;
+	int rc = IAP_OK;
+
+	while (!rc && bad > 0 && bad - ok > 0.01 + 1e-9) {
+		double mid = round((ok + bad) * 50.0) / 100.0;
+		struct run_buf one = { 0 };
+		int pass = 0;
+
+		if (mid <= ok || mid >= bad)
+			break;
+		rc = row_bytes(r, c, mid, &one, &pass);
+		run_buf_u64(&rows, (uint64_t)one.len);
+		run_buf_bytes(&rows, one.p, one.len);
+		free(one.p);
+		n++;
+		if (pass)
+			ok = mid;
+		else
+			bad = mid;
+	}
+	run_buf_u64(&b, n);
+	run_buf_f64(&b, ok);
+	run_buf_bytes(&b, rows.p, rows.len);
+	free(rows.p);
+	if (!rc && (rows.bad || b.bad))
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	return work_done(r, rc, &b, blob, len, err);
+}
+
+/* What a row depends on beyond its item's key: the evaluation data and options (labels, baseline answers, batch, resamples). */
+static uint64_t eval_context(const struct run *r)
+{
+	const int64_t n = r->split[r->eval_split].count;
+	uint64_t h = iap_key_bytes(0xcbf29ce484222325ULL, &n, sizeof(n));
+	long boot = r->p->report.bootstrap;
+
+	h = iap_key_bytes(h, r->labels, (size_t)n * sizeof(int));
+	h = iap_key_bytes(h, r->base_pred, (size_t)n * sizeof(int));
+	h = iap_key_bytes(h, r->base_conf, (size_t)n * sizeof(float));
+	h = iap_key_bytes(h, &r->eval_split, sizeof(r->eval_split));
+	h = iap_key_bytes(h, &r->eval_batch, sizeof(r->eval_batch));
+	h = iap_key_bytes(h, &boot, sizeof(boot));
+	return iap_key_bytes(h, &r->seed, sizeof(r->seed));
+}
+
+/* One row from d (u64 length, bytes) appended to the run's rows. */
+static int take_row(struct run *r, struct run_rd *d, const struct config *c, const char *label)
+{
+	uint64_t n = run_rd_u64(d);
+	struct run_rd one = { d->p + d->at, d->bad || n > d->len - d->at ? 0 : (size_t)n, 0, 0 };
+	struct iap_report_row row;
+	int rc;
+
+	d->at += one.len;
+	if (d->bad || one.len != n || run_get_row(&one, r, c, &row) || one.at != one.len)
+		return iap_error_set(r->err, IAP_EIO, "%s: a damaged result", label);
+	rc = run_append_row(r, &row);
+	if (rc)
+		run_row_free(&row);
+	return rc;
+}
+
+/* Rank 0: after the grid, each configuration's bisection bracket (as run_lossless finds it). */
+static void bisect_start(struct run *r, const struct run_items *grid, const struct sweep *s, double *start)
+{
+	for (int i = 0; i < r->n_cfg; i++) {
+		double ok = 0, bad = -1;
+
+		for (int k = 0; k < s->n_rates; k++) {
+			const struct iap_dist_result *res = &grid->res[(int64_t)i * s->n_rates + k];
+			struct run_rd d = { res->blob, res->len, 0, 0 };
+			struct iap_report_row row = { 0 };
+			double acc;
+
+			/* The accuracy is the row's fifth field (run_put_row). */
+			for (int f = 0; f < 5; f++)
+				acc = run_rd_f64(&d);
+			row.m.accuracy = acc;
+			if (within(r, &row)) {
+				if (bad < 0)
+					ok = s->rates[k];
+			} else if (bad < 0) {
+				bad = s->rates[k];
+			}
+		}
+		start[2 * i] = ok;
+		start[2 * i + 1] = bad;
+	}
+}
+
+/* Rank 0: the rows in the order a single loop makes them (per configuration its grid, then its bisection). */
+static int assemble(struct run *r, const struct run_items *grid, const struct run_items *bis, int n_rates)
+{
+	int rc = IAP_OK;
+
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		struct config *c = &r->cfg[i];
+		struct run_rd d = { bis->res[i].blob, bis->res[i].len, 0, 0 };
+		uint64_t n;
+
+		for (int k = 0; !rc && k < n_rates; k++) {
+			const struct iap_dist_result *res = &grid->res[(int64_t)i * n_rates + k];
+			struct run_buf b = { 0 };
+			struct run_rd one;
+
+			run_buf_u64(&b, (uint64_t)res->len);
+			run_buf_bytes(&b, res->blob, res->len);
+			one = (struct run_rd){ b.p, b.len, 0, b.bad };
+			rc = take_row(r, &one, c, grid->labels[(int64_t)i * n_rates + k]);
+			free(b.p);
+		}
+		n = run_rd_u64(&d);
+		c->threshold = run_rd_f64(&d);
+		for (uint64_t k = 0; !rc && k < n; k++)
+			rc = take_row(r, &d, c, bis->labels[i]);
+		if (!rc && (d.bad || d.at != d.len))
+			rc = iap_error_set(r->err, IAP_EIO, "%s: a damaged result", bis->labels[i]);
+		rc = rc ? rc : threshold_ci(r, c);
+		if (!rc)
+			say_threshold(r, c);
+	}
+	return rc;
+}
+
+/*
+ * The sweep stage: one evaluation item per configuration × rate, then one
+ * per configuration for its bisection (each step needs the last), through
+ * the journal and the work distribution; rank 0 puts the rows together in
+ * configuration order and finds each lossless threshold.
  */
 int run_stage_sweep(struct run *r, const double *rates, int n_rates)
 {
-	int n = r->n_cfg * n_rates, rc = IAP_OK;
-	struct run_eval_item *items = calloc((size_t)n + 1, sizeof(*items));
+	int n = r->n_cfg * n_rates, rc;
+	struct sweep s = { r, rates, n_rates, calloc(2 * (size_t)r->n_cfg + 1, sizeof(double)) };
+	struct run_items grid = { 0 }, bis = { 0 };
+	uint64_t ctx = eval_context(r);
+	struct run_buf all = { 0 };
 
-	if (!items)
-		return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
-	for (int i = 0; i < r->n_cfg; i++)
-		for (int k = 0; k < n_rates; k++)
-			items[i * n_rates + k] = eval_item(r, &r->cfg[i], rates[k]);
+	rc = run_items_init(&grid, r, "pruned evaluations", n);
+	rc = rc ? rc : run_items_init(&bis, r, "lossless bisection", r->n_cfg);
+	if (!rc && !s.start)
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	for (int j = 0; !rc && j < n; j++) {
+		const struct config *c = &r->cfg[j / n_rates];
+		struct run_eval_item it = eval_item(r, c, rates[j % n_rates]);
+
+		snprintf(grid.labels[j], sizeof(grid.labels[j]), "row %s/%s@%.6f", c->attr->name,
+			 c->smp ? c->smp->name : "-", it.rate);
+		grid.keys[j] = iap_journal_key(iap_key_bytes(it.key, &ctx, sizeof(ctx)), grid.labels[j]);
+	}
+	if (rc)
+		goto out;
 	run_say(r, IAP_LOG_STAGE, "pruning: %d configurations × %d rates", r->n_cfg, n_rates);
 	if (r->iterations > 1)
 		run_say(r, IAP_LOG_INFO, "each rate in %d steps, rescoring the masked model between them "
 			"(data-free criteria in one)", r->iterations);
-	for (int j = 0; j < n && !rc; j++) {
-		struct config *c = &r->cfg[items[j].config];
+	if (r->rank == 0)
+		run_items_preload(&grid);
+	rc = run_items_run(&grid, grid_work, &s);
+	if (!rc && r->rank == 0)
+		bisect_start(r, &grid, &s, s.start);
+	/* The brackets on every rank (8 little-endian bytes each). */
+	for (int i = 0; !rc && r->rank == 0 && i < 2 * r->n_cfg; i++)
+		run_buf_f64(&all, s.start[i]);
+	if (!rc && all.bad)
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
+	if (!rc) {
+		void *p = all.p;
+		size_t len = all.len;
 
-		rc = run_eval(r, &items[j], NULL);
-		run_progress(r, "pruned evaluations", j + 1, n);
-		if (rc || (j + 1 < n && items[j + 1].config == items[j].config))
-			continue;
-		rc = run_lossless(r, c, rates, n_rates);
-		if (!rc)
-			say_threshold(r, c);
+		rc = iap_dist_share(r->dist, &p, &len, r->err);
+		if (!rc && r->rank != 0) {
+			struct run_rd d = { p, len, 0, 0 };
+
+			for (int i = 0; i < 2 * r->n_cfg; i++)
+				s.start[i] = run_rd_f64(&d);
+			if (d.bad)
+				rc = iap_error_set(r->err, IAP_EIO, "the bisection brackets from rank 0 are damaged");
+			free(p);
+		}
 	}
-	free(items);
+	for (int i = 0; !rc && i < r->n_cfg; i++) {
+		const struct config *c = &r->cfg[i];
+		uint64_t k = iap_key_bytes(eval_key(r, c, 0), &ctx, sizeof(ctx));
+
+		/* Its result follows from the bracket, the tolerance and the baseline's accuracy. */
+		k = iap_key_bytes(k, &s.start[2 * i], 2 * sizeof(double));
+		k = iap_key_bytes(k, &r->tolerance, sizeof(r->tolerance));
+		k = iap_key_bytes(k, &r->baseline.accuracy, sizeof(r->baseline.accuracy));
+		snprintf(bis.labels[i], sizeof(bis.labels[i]), "bisection %s/%s", c->attr->name,
+			 c->smp ? c->smp->name : "-");
+		bis.keys[i] = iap_journal_key(k, bis.labels[i]);
+	}
+	if (!rc && r->rank == 0)
+		run_items_preload(&bis);
+	rc = rc ? rc : run_items_run(&bis, bisect_work, &s);
+	if (!rc && r->rank == 0)
+		rc = assemble(r, &grid, &bis, n_rates);
+out:
+	free(all.p);
+	free(s.start);
+	run_items_free(&grid);
+	run_items_free(&bis);
 	return rc;
 }
 

@@ -103,4 +103,19 @@ struct iap_dist_queue {
  */
 int iap_dist_run(struct iap_dist *d, const struct iap_dist_queue *q, struct iap_error *err);
 
+/*
+ * Rank 0's bytes on every rank: on rank 0 *buf and *len are its own (kept); on
+ * the others *buf becomes a malloc'd copy (NULL when *len is 0) sent over
+ * MPI, so no shared file system is assumed. Collective; serial: nothing to do.
+ * While waiting, a rank sleeps between polls instead of spinning.
+ */
+int iap_dist_share(struct iap_dist *d, void **buf, size_t *len, struct iap_error *err);
+
+/*
+ * End the whole job after a failure on this rank that the others cannot
+ * know about (they would wait forever in the next collective): MPI_Abort
+ * under MPI; nothing otherwise (the caller exits as usual).
+ */
+void iap_dist_abort(struct iap_dist *d, int code);
+
 #endif /* IAPRUNE_DIST_H */

@@ -15,6 +15,8 @@
 #include <iaprune/plugin.h>
 #include <iaprune/registry.h>
 
+struct iap_dist;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -42,6 +44,12 @@ struct iap_run_opts {
 	const char *prune_sampler;       /* NULL: the first; ignored by data-free criteria */
 	int compact;                     /* write the compacted model too */
 	const char *out_path;            /* pruned (masked) weights; NULL: <output>/pruned.safetensors */
+	/*
+	 * IAP_RUN_ALL: the scoring jobs and evaluation rows spread over the
+	 * ranks of d (iaprune/dist.h; every rank calls iap_run, rank 0 alone
+	 * writes the output folder); NULL: one process.
+	 */
+	struct iap_dist *dist;
 };
 
 /* Run a typed pipeline (iap_pipeline_load); it stays the caller's. */
