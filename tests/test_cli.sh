@@ -50,9 +50,11 @@ has() {
 
 echo "1..28"
 
+# ", MPI" where the build can spread a run over MPI ranks (configure --with-mpi).
+mpi=$(grep -q '^#define HAVE_MPI 1' "$IAP_TEST_BUILDDIR/config.h" 2>/dev/null && echo ", MPI")
 run 0 "--version" -- --version && head -n 1 "$tmp/out" >"$tmp/first" &&
 	same "--version prints version, ABI and pipeline version" "$tmp/first" \
-		"iaprune 0.1.0 (plugin ABI 3.0, pipeline version 1)"
+		"iaprune 0.1.0 (plugin ABI 3.0, pipeline version 1$mpi)"
 # The OpenBLAS kernel set: a user's OPENBLAS_CORETYPE is kept; unset, a CPU
 # with AVX2 never runs one of OpenBLAS's pre-AVX2 fallbacks (iaprune restarts
 # itself with the right one when OpenBLAS did not recognise the CPU).

@@ -45,7 +45,7 @@ check "-np 4: rank 0 printed the items per rank" \
 tiny_pipeline die
 IAP_TEST_DIE_RANK=1 mpi 2 -x IAP_TEST_DIE_RANK "$IAPRUNE" run -j 1 "$tmp/die.yaml" >/dev/null 2>"$tmp/err"
 status=$?
-item=$(sed -n 's/^iaprune: rank 1 dies holding item \([0-9]*\) .*/\1/p' "$tmp/err" | head -n 1)
+item=$(sed -n 's/.*iaprune: rank 1 dies holding item \([0-9]*\) .*/\1/p' "$tmp/err" | head -n 1)
 check "a dying rank fails the job (mpirun status $status)" "[ $status -ne 0 ] && [ -n '$item' ]"
 check "rank 0 names the rank and the item it held" "grep -q 'rank 1 held .*\\(row\\|scores\\|bisection\\) ' '$tmp/err'"
 "$IAPRUNE" run -j 1 "$tmp/die.yaml" >/dev/null 2>"$tmp/err"

@@ -356,7 +356,7 @@ void run_items_free(struct run_items *it)
 	free(it->labels);
 }
 
-/* Rank 0: the journaled items' results (a damaged record is named and recomputed). */
+/* Rank 0: the journaled results of items not ready yet (a damaged record is named and recomputed). */
 void run_items_preload(struct run_items *it)
 {
 	struct run *r = it->r;
@@ -367,6 +367,8 @@ void run_items_preload(struct run_items *it)
 		struct iap_error note;
 		int got;
 
+		if (it->res[i].ready)
+			continue;
 		iap_error_clear(&note);
 		got = iap_journal_get(r->journal, it->keys[i], &it->res[i].blob, &it->res[i].len, &note);
 		if (got == 1) {

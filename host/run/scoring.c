@@ -170,8 +170,8 @@ static int score_work(void *ctx, int64_t item, void **blob, size_t *len, struct 
 	return IAP_OK;
 }
 
-/* Rank 0, before the hand-out: jobs missing from the journal but in the score cache are ready too. */
-static int preload_cached(struct run *r, struct run_items *it, const struct run_score_job *jobs)
+/* Rank 0, before the hand-out: jobs in the score cache are ready. */
+static int preload_cached(struct run *r, struct run_items *it, const struct run_score_job *jobs, char *cached)
 {
 	char name[128];
 
@@ -189,16 +189,14 @@ static int preload_cached(struct run *r, struct run_items *it, const struct run_
 		if (b.bad)
 			return iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 		it->res[i] = (struct iap_dist_result){ b.p, b.len, 1, -1 };
-		/* Journaled too: the journal alone says what a resumed run finds. */
-		if (r->journal && iap_journal_put(r->journal, it->keys[i], it->labels[i], b.p, b.len, r->err))
-			return r->err->code;
+		cached[i] = 1;
 	}
 	return IAP_OK;
 }
 
 /*
- * The jobs through the work distribution and the journal: journaled or
- * cached ones preloaded on rank 0, the others computed on whichever rank
+ * The jobs through the work distribution and the journal: cached or
+ * journaled ones preloaded on rank 0, the others computed on whichever rank
  * asks (and cached on rank 0), then every rank takes every job's scores.
  */
 static int run_score_jobs(struct run *r, const struct run_score_job *jobs)
@@ -206,8 +204,11 @@ static int run_score_jobs(struct run *r, const struct run_score_job *jobs)
 	struct run_items it;
 	struct run_buf all = { 0 };
 	struct run_rd d;
-	char name[128];
+	char name[128], *cached = calloc((size_t)r->n_cfg + 1, 1);
 	int rc = run_items_init(&it, r, "scoring", r->n_cfg);
+
+	if (!rc && !cached)
+		rc = iap_error_set(r->err, IAP_ENOMEM, "out of memory");
 
 	for (int i = 0; !rc && i < r->n_cfg; i++) {
 		const struct config *c = &r->cfg[jobs[i].config];
@@ -216,13 +217,15 @@ static int run_score_jobs(struct run *r, const struct run_score_job *jobs)
 		snprintf(it.labels[i], sizeof(it.labels[i]), "scores %s/%s", c->attr->name, c->smp ? c->smp->name : "-");
 		it.keys[i] = iap_journal_key(jobs[i].key, it.labels[i]);
 	}
+	/* The cache first (it checks its values; a bad file is named and recomputed), then the journal. */
 	if (!rc && r->rank == 0) {
+		rc = preload_cached(r, &it, jobs, cached);
 		run_items_preload(&it);
-		rc = preload_cached(r, &it, jobs);
 	}
 	rc = rc ? rc : run_items_run(&it, score_work, r);
 	for (int i = 0; !rc && r->rank == 0 && i < r->n_cfg; i++) {
-		if (it.res[i].rank < 0)
+		/* Computed now or taken from the journal: into the cache (again, after a bad file was removed). */
+		if (cached[i])
 			continue;
 		d = (struct run_rd){ it.res[i].blob, it.res[i].len, 0, 0 };
 		snprintf(name, sizeof(name), "cache/scores-%016" PRIx64 ".safetensors", jobs[i].key);
@@ -244,6 +247,7 @@ static int run_score_jobs(struct run *r, const struct run_score_job *jobs)
 			rc = iap_error_set(r->err, IAP_EIO, "%s: a damaged result", it.labels[i]);
 	}
 	free(all.p);
+	free(cached);
 	run_items_free(&it);
 	return rc;
 }
