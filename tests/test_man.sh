@@ -214,9 +214,9 @@ else ok "every shipped plugin option is documented in iaprune-plugins(7)"; fi
 	for c in $(cat "$tmp/cmds"); do "$IAPRUNE" "$c" --help; done
 } 2>/dev/null | grep -oE -- '(^|[ [(|])--?[a-zA-Z][a-zA-Z-]*' | sed 's/^[ [(|]*//' >"$tmp/allowed"
 # -h and -V: the short forms of --help and --version, which --help spells out only;
-# --threads: the long form of -j.
+# --threads: the long form of -j; iaprune(1)'s MPI section quotes configure's and mpirun's own.
 printf '%s\n' -h -V --threads -fPIC -shared -std -fvisibility -Wl -module -avoid-version -no-undefined \
-	-export-symbols-regex --cflags --libs -degrees >>"$tmp/allowed"
+	-export-symbols-regex --cflags --libs -degrees --with-mpi -np --hostfile --allow-run-as-root >>"$tmp/allowed"
 renderers=
 command -v groff >/dev/null 2>&1 && renderers="groff"
 [ -n "$MANDOC" ] && renderers="$renderers mandoc"

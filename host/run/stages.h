@@ -188,7 +188,6 @@ int run_apply_rate(struct run *r, const struct config *c, double rate);
 void run_clear_masks(struct run *r);
 int run_add_row(struct run *r, const struct config *c, double rate, struct iap_report_row **out);
 int run_rate_list(struct run *r, double **out, int *n_out, double **table, int *n_table);
-int run_lossless(struct run *r, struct config *c, const double *rates, int n_rates);
 int run_stage_sweep(struct run *r, const double *rates, int n_rates);
 const struct config *run_best_config(const struct run *r);
 struct iap_report_row *run_find_row(struct run *r, const struct config *c, double rate);

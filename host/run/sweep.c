@@ -229,7 +229,6 @@ out:
 	return rc;
 }
 
-/* Largest rate within tolerance, refined to 0.01 between the last passing and first failing rate. */
 /* What an evaluation row depends on beyond its scores: the policy, its options, the caps, the steps, the rate. */
 static uint64_t eval_key(const struct run *r, const struct config *c, double rate)
 {
@@ -259,58 +258,10 @@ static struct run_eval_item eval_item(const struct run *r, const struct config *
 	return it;
 }
 
-/* One evaluation item: its row, appended to the run's rows (*row, when not NULL). */
-static int run_eval(struct run *r, const struct run_eval_item *it, struct iap_report_row **row)
-{
-	return run_add_row(r, &r->cfg[it->config], it->rate, row);
-}
-
 /* 1 when row's accuracy is within tolerance of the baseline's. */
 static int within(const struct run *r, const struct iap_report_row *row)
 {
 	return r->baseline.accuracy - row->m.accuracy <= r->tolerance + 1e-12;
-}
-
-/*
- * Largest rate within tolerance, refined to 0.01 between the last passing
- * and first failing rate by bisection: each step one more evaluation item,
- * recorded as a row too.
- */
-int run_lossless(struct run *r, struct config *c, const double *rates, int n_rates)
-{
-	double ok = 0, bad = -1;
-	int rc;
-
-	for (int i = 0; i < n_rates; i++) {
-		const struct iap_report_row *row = run_find_row(r, c, rates[i]);
-
-		if (!row)
-			continue;
-		if (within(r, row)) {
-			if (bad < 0)
-				ok = rates[i];
-		} else if (bad < 0) {
-			bad = rates[i];
-		}
-	}
-	while (bad > 0 && bad - ok > 0.01 + 1e-9) {
-		double mid = round((ok + bad) * 50.0) / 100.0;
-		struct run_eval_item it;
-		struct iap_report_row *row;
-
-		if (mid <= ok || mid >= bad)
-			break;
-		it = eval_item(r, c, mid);
-		rc = run_eval(r, &it, &row);
-		if (rc)
-			return rc;
-		if (within(r, row))
-			ok = mid;
-		else
-			bad = mid;
-	}
-	c->threshold = ok;
-	return threshold_ci(r, c);
 }
 
 static void say_threshold(struct run *r, const struct config *c)
@@ -371,7 +322,9 @@ static int grid_work(void *ctx, int64_t item, void **blob, size_t *len, struct i
 }
 
 /*
- * A configuration's bisection (sequential: each step depends on the last),
+ * A configuration's lossless threshold, refined to 0.01 between its last
+ * passing and first failing grid rate by bisection (sequential: each step
+ * depends on the last; each step a row too),
  * on any rank: u64 count, f64 threshold, then each row (u64 length, bytes).
  */
 static int bisect_work(void *ctx, int64_t item, void **blob, size_t *len, struct iap_error *err)
