@@ -209,6 +209,11 @@ static void test_norm_from_opts(void **unused)
 	assert_true(n.mean[1] == 0.2f && n.std[2] == 0.6f);
 	assert_int_equal(iap_explain_norm_from_opts(o, 1, &n, &err), IAP_EINVAL);
 	assert_non_null(strstr(err.msg, "mean"));
+	/* Four numbers for a four-channel input: refused, not written past mean[3]. */
+	assert_int_equal(iap_opts_set(o, "t", "mean", "0.1,0.2,0.3,0.4", &err), IAP_OK);
+	assert_int_equal(iap_opts_set(o, "t", "std", "1,1,1,1", &err), IAP_OK);
+	assert_int_equal(iap_explain_norm_from_opts(o, 4, &n, &err), IAP_EUNSUPPORTED);
+	assert_non_null(strstr(err.msg, "4 channels"));
 	iap_opts_free(o);
 	/* No normalize option at all: the default. */
 	assert_int_equal(iap_explain_norm_from_opts(NULL, 3, &n, &err), IAP_OK);

@@ -134,6 +134,27 @@ static void test_damaged_records(void **state)
 		assert_non_null(strstr(note.msg, cases[c].why));
 		assert_int_equal(access(path, F_OK), -1);
 	}
+	/*
+	 * A length so large that header + label + length wraps around to the
+	 * size of a file cut inside its label: discarded as truncated, not taken
+	 * for an allocation that fails (which would stop the run).
+	 */
+	assert_int_equal(iap_journal_put(j, 3000, "item", data, sizeof(data), &err), IAP_OK);
+	assert_int_equal(iap_journal_path(j, 3000, path, sizeof(path)), 0);
+	damage(path, 42, -1);
+	{
+		FILE *fp = fopen(path, "r+b");
+		const uint64_t n = UINT64_MAX - 1;   /* 40 + 4 + n = 42 (mod 2^64) */
+
+		assert_non_null(fp);
+		fseek(fp, 16, SEEK_SET);
+		for (int k = 0; k < 8; k++)
+			fputc((int)((n >> (8 * k)) & 0xff), fp);
+		fclose(fp);
+	}
+	assert_int_equal(iap_journal_get(j, 3000, &blob, &len, &note), 0);
+	assert_null(blob);
+	assert_non_null(strstr(note.msg, "truncated"));
 	/* A whole record copied under another key's name is not that key's. */
 	assert_int_equal(iap_journal_put(j, 2000, "item", data, sizeof(data), &err), IAP_OK);
 	assert_int_equal(iap_journal_path(j, 2000, path, sizeof(path)), 0);

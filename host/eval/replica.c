@@ -43,6 +43,8 @@ struct iap_graph *iap_eval_replica_new(const struct iap_graph *g, struct iap_err
 	memset(&r->input_r, 0, sizeof(r->input_r));
 	r->r = NULL;
 	r->r_valid = NULL;
+	r->r_more = NULL;          /* a walk on a replica must not write into g's channels */
+	r->r_more_channels = 0;
 	r->workspace = NULL;
 	r->workspace_len = 0;
 	return r;

@@ -60,6 +60,10 @@ int iap_explain_norm_from_opts(const struct iap_opts *ds_opts, int channels, str
 	const char *norm = ds_opts ? iap_opts_str(ds_opts, "normalize") : NULL;
 	int rc;
 
+	/* A normalisation holds at most three channels (gray or RGB): more would overrun mean[] and std[]. */
+	if (channels < 1 || channels > 3)
+		return iap_error_set(err, IAP_EUNSUPPORTED, "heatmaps: images of %d channels (1 or 3 wanted)",
+				     channels);
 	iap_explain_norm_default(channels, n);
 	if (!norm || !strcmp(norm, "imagenet"))
 		return IAP_OK;
@@ -79,7 +83,12 @@ int iap_explain_load_image(const char *path, const struct iap_graph *g, const st
 {
 	const int ch = (int)g->in_shape[0], h = (int)g->in_shape[1], w = (int)g->in_shape[2];
 	struct iap_tensor img = { 0 };
-	int rc = iap_image_load(path, ch, &img, err);
+	int rc;
+
+	if (ch < 1 || ch > 3 || ch != norm->channels)
+		return iap_error_set(err, IAP_EUNSUPPORTED, "%s: the model takes %d channels; images have 1 or 3",
+				     path, ch);
+	rc = iap_image_load(path, ch, &img, err);
 
 	if (!rc)
 		rc = iap_image_resize(NULL, img.data, ch, (int)img.shape[1], (int)img.shape[2], x, h, w, err);
@@ -175,13 +184,15 @@ static int resample(const float *src, int c, int h, int w, int oh, int ow, float
 int iap_explain_write(const char *png, const struct iap_tensor *rel, const struct iap_explain_view *v,
 		      const struct iap_explain_write_opts *opts, struct iap_error *err)
 {
-	const int c = (int)rel->shape[1], h = (int)rel->shape[2], w = (int)rel->shape[3];
 	float *map = NULL, *vmap, *vmap_own = NULL, *dmap, *dmap_own = NULL, *dimg, *dimg_own = NULL;
 	struct iap_heatmap_opts ho;
-	int oh, ow, rc;
+	int c, h, w, oh, ow, rc;
 
 	if (rel->ndim != 4 || rel->shape[0] != 1)
 		return iap_error_set(err, IAP_ESHAPE, "%s: relevance of one sample [1][C][H][W] wanted", png);
+	c = (int)rel->shape[1];
+	h = (int)rel->shape[2];
+	w = (int)rel->shape[3];
 	map = malloc((size_t)h * (size_t)w * sizeof(float));
 	if (!map)
 		return iap_error_set(err, IAP_ENOMEM, "out of memory");

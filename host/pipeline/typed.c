@@ -118,10 +118,12 @@ static int read_lists(struct reader *R, struct cfgi_refs *refs, struct iap_pipel
 		struct iap_pipeline_sampler *s = &p->samplers[i];
 
 		rc = take_ref(R, refs, smp->items[i], &s->ref);
-		rc = rc ? rc : get_int(R, smp->items[i], "per_class", &s->per_class);
 		if (rc)
 			break;
-		p->n_samplers++;
+		p->n_samplers++;   /* counted once it owns its options, so iap_pipeline_free frees them */
+		rc = get_int(R, smp->items[i], "per_class", &s->per_class);
+		if (rc)
+			break;
 		s->name = s->ref.plugin->desc->name;
 		rc = iap_cfg_get_str(smp->items[i], "name", s->name, &s->name, R->err);
 	}

@@ -181,7 +181,14 @@ int run_get_row(struct run_rd *d, struct run *r, const struct config *c, struct 
 	row->lost = (int64_t)run_rd_u64(d);
 	row->gained = (int64_t)run_rd_u64(d);
 	n_cls = run_rd_u64(d);
-	if (d->bad || n_cls > (uint64_t)(d->len - d->at) / 16)
+	/*
+	 * Only what run_put_row writes for this run: none, or one per class of the
+	 * evaluation split (and below one per image). The sweep reads pred[] for
+	 * every image, so a record from another split (a rank whose dataset at the
+	 * same path differs) must not pass for a shorter row.
+	 */
+	if (d->bad || (n_cls && n_cls != (uint64_t)r->split[r->eval_split].info.n_classes) ||
+	    n_cls > (uint64_t)(d->len - d->at) / 16)
 		return -1;
 	if (n_cls) {
 		sens = malloc(n_cls * sizeof(double));
@@ -192,6 +199,8 @@ int run_get_row(struct run_rd *d, struct run *r, const struct config *c, struct 
 	for (uint64_t i = 0; sens && spec && i < n_cls; i++)
 		spec[i] = run_rd_f64(d);
 	n_img = run_rd_u64(d);
+	if (n_img && n_img != (uint64_t)r->split[r->eval_split].count)
+		d->bad = 1;
 	if (!d->bad && n_img <= (uint64_t)(d->len - d->at) / 8 && n_img) {
 		pred = malloc(n_img * sizeof(int));
 		conf = malloc(n_img * sizeof(float));
@@ -402,10 +411,22 @@ int run_items_run(struct run_items *it, iap_dist_work_fn work, void *ctx)
 	if (it->r->rank == 0 && it->from_journal)
 		run_say(it->r, IAP_LOG_INFO, "%s: %" PRId64 " of %" PRId64 " items from the journal", it->stage,
 			it->from_journal, it->n);
+	struct iap_error e = { 0, "" };
+	int rc;
+
 	it->last_line = now_s();
 	it->work = work;
 	it->work_ctx = ctx;
-	return iap_dist_run(it->r->dist, &q, it->r->err);
+	/*
+	 * The distribution reports into its own slot: on rank 0 the items run on
+	 * a work thread whose stage code writes r->err, while the main thread
+	 * hands out work and journals results; r->err gets the outcome once
+	 * both are done.
+	 */
+	rc = iap_dist_run(it->r->dist, &q, &e);
+	if (rc)
+		*it->r->err = e;
+	return rc;
 }
 
 /* Rank 0's results of every item, in item order, on every rank (each prefixed by its length). */

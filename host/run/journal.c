@@ -176,7 +176,8 @@ int iap_journal_get(struct iap_journal *j, uint64_t key, void **blob, size_t *le
 		rc = discard(path, note, "not an iaprune journal record");
 	} else if (get_le(head + 8, 8) != key) {
 		rc = discard(path, note, "the record of another key");
-	} else if (label_len > LABEL_MAX || (uint64_t)st.st_size != HEADER + label_len + n) {
+	} else if (label_len > LABEL_MAX || n > (uint64_t)st.st_size ||
+		   (uint64_t)st.st_size != HEADER + label_len + n) {   /* n first: the sum must not wrap */
 		rc = discard(path, note, "truncated (its size is not the one its header gives)");
 	} else if (!(label = malloc(label_len + 1)) || !(data = malloc(n ? n : 1))) {
 		rc = -1;
