@@ -7,40 +7,20 @@
 tap_begin test_dist_mpi
 prog="$IAP_TEST_BUILDDIR/tests/dist_prog"
 
-if [ "$("$prog" --mpi)" != 1 ]; then
-	echo "1..0 # SKIP the build has no MPI (configure --with-mpi)"
-	exit 0
-fi
-if ! command -v mpirun >/dev/null 2>&1; then
-	echo "1..0 # SKIP no mpirun"
-	exit 0
-fi
+. "$IAP_TEST_SRCDIR/tests/util/mpi.sh"
+mpi_skip_unless "$([ "$("$prog" --mpi)" = 1 ] && echo yes)"
 echo "1..7"
-# Open MPI refuses root unless told twice; loopback only, no other network.
-if [ "$(id -u)" -eq 0 ]; then
-	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-	export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
-fi
-# Under the sanitizers: Open MPI's components leak at exit and are unloaded
-# by then, so their leaks cannot even be suppressed by name; the MPI runs
-# alone go without leak detection (the serial run keeps it).
-mpi() {
-	np=$1
-	shift
-	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" timeout 120 mpirun -np "$np" --oversubscribe --mca btl self,vader,tcp --mca btl_tcp_if_include lo \
-		--mca oob_tcp_if_include lo "$@"
-}
 
 "$prog" 40 >"$tmp/serial" 2>"$tmp/err"
 check "serial run: 40 items, all on rank 0" \
 	"[ \$(wc -l <'$tmp/serial') -eq 40 ] && grep -q 'rank 0 of 1, serial' '$tmp/err'"
 for np in 2 4; do
-	mpi "$np" "$prog" 40 >"$tmp/mpi$np" 2>"$tmp/err"
+	mpi 120 "$np" "$prog" 40 >"$tmp/mpi$np" 2>"$tmp/err"
 	check "-np $np: rank 0 used the MPI backend" "grep -q 'rank 0 of $np, mpi' '$tmp/err'"
 	check "-np $np: gathered results equal the serial ones" "cmp -s '$tmp/serial' '$tmp/mpi$np'"
 done
 
-DIST_DIE_RANK=1 mpi 2 -x DIST_DIE_RANK "$prog" 40 >"$tmp/out" 2>"$tmp/err"
+DIST_DIE_RANK=1 mpi 120 2 -x DIST_DIE_RANK "$prog" 40 >"$tmp/out" 2>"$tmp/err"
 status=$?
 item=$(sed -n 's/^dist_prog: rank 1 dies holding item \([0-9]*\)$/\1/p' "$tmp/err")
 check "a dying rank fails the job (mpirun status $status)" "[ $status -ne 0 ] && [ -n '$item' ]"
