@@ -66,7 +66,8 @@ static void buf_f32(struct run_buf *b, float v)
 
 void run_buf_bytes(struct run_buf *b, const void *p, size_t n)
 {
-	if (b->bad || buf_grow(b, n))
+	/* n == 0 with p NULL is an empty blob (a bisection with no step): memcpy must not see NULL. */
+	if (b->bad || !n || buf_grow(b, n))
 		return;
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
