@@ -6,26 +6,14 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <iaprune/explain.h>
 
 #include "stages.h"
-
-/* The block's name for the data stage's loader. */
-static int load_batch(struct run *r, const struct iap_dataset *ds, const int64_t *idx, int n,
-		      struct iap_tensor *x, int *labels)
-{
-	return run_load_batch(r, ds, idx, n, x, labels);
-}
 
 /*
  * The first per_class images of every class of the evaluation split, explained
@@ -33,7 +21,7 @@ static int load_batch(struct run *r, const struct iap_dataset *ds, const int64_t
  * over the stored image where the dataset has one, else over the model's
  * input with the dataset's normalisation undone; small inputs enlarged.
  */
-static int write_heatmaps(struct run *r, int per_class)
+int run_write_heatmaps(struct run *r, int per_class)
 {
 	const struct iap_dataset *ds = &r->split[r->eval_split];
 	const struct iap_explain_write_opts wo = { .enlarge = 1 };
@@ -56,7 +44,7 @@ static int write_heatmaps(struct run *r, int per_class)
 		int label;
 		int64_t one = i;
 
-		rc = load_batch(r, ds, &one, 1, &x, &label);
+		rc = run_load_batch(r, ds, &one, 1, &x, &label);
 		if (rc)
 			goto out;
 		if (label >= 0 && label < classes && taken[label] < per_class) {
@@ -78,7 +66,7 @@ static int write_heatmaps(struct run *r, int per_class)
 			struct iap_score_opts so;
 			struct iap_explain_view v = { 0 };
 
-			rc = load_batch(r, ds, &pick[i], 1, &x, &label);
+			rc = run_load_batch(r, ds, &pick[i], 1, &x, &label);
 			rc = rc ? rc : iap_graph_forward(r->g, &x, r->err);
 			if (!rc) {
 				iap_score_opts_from(r->attr[a].opts, &so);
@@ -98,9 +86,4 @@ out:
 	free(pick);
 	free(taken);
 	return rc;
-}
-
-int run_write_heatmaps(struct run *r, int per_class)
-{
-	return write_heatmaps(r, per_class);
 }
