@@ -8,7 +8,6 @@
 #include "config.h"
 
 #include <math.h>
-#include <png.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,27 +23,9 @@
 
 #include "host/run/run_internal.h"
 
+#include "png_read.h"
+
 static char dir[] = "/tmp/iap-explain-XXXXXX";
-
-/* Decode path as 8-bit RGB; returns the pixels (free them) and the size. */
-static uint8_t *read_png(const char *path, int *h, int *w)
-{
-	png_image img;
-	uint8_t *px;
-
-	memset(&img, 0, sizeof(img));
-	img.version = PNG_IMAGE_VERSION;
-	if (!png_image_begin_read_from_file(&img, path))
-		fail_msg("%s: %s", path, img.message);
-	img.format = PNG_FORMAT_RGB;
-	px = malloc(PNG_IMAGE_SIZE(img));
-	assert_non_null(px);
-	if (!png_image_finish_read(&img, NULL, px, 0, NULL))
-		fail_msg("%s: %s", path, img.message);
-	*h = (int)img.height;
-	*w = (int)img.width;
-	return px;
-}
 
 /* A dataset with no load_original (ops built before ABI 2.1). */
 static const struct iap_dataset_ops old_ops = { .size = offsetof(struct iap_dataset_ops, load_original) };
@@ -77,7 +58,7 @@ static void test_model_input_denormalised(void **unused)
 	assert_ptr_equal(v.norm, &norm);
 	snprintf(path, sizeof(path), "%s/x.png", dir);
 	assert_int_equal(iap_explain_write(path, &rel, &v, NULL, &err), IAP_OK);
-	px = read_png(path, &h, &w);
+	px = tu_read_png(path, &h, &w);
 	assert_int_equal(h, H);
 	assert_int_equal(w, W);
 	for (int i = 0; i < H * W; i++)
@@ -128,7 +109,7 @@ static void test_original_as_stored(void **unused)
 	assert_int_equal(v.h, 4);
 	snprintf(path, sizeof(path), "%s/o.png", dir);
 	assert_int_equal(iap_explain_write(path, &rel, &v, &wo, &err), IAP_OK);
-	px = read_png(path, &h, &w);
+	px = tu_read_png(path, &h, &w);
 	assert_int_equal(h, 224);  /* 4 × 56 */
 	assert_int_equal(w, 224);
 	assert_int_equal(px[0], 64);          /* 0.25, not stretched to 0 */
@@ -173,7 +154,7 @@ static void test_size_cap(void **unused)
 	v = (struct iap_explain_view){ .image = img.data, .channels = 1, .h = 3000, .w = 10 };
 	snprintf(path, sizeof(path), "%s/big.png", dir);
 	assert_int_equal(iap_explain_write(path, &rel, &v, NULL, &err), IAP_OK);
-	px = read_png(path, &oh, &ow);
+	px = tu_read_png(path, &oh, &ow);
 	assert_int_equal(oh, IAP_EXPLAIN_MAX_SIDE);
 	assert_int_equal(ow, 3);
 	free(px);

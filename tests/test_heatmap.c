@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <math.h>
-#include <png.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +17,8 @@
 #include <cmocka.h>
 
 #include <iaprune/heatmap.h>
+
+#include "png_read.h"
 
 static char dir[256];
 
@@ -94,26 +95,6 @@ static void test_scale(void **unused)
 	assert_int_equal(iap_heatmap_scale(m, 101, 0.0f, &s, &err), IAP_EINVAL);
 }
 
-/* Decode path as 8-bit RGB; returns the pixels (free them) and the size. */
-static uint8_t *read_png(const char *path, int *h, int *w)
-{
-	png_image img;
-	uint8_t *px;
-
-	memset(&img, 0, sizeof(img));
-	img.version = PNG_IMAGE_VERSION;
-	if (!png_image_begin_read_from_file(&img, path))
-		fail_msg("%s: %s", path, img.message);
-	img.format = PNG_FORMAT_RGB;
-	px = malloc(PNG_IMAGE_SIZE(img));
-	assert_non_null(px);
-	if (!png_image_finish_read(&img, NULL, px, 0, NULL))
-		fail_msg("%s: %s", path, img.message);
-	*h = (int)img.height;
-	*w = (int)img.width;
-	return px;
-}
-
 static void test_png_rgb(void **unused)
 {
 	static const float mean[3] = { 0.485f, 0.456f, 0.406f }, std[3] = { 0.229f, 0.224f, 0.225f };
@@ -145,7 +126,7 @@ static void test_png_rgb(void **unused)
 	snprintf(path, sizeof(path), "%s/a.png", dir);
 	if (iap_heatmap_write_png(path, image, 3, H, W, map, &o, &err))
 		fail_msg("%s", err.msg);
-	px = read_png(path, &h, &w);
+	px = tu_read_png(path, &h, &w);
 	assert_int_equal(h, H);
 	assert_int_equal(w, W);
 	/* Zero relevance: the image itself, 0.4 · 255 = 102; (0, 0) = (51, 102, 204). */
@@ -179,7 +160,7 @@ static void test_png_gray(void **unused)
 	/* Default options: α = 0.7, scale = the 99.5th percentile of (0,0,0,0,2,0) = 2. */
 	if (iap_heatmap_write_png(path, image, 1, H, W, map, NULL, &err))
 		fail_msg("%s", err.msg);
-	px = read_png(path, &h, &w);
+	px = tu_read_png(path, &h, &w);
 	assert_int_equal(h, H);
 	assert_int_equal(w, W);
 	expect_rgb(px + 0, 51, 51, 51);
