@@ -58,13 +58,17 @@ const char *iap_blas_better_core(const char *detected, unsigned features)
 /*
  * How long an idle OpenMP thread spins before it sleeps (libgomp's
  * GOMP_SPINCOUNT, read once when libgomp loads). libgomp's default, 300000
- * pauses (~1 ms here), is right on an idle machine and ruinous on a busy
+ * pauses (milliseconds), is right on an idle machine and ruinous on a busy
  * one: ResNet50's batch-1 forward on two threads took 1103–1811 ms against
  * 101 ms on one thread while other jobs held a core, because the spinning
- * worker took the master's core. 1000 pauses (tens of µs) still bridge the
- * gaps between the ops' parallel loops: 133 ms under the same load.
+ * worker took the master's core. Too short a spin costs a sleep and a
+ * wake-up at nearly every gap between two parallel loops: with 1000 pauses
+ * the same forward on an idle 2-core Xeon made ~250 context switches per
+ * pass and took 71–88 ms, with 10000 ~35 and 59–67 ms (100000: 54–71 ms);
+ * under two busy-looping jobs 10000 was no worse than 1000 (166–198 against
+ * 162–204 ms) and 30000 was (149–331 ms). bench/NOTES.md has the runs.
  */
-#define IAP_GOMP_SPINCOUNT "1000"
+#define IAP_GOMP_SPINCOUNT "10000"
 
 void iap_blas_reexec(char **argv)
 {
