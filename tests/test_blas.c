@@ -4,11 +4,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include <iaprune/blas.h>
+#include <iaprune/threads.h>
 
 static void test_better_core_for_fallbacks(void **state)
 {
@@ -70,6 +72,51 @@ static void test_reexec_respects_the_variable(void **state)
 	assert_null(getenv("OPENBLAS_CORETYPE"));
 }
 
+/*
+ * iap_sgemm's split must not change a bit, whatever the shape's remainder
+ * against the kernels' strips: rows and columns not multiples of 16, both
+ * transposes, 1 to 4 threads. Under the SkylakeX kernels ViT's q/k/v shape
+ * (771 × 384 × 128, B transposed) in three row blocks of 257 did.
+ */
+static void test_sgemm_split_bits(void **state)
+{
+	static const int shapes[][5] = { /* m, n, k, trans_a, trans_b */
+		{ 771, 384, 128, 0, 1 }, { 771, 384, 128, 0, 0 }, { 203, 517, 96, 1, 0 },
+		{ 1000, 61, 300, 0, 1 }, { 37, 2049, 64, 1, 1 },
+	};
+
+	const int before = iap_threads();
+
+	(void)state;
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+		const int ta = shapes[s][3], tb = shapes[s][4];
+		float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)k * n * sizeof(float));
+		float *ref = malloc((size_t)m * n * sizeof(float)), *c = malloc((size_t)m * n * sizeof(float));
+		uint32_t r = 12345u + (uint32_t)s;
+
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_non_null(ref);
+		assert_non_null(c);
+		for (size_t i = 0; i < (size_t)m * k; i++)
+			a[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+		for (size_t i = 0; i < (size_t)k * n; i++)
+			b[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+		for (int t = 1; t <= 4; t++) {
+			iap_threads_set(t);
+			iap_sgemm(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, t == 1 ? ref : c, n);
+			if (t > 1)
+				assert_memory_equal(ref, c, (size_t)m * n * sizeof(float));
+		}
+		free(a);
+		free(b);
+		free(ref);
+		free(c);
+	}
+	iap_threads_set(before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -77,6 +124,7 @@ int main(void)
 		cmocka_unit_test(test_better_core_leaves_good_choices),
 		cmocka_unit_test(test_features_consistent),
 		cmocka_unit_test(test_reexec_respects_the_variable),
+		cmocka_unit_test(test_sgemm_split_bits),
 	};
 
 	return cmocka_run_group_tests_name("blas", tests, NULL, NULL);

@@ -114,7 +114,7 @@ static void gemm_grid(int m, int n, int p, int *pm, int *pn)
 			continue;
 		mb = (double)(m + i - 1) / i;
 		nb = (double)(n + j - 1) / j;
-		if ((i > 1 && mb < 8) || (j > 1 && nb < 16))
+		if ((i > 1 && mb < 16) || (j > 1 && nb < 16))
 			continue;
 		cost = mb + nb;
 		if (best < 0 || cost < best) {
@@ -139,8 +139,17 @@ void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 		cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
 	}
-	mb = (m + pm - 1) / pm;
-	/* Column blocks in whole cache lines of C, so two threads never write one line. */
+	/*
+	 * Blocks start at multiples of 16 rows and 16 columns: OpenBLAS's
+	 * kernels walk C in fixed-width strips with other code for the leftover
+	 * rows and columns, and that code may sum in another order (ViT's q/k/v
+	 * product, 771 × 384 × 128, split into three row blocks of 257 under
+	 * the SkylakeX kernels, gave other bits than the whole product). From a
+	 * multiple of 16, every strip and the leftover of the last block are those
+	 * of the whole product, so the bits do not depend on the split. Columns
+	 * in whole cache lines of C also keep two threads from writing one line.
+	 */
+	mb = ((m + pm - 1) / pm + 15) / 16 * 16;
 	nb = ((n + pn - 1) / pn + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(pm * pn)
 	for (int blk = 0; blk < pm * pn; blk++) {
