@@ -5,16 +5,41 @@
 #include <string.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 
-/* Index of the first NaN or Inf in t, or -1 when every value is finite. */
+#include "fuse.h"
+
+/*
+ * Index of the first NaN or Inf in t, or -1 when every value is finite. On
+ * the team: every forward scans its input and its logits, and on many cores
+ * a serial scan of a 224² batch is a visible share of the pass.
+ */
 static int64_t first_nonfinite(const struct iap_tensor *t)
 {
-	int64_t n = iap_tensor_numel(t);
+	const int64_t n = iap_tensor_numel(t);
+	const float *p = t->data;
+	int64_t at = n;
 
+#pragma omp parallel for reduction(min : at) schedule(static) num_threads(iap_par_nt(n))
 	for (int64_t i = 0; i < n; i++)
-		if (!isfinite(t->data[i]))
-			return i;
-	return -1;
+		if (!isfinite(p[i]) && i < at)
+			at = i;
+	return at < n ? at : -1;
+}
+
+/* dst = src (same element count), on the team. */
+static void par_copy(float *dst, const float *src, int64_t n)
+{
+	const int nt = iap_par_nt(n);
+	const int64_t blk = (n + nt - 1) / nt;
+
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+	for (int t = 0; t < nt; t++) {
+		const int64_t lo = t * blk, hi = n - lo < blk ? n : lo + blk;
+
+		if (hi > lo)
+			memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+	}
 }
 
 /*
@@ -129,22 +154,30 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 		return iap_error_set(err, IAP_ENUMERIC, "forward: the input holds %s at element %lld (sample %lld)",
 				     isnan(x->data[at]) ? "NaN" : "Inf", (long long)at,
 				     (long long)(at / (iap_tensor_numel(x) / x->shape[0])));
-	rc = iap_tensor_copy(&g->input, x, err);
+	rc = iap_tensor_ensure(&g->input, x->ndim, x->shape, err);
 	if (rc)
 		return rc;
+	par_copy(g->input.data, x->data, iap_tensor_numel(x));
 	for (int i = 0; i < g->n_nodes; i++) {
 		struct iap_node *n = &g->nodes[i];
+		/* A ReLU right after n that n's kernel writes in its own pass (fuse.h). */
+		struct iap_node *relu = iap_graph_fused_relu(g, i);
 		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { NULL };
 
 		for (int k = 0; k < n->n_inputs; k++)
 			in[k] = iap_graph_node_input(g, n, k);
-		rc = n->ops->forward(g, n, in, &n->out, err);
+		rc = relu ? iap_graph_forward_fused(g, n, in, relu, err) : n->ops->forward(g, n, in, &n->out, err);
 		if (rc) {
 			iap_error_prefix(err, "forward of '%s' (%s)", n->name, iap_op_name(n->kind));
 			return rc;
 		}
 		if (n->mask_group >= 0)
 			iap_unit_apply_mask(&g->groups[n->mask_group], &n->out);
+		if (!relu)
+			continue;
+		i++;
+		if (relu->mask_group >= 0)
+			iap_unit_apply_mask(&g->groups[relu->mask_group], &relu->out);
 	}
 	/*
 	 * A NaN or Inf in the logits would silently turn every later table

@@ -9,25 +9,54 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
+#include "fused.h"
 #include "parallel.h"
+
+/* The forward; relu_out, when not NULL, also gets relu(out) in the same pass (fused.h). */
+static int add_forward_into(struct iap_node *node, const struct iap_tensor *const in[],
+			    struct iap_tensor *out, struct iap_tensor *relu_out, struct iap_error *err)
+{
+	int64_t n = iap_tensor_numel(out);
+	if (iap_tensor_numel(in[0]) != n || iap_tensor_numel(in[1]) != n ||
+	    (relu_out && iap_tensor_numel(relu_out) != n))
+		return iap_error_set(err, IAP_ESHAPE, "add '%s': input sizes do not match the output",
+				     node->name ? node->name : "");
+	const float *a = in[0]->data;
+	const float *b = in[1]->data;
+	float *y = out->data;
+	float *z = relu_out ? relu_out->data : NULL;
+
+	if (!z) {
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
+		for (int64_t i = 0; i < n; i++)
+			y[i] = a[i] + b[i];
+		return IAP_OK;
+	}
+	/* relu as activation.c writes it: NaN kept, no branch. */
+#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
+	for (int64_t i = 0; i < n; i++) {
+		float v = a[i] + b[i];
+
+		y[i] = v;
+		z[i] = v < 0.0f ? 0.0f : v;
+	}
+	return IAP_OK;
+}
 
 static int add_forward(struct iap_graph *g, struct iap_node *node,
 		       const struct iap_tensor *const in[], struct iap_tensor *out,
 		       struct iap_error *err)
 {
 	(void)g;
-	int64_t n = iap_tensor_numel(out);
-	if (iap_tensor_numel(in[0]) != n || iap_tensor_numel(in[1]) != n)
-		return iap_error_set(err, IAP_ESHAPE, "add '%s': input sizes do not match the output",
-				     node->name ? node->name : "");
-	const float *a = in[0]->data;
-	const float *b = in[1]->data;
-	float *y = out->data;
+	return add_forward_into(node, in, out, NULL, err);
+}
 
-#pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
-	for (int64_t i = 0; i < n; i++)
-		y[i] = a[i] + b[i];
-	return IAP_OK;
+int iap_add_forward_relu(struct iap_graph *g, struct iap_node *node,
+			 const struct iap_tensor *const in[], struct iap_tensor *out,
+			 struct iap_tensor *relu_out, struct iap_error *err)
+{
+	(void)g;
+	return add_forward_into(node, in, out, relu_out, err);
 }
 
 static int add_backward(struct iap_rule_ctx *ctx)

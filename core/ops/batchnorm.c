@@ -21,6 +21,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
+#include "fused.h"
 #include "parallel.h"
 
 enum { BN_WEIGHT, BN_BIAS, BN_RMEAN, BN_RVAR };
@@ -35,9 +36,10 @@ static void bn_view(const struct iap_tensor *t, int64_t *n, int64_t *c, int64_t 
 		*inner *= t->shape[d];
 }
 
-static int bn_forward(struct iap_graph *g, struct iap_node *node,
-		      const struct iap_tensor *const in[], struct iap_tensor *out,
-		      struct iap_error *err)
+/* The forward; relu_out, when not NULL, also gets relu(out) in the same pass (fused.h). */
+static int bn_forward_into(struct iap_graph *g, struct iap_node *node,
+			   const struct iap_tensor *const in[], struct iap_tensor *out,
+			   struct iap_tensor *relu_out, struct iap_error *err)
 {
 	int64_t n, c, inner;
 	bn_view(in[0], &n, &c, &inner);
@@ -70,6 +72,7 @@ static int bn_forward(struct iap_graph *g, struct iap_node *node,
 	const float *b = node->params[BN_BIAS].value.data;
 	const float *x = in[0]->data;
 	float *y = out->data;
+	float *z = relu_out ? relu_out->data : NULL;
 	float eps = node->attr.norm.eps;
 	float mom = node->attr.norm.momentum;
 
@@ -117,12 +120,42 @@ static int bn_forward(struct iap_graph *g, struct iap_node *node,
 		for (int64_t i = 0; i < n; i++) {
 			const float *xp = x + (i * c + ch) * inner;
 			float *yp = y + (i * c + ch) * inner;
+
+			if (!z) {
 #pragma omp simd
-			for (int64_t k = 0; k < inner; k++)
-				yp[k] = xp[k] * scale + shift;
+				for (int64_t k = 0; k < inner; k++)
+					yp[k] = xp[k] * scale + shift;
+				continue;
+			}
+			float *zp = z + (i * c + ch) * inner;
+			/* relu as activation.c writes it: NaN kept, no branch. */
+#pragma omp simd
+			for (int64_t k = 0; k < inner; k++) {
+				float v = xp[k] * scale + shift;
+
+				yp[k] = v;
+				zp[k] = v < 0.0f ? 0.0f : v;
+			}
 		}
 	}
 	return IAP_OK;
+}
+
+static int bn_forward(struct iap_graph *g, struct iap_node *node,
+		      const struct iap_tensor *const in[], struct iap_tensor *out,
+		      struct iap_error *err)
+{
+	return bn_forward_into(g, node, in, out, NULL, err);
+}
+
+int iap_batchnorm_forward_relu(struct iap_graph *g, struct iap_node *node,
+			       const struct iap_tensor *const in[], struct iap_tensor *out,
+			       struct iap_tensor *relu_out, struct iap_error *err)
+{
+	if (iap_tensor_numel(relu_out) != iap_tensor_numel(out))
+		return iap_error_set(err, IAP_ESHAPE, "batchnorm '%s': the fused relu's output does not match",
+				     node->name ? node->name : "");
+	return bn_forward_into(g, node, in, out, relu_out, err);
 }
 
 /*

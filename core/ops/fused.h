@@ -1,0 +1,31 @@
+/*
+ * A node's forward with the ReLU that reads it, in one pass over the data
+ * (library-internal, not installed).
+ *
+ * Both outputs are written — the backward walk and the rules read every
+ * node's output — but the ReLU no longer reads the first one back from
+ * memory, and the pair forks and joins the thread team once instead of
+ * twice. The values are those of the two ops run one after the other, bit
+ * for bit: the same expressions on the same floats. core/graph/fuse.c
+ * decides which pairs run this way.
+ */
+#ifndef IAP_CORE_OPS_FUSED_H
+#define IAP_CORE_OPS_FUSED_H
+
+#include <iaprune/graph.h>
+
+#include "../util/visibility.h"
+
+/* out = batchnorm(in[0]) as the op's forward, and relu_out = relu(out). */
+IAP_INTERNAL
+int iap_batchnorm_forward_relu(struct iap_graph *g, struct iap_node *node,
+			       const struct iap_tensor *const in[], struct iap_tensor *out,
+			       struct iap_tensor *relu_out, struct iap_error *err);
+
+/* out = in[0] + in[1], and relu_out = relu(out). */
+IAP_INTERNAL
+int iap_add_forward_relu(struct iap_graph *g, struct iap_node *node,
+			 const struct iap_tensor *const in[], struct iap_tensor *out,
+			 struct iap_tensor *relu_out, struct iap_error *err);
+
+#endif
