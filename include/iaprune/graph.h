@@ -317,7 +317,8 @@ int iap_graph_zero_grads(struct iap_graph *g, struct iap_error *err);
 /*
  * Run the graph on x (shape [N, in_shape...]). Every node's output is kept for
  * the backward walk until the next forward. Buffers are (re)shaped only when N
- * changes.
+ * changes. A ReLU right after an unmasked batchnorm or an add runs in that
+ * node's pass (core/graph/fuse.h); its output is still its own, bit for bit.
  */
 int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct iap_error *err);
 
