@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <iaprune/graph.h>
+#include <iaprune/threads.h>
 
 void iap_unit_view(const struct iap_tensor *t, int64_t *outer, int64_t *axis_len, int64_t *inner)
 {
@@ -109,6 +110,11 @@ const uint8_t *iap_unit_own_keep(const struct iap_graph *g, const struct iap_nod
 	return grp->mask;
 }
 
+/*
+ * On the team, over (outer, unit): a masked graph runs this after every
+ * masked node of every forward and walk. Token layouts (inner = 1) zero one
+ * float per unit and row, so those skip memset's call.
+ */
 void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t)
 {
 	int64_t outer, axis, inner;
@@ -117,13 +123,24 @@ void iap_unit_apply_mask(const struct iap_unit_group *grp, struct iap_tensor *t)
 	if (!grp->mask || !t->data)
 		return;
 	iap_unit_view(t, &outer, &axis, &inner);
-	for (int64_t o = 0; o < outer; o++)
-		for (int u = 0; u < grp->n_units; u++) {
-			if (grp->mask[u])
-				continue;
-			float *p = t->data + (o * axis + (int64_t)u * span) * inner;
+	const int64_t run = span * inner;
+	float *const data = t->data;
+	const uint8_t *const mask = grp->mask;
+	const int units = grp->n_units;
 
-			memset(p, 0, (size_t)(span * inner) * sizeof(float));
+#pragma omp parallel for collapse(2) schedule(static) num_threads(iap_par_nt(outer * axis * inner))
+	for (int64_t o = 0; o < outer; o++)
+		for (int u = 0; u < units; u++) {
+			float *p = data + (o * axis + (int64_t)u * span) * inner;
+
+			if (mask[u])
+				continue;
+			if (run >= 16) {
+				memset(p, 0, (size_t)run * sizeof(float));
+				continue;
+			}
+			for (int64_t k = 0; k < run; k++)
+				p[k] = 0.0f;
 		}
 }
 
