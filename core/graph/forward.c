@@ -125,6 +125,36 @@ static int graph_reshape(struct iap_graph *g, int batch, struct iap_error *err)
 	return IAP_OK;
 }
 
+/*
+ * Every node in order, its unit mask applied after it. A ReLU that the
+ * node before it writes in its own pass (fuse.h) is not run again.
+ */
+static int run_nodes(struct iap_graph *g, struct iap_error *err)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct iap_node *n = &g->nodes[i];
+		struct iap_node *relu = iap_graph_fused_relu(g, i);
+		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { NULL };
+		int rc;
+
+		for (int k = 0; k < n->n_inputs; k++)
+			in[k] = iap_graph_node_input(g, n, k);
+		rc = relu ? iap_graph_forward_fused(g, n, in, relu, err) : n->ops->forward(g, n, in, &n->out, err);
+		if (rc) {
+			iap_error_prefix(err, "forward of '%s' (%s)", n->name, iap_op_name(n->kind));
+			return rc;
+		}
+		if (n->mask_group >= 0)
+			iap_unit_apply_mask(&g->groups[n->mask_group], &n->out);
+		if (!relu)
+			continue;
+		i++;   /* the ReLU is done */
+		if (relu->mask_group >= 0)
+			iap_unit_apply_mask(&g->groups[relu->mask_group], &relu->out);
+	}
+	return IAP_OK;
+}
+
 int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct iap_error *err)
 {
 	char got[96], want[96];
@@ -158,27 +188,9 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 	if (rc)
 		return rc;
 	par_copy(g->input.data, x->data, iap_tensor_numel(x));
-	for (int i = 0; i < g->n_nodes; i++) {
-		struct iap_node *n = &g->nodes[i];
-		/* A ReLU right after n that n's kernel writes in its own pass (fuse.h). */
-		struct iap_node *relu = iap_graph_fused_relu(g, i);
-		const struct iap_tensor *in[IAP_NODE_MAX_INPUTS] = { NULL };
-
-		for (int k = 0; k < n->n_inputs; k++)
-			in[k] = iap_graph_node_input(g, n, k);
-		rc = relu ? iap_graph_forward_fused(g, n, in, relu, err) : n->ops->forward(g, n, in, &n->out, err);
-		if (rc) {
-			iap_error_prefix(err, "forward of '%s' (%s)", n->name, iap_op_name(n->kind));
-			return rc;
-		}
-		if (n->mask_group >= 0)
-			iap_unit_apply_mask(&g->groups[n->mask_group], &n->out);
-		if (!relu)
-			continue;
-		i++;
-		if (relu->mask_group >= 0)
-			iap_unit_apply_mask(&g->groups[relu->mask_group], &relu->out);
-	}
+	rc = run_nodes(g, err);
+	if (rc)
+		return rc;
 	/*
 	 * A NaN or Inf in the logits would silently turn every later table
 	 * (accuracy, scores, relevance) into nonsense: stop here and say where
