@@ -127,40 +127,49 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col, s
 }
 
 /*
- * x += fold(col): the adjoint of im2col (rows of col ldc floats apart). Rows
- * of one input channel overlap on the same pixels, so threads split by
- * channel, never within one.
+ * x_c += fold(col) for input channel c alone: the adjoint of im2col on the
+ * rows of that channel (rows of col ldc floats apart). The one fold, for
+ * col2im_add and for any thread that folds a whole sample itself.
+ */
+static void col2im_channel(const struct iap_conv_geom *cg, const float *col, size_t ldc, float *x, int c)
+{
+	const int kk = cg->kh * cg->kw;
+	float *xc = x + (size_t)c * cg->in_h * cg->in_w;
+
+	for (int i = 0; i < cg->kh; i++) {
+		int oh_lo, oh_hi;
+
+		valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
+		for (int j = 0; j < cg->kw; j++) {
+			const float *src = col + ((size_t)c * kk + (size_t)i * cg->kw + j) * ldc;
+			int ow_lo, ow_hi;
+
+			valid_range(cg->out_w, cg->in_w, cg->stride_w, cg->pad_w, j, &ow_lo, &ow_hi);
+			for (int oh = oh_lo; oh < oh_hi; oh++) {
+				float *xr = xc + (size_t)(oh * cg->stride_h - cg->pad_h + i) * cg->in_w;
+				const float *s = src + (size_t)oh * cg->out_w;
+				int iw = ow_lo * cg->stride_w - cg->pad_w + j;
+
+				for (int ow = ow_lo; ow < ow_hi; ow++, iw += cg->stride_w)
+					xr[iw] += s[ow];
+			}
+		}
+	}
+}
+
+/*
+ * x += fold(col). Rows of one input channel overlap on the same pixels, so
+ * threads split by channel, never within one: each pixel sums in the same
+ * order on any thread count.
  */
 static void col2im_add(const struct iap_conv_geom *cg, const float *col, size_t ldc, float *x)
 {
 	const int kk = cg->kh * cg->kw;
 	const size_t ohw = (size_t)cg->out_h * cg->out_w;
-	const size_t plane = (size_t)cg->in_h * cg->in_w;
 
 #pragma omp parallel for schedule(static) num_threads(iap_par_nt((int64_t)((size_t)cg->in_ch * kk * ohw)))
-	for (int c = 0; c < cg->in_ch; c++) {
-		float *xc = x + (size_t)c * plane;
-
-		for (int i = 0; i < cg->kh; i++) {
-			int oh_lo, oh_hi;
-
-			valid_range(cg->out_h, cg->in_h, cg->stride_h, cg->pad_h, i, &oh_lo, &oh_hi);
-			for (int j = 0; j < cg->kw; j++) {
-				const float *src = col + ((size_t)c * kk + (size_t)i * cg->kw + j) * ldc;
-				int ow_lo, ow_hi;
-
-				valid_range(cg->out_w, cg->in_w, cg->stride_w, cg->pad_w, j, &ow_lo, &ow_hi);
-				for (int oh = oh_lo; oh < oh_hi; oh++) {
-					float *xr = xc + (size_t)(oh * cg->stride_h - cg->pad_h + i) * cg->in_w;
-					const float *s = src + (size_t)oh * cg->out_w;
-					int iw = ow_lo * cg->stride_w - cg->pad_w + j;
-
-					for (int ow = ow_lo; ow < ow_hi; ow++, iw += cg->stride_w)
-						xr[iw] += s[ow];
-				}
-			}
-		}
-	}
+	for (int c = 0; c < cg->in_ch; c++)
+		col2im_channel(cg, col, ldc, x, c);
 }
 
 void iap_conv_geom_from_node(struct iap_conv_geom *cg, const struct iap_node *node, int batch,
@@ -235,15 +244,37 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 }
 
 /*
+ * Threads for a layer run with whole samples per thread: from the layer's
+ * work (iap_par_threads over its FLOPs), at most one per sample, and at
+ * most as many column buffers as the workspace the graph already holds
+ * (avail floats). The workspace never grows for this: conv_group_size
+ * reads its size, and a grouping that changed with the thread count would
+ * change the rounding. Which of the two paths runs may depend on the
+ * thread count; the bits do not, as both make each sample's 1-thread call.
+ * 0 when the split does not apply.
+ */
+static int conv_sample_threads(const struct iap_conv_geom *cg, size_t avail)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t per = iap_conv2d_im2col_workspace(cg);
+	const double flops = 2.0 * (double)cg->out_ch * (double)ohw * k * cg->n;
+	int nt = iap_par_threads(flops, IAP_GEMM_GRAIN);
+
+	if (nt > cg->n)
+		nt = cg->n;
+	/* Fewer threads than the work asks for: the per-op split uses them all, so leave it that. */
+	if (nt < 2 || (per && (size_t)nt * per > avail))
+		return 0;
+	return nt;
+}
+
+/*
  * The per-sample kernel with whole samples on each thread: one parallel
  * region for the layer instead of two (im2col, sgemm) per sample, and every
  * thread's product as wide as one sample's, run by one single-threaded
  * OpenBLAS call exactly as iap_conv2d_forward_im2col() runs it on one
- * thread, so the result is the same bits. Threads come from the layer's
- * work (iap_par_threads over its FLOPs), at most one per sample and at most
- * as many column buffers as the workspace the graph already holds: the
- * workspace never grows for this (conv_group_size reads its size, and a
- * grouping that changed with the thread count would change the rounding).
+ * thread, so the result is the same bits. Threads from conv_sample_threads.
  * Returns the samples done (a multiple of the thread count, from sample 0),
  * 0 when the split does not apply; the caller runs the rest per op.
  */
@@ -255,13 +286,10 @@ static int conv_forward_by_sample(const struct iap_conv_geom *cg, const float *x
 	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
 	const size_t ys = (size_t)cg->out_ch * ohw;
 	const size_t per = iap_conv2d_im2col_workspace(cg);
-	const double flops = 2.0 * (double)cg->out_ch * (double)ohw * k * cg->n;
-	int nt = iap_par_threads(flops, IAP_GEMM_GRAIN), done;
+	const int nt = conv_sample_threads(cg, avail);
+	int done;
 
-	if (nt > cg->n)
-		nt = cg->n;
-	/* Fewer threads than the work asks for: the per-op split uses them all, so leave it that. */
-	if (nt < 2 || (per && (size_t)nt * per > avail))
+	if (!nt)
 		return 0;
 	done = cg->n / nt * nt;
 #pragma omp parallel num_threads(nt)
