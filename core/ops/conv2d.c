@@ -16,8 +16,8 @@
  * holds for its largest layer (see conv_group_size); and when a batch has a
  * sample for every thread, they run whole samples per thread, one column
  * buffer each, again only inside the workspace already held
- * (conv_forward_by_sample). The raw kernels below stay per-sample, so their
- * im2col workspace is one sample's columns.
+ * (conv_forward_by_sample, conv_backward_input_by_sample). The raw kernels
+ * below stay per-sample, so their im2col workspace is one sample's columns.
  *
  *   forward       y_n   = W · col(x_n) + b
  *   input grad    dx_n += col2im(Wᵀ · dy_n)
@@ -128,8 +128,8 @@ static void im2col(const struct iap_conv_geom *cg, const float *x, float *col, s
 
 /*
  * x_c += fold(col) for input channel c alone: the adjoint of im2col on the
- * rows of that channel (rows of col ldc floats apart). The one fold, for
- * col2im_add and for any thread that folds a whole sample itself.
+ * rows of that channel (rows of col ldc floats apart). The one fold, both
+ * for col2im_add and for a thread that folds a whole sample itself.
  */
 static void col2im_channel(const struct iap_conv_geom *cg, const float *col, size_t ldc, float *x, int c)
 {
@@ -244,9 +244,10 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 }
 
 /*
- * Threads for a layer run with whole samples per thread: from the layer's
- * work (iap_par_threads over its FLOPs), at most one per sample, and at
- * most as many column buffers as the workspace the graph already holds
+ * Threads for a layer run with whole samples per thread, in the forward or
+ * the input gradient (the same FLOPs): from the layer's work
+ * (iap_par_threads over its FLOPs), at most one per sample, and at most as
+ * many column buffers as the workspace the graph already holds
  * (avail floats). The workspace never grows for this: conv_group_size
  * reads its size, and a grouping that changed with the thread count would
  * change the rounding. Which of the two paths runs may depend on the
@@ -427,6 +428,58 @@ void iap_conv2d_backward_input_im2col(const struct iap_conv_geom *cg, const floa
 			    1.0f, w, k, dyn, ohw, 0.0f, ws, ohw);
 		col2im_add(cg, ws, (size_t)ohw, dxn);
 	}
+}
+
+/*
+ * The input gradient with whole samples on each thread, the mirror of
+ * conv_forward_by_sample: one parallel region for the layer instead of two
+ * (sgemm, col2im) per sample. Each thread makes the single-threaded
+ * OpenBLAS call iap_sgemm() makes on one thread (same sizes, operands and
+ * beta) into its own column buffer and folds that sample itself, channel by
+ * channel as col2im_add does, so dx has the 1-thread bits; 1×1 convs
+ * accumulate their product straight into dx (beta 1), as the per-op path
+ * does. Threads from conv_sample_threads; returns the samples done (from
+ * sample 0), 0 when the split does not apply; the caller runs the rest.
+ */
+static int conv_backward_input_by_sample(const struct iap_conv_geom *cg, const float *dy,
+					 const float *w, float *dx, float *ws, size_t avail)
+{
+	const int k = cg->in_ch * cg->kh * cg->kw;
+	const size_t ohw = (size_t)cg->out_h * cg->out_w;
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * ohw;
+	const size_t per = iap_conv2d_im2col_workspace(cg);
+	const int nt = conv_sample_threads(cg, avail);
+	int done;
+
+	if (!nt)
+		return 0;
+	done = cg->n / nt * nt;
+#pragma omp parallel num_threads(nt)
+	{
+		float *col = ws;
+
+#ifdef _OPENMP
+		if (per)   /* 1×1 convs have no buffer, and ws may be NULL */
+			col += (size_t)omp_get_thread_num() * per;
+#endif
+#pragma omp for schedule(static)
+		for (int n = 0; n < done; n++) {
+			const float *dyn = dy + (size_t)n * ys;
+			float *dxn = dx + (size_t)n * xs;
+
+			if (!per) {
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ohw, cg->out_ch,
+					    1.0f, w, k, dyn, (int)ohw, 1.0f, dxn, (int)ohw);
+				continue;
+			}
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)ohw, cg->out_ch,
+				    1.0f, w, k, dyn, (int)ohw, 0.0f, col, (int)ohw);
+			for (int c = 0; c < cg->in_ch; c++)
+				col2im_channel(cg, col, ohw, dxn, c);
+		}
+	}
+	return done;
 }
 
 /* The public kernels: Winograd for the 3×3 stride-1 layers it pays off on, im2col otherwise. */
@@ -696,6 +749,26 @@ static int conv2d_forward(struct iap_graph *g, struct iap_node *node,
 	return IAP_OK;
 }
 
+/*
+ * The per-sample input gradient of the graph op: whole samples per thread
+ * where the batch covers the team and their column buffers fit the
+ * workspace g holds (as the forward), the rest split per op; ws holds one
+ * sample's columns.
+ */
+static void conv_backward_input_per_sample(const struct iap_conv_geom *cg, const struct iap_graph *g,
+					   const float *dy, const float *w, float *dx, float *ws)
+{
+	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	const size_t ys = (size_t)cg->out_ch * cg->out_h * cg->out_w;
+	struct iap_conv_geom rest = *cg;
+	int done = conv_backward_input_by_sample(cg, dy, w, dx, g->workspace,
+						 g->workspace ? g->workspace_len : 0);
+
+	rest.n = cg->n - done;
+	if (rest.n > 0)
+		iap_conv2d_backward_input_im2col(&rest, dy + (size_t)done * ys, w, dx + (size_t)done * xs, ws);
+}
+
 static int conv2d_backward(struct iap_rule_ctx *ctx)
 {
 	const struct iap_node *node = ctx->node;
@@ -718,7 +791,8 @@ static int conv2d_backward(struct iap_rule_ctx *ctx)
 		return IAP_OK;
 	/*
 	 * Input gradient by Winograd when it applies, else in groups when the
-	 * workspace the graph holds has room (see the forward).
+	 * workspace the graph holds has room, else per sample with whole samples
+	 * per thread where their buffers fit (see the forward).
 	 */
 	wino = ctx->r_in[0] && iap_winograd_applies(&cg);
 	nb = ctx->r_in[0] && !wino ?
@@ -743,8 +817,8 @@ static int conv2d_backward(struct iap_rule_ctx *ctx)
 		conv_backward_input_grouped(&cg, nb, ctx->r_out->data, node->params[0].value.data,
 					    ctx->r_in[0]->data, ws);
 	else if (ctx->r_in[0])
-		iap_conv2d_backward_input_im2col(&cg, ctx->r_out->data, node->params[0].value.data,
-						 ctx->r_in[0]->data, ws);
+		conv_backward_input_per_sample(&cg, ctx->graph, ctx->r_out->data, node->params[0].value.data,
+					       ctx->r_in[0]->data, ws);
 	return IAP_OK;
 }
 
