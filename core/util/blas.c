@@ -146,8 +146,11 @@ void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 	 * product, 771 × 384 × 128, split into three row blocks of 257 under
 	 * the SkylakeX kernels, gave other bits than the whole product). From a
 	 * multiple of 16, every strip and the leftover of the last block are those
-	 * of the whole product, so the bits do not depend on the split. Columns
-	 * in whole cache lines of C also keep two threads from writing one line.
+	 * of the whole product, so the bits do not depend on the split. (Not with
+	 * the Haswell and Zen kernels, which sum a block in an order set by its
+	 * size: there the split agrees to rounding only; tests/util/testutil.h.)
+	 * Columns in whole cache lines of C also keep two threads from writing
+	 * one line.
 	 */
 	mb = ((m + pm - 1) / pm + 15) / 16 * 16;
 	nb = ((n + pn - 1) / pn + 15) / 16 * 16;
