@@ -270,6 +270,32 @@ static int conv_sample_threads(const struct iap_conv_geom *cg, size_t avail)
 	return nt;
 }
 
+/* One sample's sizes in the by-sample paths: K, output positions, input and output floats, column floats. */
+struct conv_sample_dims {
+	int k;
+	size_t ohw, xs, ys, per;
+};
+
+static void conv_sample_dims(const struct iap_conv_geom *cg, struct conv_sample_dims *d)
+{
+	d->k = cg->in_ch * cg->kh * cg->kw;
+	d->ohw = (size_t)cg->out_h * cg->out_w;
+	d->xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
+	d->ys = (size_t)cg->out_ch * d->ohw;
+	d->per = iap_conv2d_im2col_workspace(cg);
+}
+
+/* The calling team thread's column buffer in ws (ws itself when there is none: 1×1, ws may be NULL). */
+static float *conv_thread_col(float *ws, size_t per)
+{
+#ifdef _OPENMP
+	if (per)
+		return ws + (size_t)omp_get_thread_num() * per;
+#endif
+	(void)per;
+	return ws;
+}
+
 /*
  * The per-sample kernel with whole samples on each thread: one parallel
  * region for the layer instead of two (im2col, sgemm) per sample, and every
@@ -282,24 +308,21 @@ static int conv_sample_threads(const struct iap_conv_geom *cg, size_t avail)
 static int conv_forward_by_sample(const struct iap_conv_geom *cg, const float *x, const float *w,
 				  const float *b, float *y, float *ws, size_t avail)
 {
-	const int k = cg->in_ch * cg->kh * cg->kw;
-	const size_t ohw = (size_t)cg->out_h * cg->out_w;
-	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
-	const size_t ys = (size_t)cg->out_ch * ohw;
-	const size_t per = iap_conv2d_im2col_workspace(cg);
 	const int nt = conv_sample_threads(cg, avail);
+	struct conv_sample_dims d;
 	int done;
 
 	if (!nt)
 		return 0;
+	conv_sample_dims(cg, &d);
+	const int k = d.k;
+	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
+
 	done = cg->n / nt * nt;
 #pragma omp parallel num_threads(nt)
 	{
-		float *col = ws;
+		float *col = conv_thread_col(ws, per);
 
-#ifdef _OPENMP
-		col += (size_t)omp_get_thread_num() * per;
-#endif
 #pragma omp for schedule(static)
 		for (int n = 0; n < done; n++) {
 			const float *xn = x + (size_t)n * xs, *cn = xn;
@@ -444,25 +467,21 @@ void iap_conv2d_backward_input_im2col(const struct iap_conv_geom *cg, const floa
 static int conv_backward_input_by_sample(const struct iap_conv_geom *cg, const float *dy,
 					 const float *w, float *dx, float *ws, size_t avail)
 {
-	const int k = cg->in_ch * cg->kh * cg->kw;
-	const size_t ohw = (size_t)cg->out_h * cg->out_w;
-	const size_t xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
-	const size_t ys = (size_t)cg->out_ch * ohw;
-	const size_t per = iap_conv2d_im2col_workspace(cg);
 	const int nt = conv_sample_threads(cg, avail);
+	struct conv_sample_dims d;
 	int done;
 
 	if (!nt)
 		return 0;
+	conv_sample_dims(cg, &d);
+	const int k = d.k;
+	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
+
 	done = cg->n / nt * nt;
 #pragma omp parallel num_threads(nt)
 	{
-		float *col = ws;
+		float *col = conv_thread_col(ws, per);
 
-#ifdef _OPENMP
-		if (per)   /* 1×1 convs have no buffer, and ws may be NULL */
-			col += (size_t)omp_get_thread_num() * per;
-#endif
 #pragma omp for schedule(static)
 		for (int n = 0; n < done; n++) {
 			const float *dyn = dy + (size_t)n * ys;
