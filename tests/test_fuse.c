@@ -33,7 +33,7 @@ enum { CONV_A, BN_A, RELU_A, CONV_B, BN_B, ADD, RELU_ADD, CONV_C, BN_C, RELU_C, 
  */
 static struct iap_graph *fuse_graph(int *group)
 {
-	int64_t in_shape[3] = { 4, 6, 6 };
+	int64_t in_shape[3] = { 4, 16, 16 };
 	struct iap_graph *g = iap_graph_new(3, in_shape, NULL);
 	struct iap_error err = { 0, "" };
 
@@ -72,23 +72,69 @@ static struct iap_graph *fuse_graph(int *group)
 	return g;
 }
 
+/* A graph's own op of the ReLU kind: it must run, not the stock ReLU in the add's pass. */
+static int negate_forward(struct iap_graph *g, struct iap_node *node, const struct iap_tensor *const in[],
+			  struct iap_tensor *out, struct iap_error *err)
+{
+	(void)g;
+	(void)node;
+	(void)err;
+	for (int64_t i = 0; i < iap_tensor_numel(out); i++)
+		out->data[i] = -in[0]->data[i];
+	return IAP_OK;
+}
+
+static const struct iap_op_ops negate_ops = { .kind = IAP_OP_RELU, .forward = negate_forward };
+
 static void test_which_pairs_fuse(void **state)
 {
-	int group;
+	const uint8_t keep[8] = { 1, 0, 1, 1, 1, 1, 1, 1 };
+	struct iap_error err = { 0, "" };
+	int group, in[1] = { 1 };   /* the add of the second graph */
 	struct iap_graph *g = fuse_graph(&group);
 
 	(void)state;
 	assert_ptr_equal(iap_graph_fused_relu(g, BN_A), iap_graph_node(g, RELU_A));
 	assert_ptr_equal(iap_graph_fused_relu(g, ADD), iap_graph_node(g, RELU_ADD));
-	/* The mask of conv c's units is applied to its bn's output: the relu must see it. */
+	/*
+	 * Conv c's units keep their mask slot on its bn: without a mask set the
+	 * pair fuses (every conv of the model plugins declares units), with one
+	 * the relu must see the masked values, so it does not.
+	 */
 	assert_int_equal(iap_graph_node(g, BN_C)->mask_group, group);
+	assert_ptr_equal(iap_graph_fused_relu(g, BN_C), iap_graph_node(g, RELU_C));
+	assert_int_equal(iap_graph_set_mask(g, group, keep, &err), IAP_OK);
 	assert_null(iap_graph_fused_relu(g, BN_C));
+	assert_int_equal(iap_graph_set_mask(g, group, NULL, &err), IAP_OK);
+	assert_ptr_equal(iap_graph_fused_relu(g, BN_C), iap_graph_node(g, RELU_C));
 	/* A conv's relu is not fused (no such kernel), nor a relu of an earlier node, nor past the end. */
 	assert_null(iap_graph_fused_relu(g, CONV_A));
 	assert_null(iap_graph_fused_relu(g, RELU_C));
 	assert_null(iap_graph_fused_relu(g, RELU_AGAIN));
 	assert_null(iap_graph_fused_relu(g, -1));
 	iap_graph_free(g);
+	/* add → an op of the ReLU kind that is not the stock ReLU: not fused, and it runs. */
+	{
+		int64_t shape[3] = { 2, 2, 2 };
+		struct iap_tensor x = tu_rand_tensor(4, 4, (int64_t)1, (int64_t)2, (int64_t)2, (int64_t)2);
+		int neg;
+
+		g = iap_graph_new(3, shape, NULL);
+		assert_non_null(g);
+		assert_int_equal(iap_relu(g, "r", IAP_GRAPH_INPUT), 0);
+		assert_int_equal(iap_add(g, "add", 0, IAP_GRAPH_INPUT), 1);
+		neg = iap_graph_add_node(g, &negate_ops, "neg", 1, in);
+		assert_int_equal(neg, 2);
+		g->nodes[neg].out_ndim = 3;
+		memcpy(g->nodes[neg].out_shape, shape, sizeof(shape));
+		assert_int_equal(iap_graph_finalize(g, &err), IAP_OK);
+		assert_null(iap_graph_fused_relu(g, 1));
+		assert_int_equal(iap_graph_forward(g, &x, &err), IAP_OK);
+		for (int k = 0; k < 8; k++)
+			assert_true(iap_graph_output(g)->data[k] == -iap_graph_node(g, 1)->out.data[k]);
+		iap_tensor_free(&x);
+		iap_graph_free(g);
+	}
 }
 
 /* Every node's output, unfused: each op's forward in order, masks after. */
@@ -149,8 +195,8 @@ static void check_pruned(const struct iap_graph *g, const uint8_t *keep)
 
 	for (int64_t n = 0; n < o->shape[0]; n++)
 		for (int c = 0; c < 8; c++)
-			for (int k = 0; k < 36; k++) {
-				float v = o->data[(n * 8 + c) * 36 + k];
+			for (int k = 0; k < 256; k++) {
+				float v = o->data[(n * 8 + c) * 256 + k];
 
 				if (!keep[c])
 					assert_true(v == 0.0f);
@@ -159,8 +205,8 @@ static void check_pruned(const struct iap_graph *g, const uint8_t *keep)
 
 static void test_fused_forward_bits(void **state)
 {
-	/* 64 samples: the element-wise loops split over 2 and 3 threads (32k elements each). */
-	struct iap_tensor x = tu_rand_tensor(3, 4, (int64_t)64, (int64_t)4, (int64_t)6, (int64_t)6);
+	/* 64 samples of 8 × 16²: 131k floats per node, so the element-wise loops split over 3 threads (32k each). */
+	struct iap_tensor x = tu_rand_tensor(3, 4, (int64_t)64, (int64_t)4, (int64_t)16, (int64_t)16);
 	const uint8_t keep[8] = { 1, 0, 1, 1, 0, 1, 1, 1 };
 	struct iap_error err = { 0, "" };
 	int group;

@@ -16,10 +16,11 @@
 #include "../util/visibility.h"
 
 /*
- * Node i + 1 when it is a ReLU whose one input is node i and node i's
- * kernel can write it in its own pass; NULL otherwise. Node i must not
- * carry a unit mask: the mask zeroes its output after the forward, and the
- * ReLU has to see the masked values.
+ * Node i + 1 when it runs the stock ReLU on node i alone and node i's
+ * kernel (the stock batchnorm or add) can write it in its own pass; NULL
+ * otherwise. Not while a unit mask is set on node i: the mask zeroes its
+ * output after the forward, and the ReLU has to see the masked values.
+ * Decided on every forward, as masks come and go.
  */
 IAP_INTERNAL
 struct iap_node *iap_graph_fused_relu(const struct iap_graph *g, int i);

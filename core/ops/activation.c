@@ -12,6 +12,7 @@
 #include <iaprune/graph.h>
 #include <iaprune/ops.h>
 
+#include "fused.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -56,14 +57,10 @@ static int relu_forward(struct iap_graph *g, struct iap_node *node,
 	float *y = out->data;
 	int64_t n = iap_tensor_numel(in[0]);
 
+	/* iap_relu1 (fused.h): NaN kept, no branch; the fused kernels use it too. */
 #pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
-	/*
-	 * "x < 0 ? 0 : x" keeps NaN (the comparison is false), as PyTorch's relu
-	 * does, and has no branch: signs after a conv are a coin toss, and a
-	 * branch mispredicted half the time made this loop 4x slower (bench/NOTES.md).
-	 */
 	for (int64_t i = 0; i < n; i++)
-		y[i] = x[i] < 0.0f ? 0.0f : x[i];
+		y[i] = iap_relu1(x[i]);
 	return IAP_OK;
 }
 

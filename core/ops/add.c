@@ -17,9 +17,11 @@ static int add_forward_into(struct iap_node *node, const struct iap_tensor *cons
 			    struct iap_tensor *out, struct iap_tensor *relu_out, struct iap_error *err)
 {
 	int64_t n = iap_tensor_numel(out);
-	if (iap_tensor_numel(in[0]) != n || iap_tensor_numel(in[1]) != n ||
-	    (relu_out && iap_tensor_numel(relu_out) != n))
+	if (iap_tensor_numel(in[0]) != n || iap_tensor_numel(in[1]) != n)
 		return iap_error_set(err, IAP_ESHAPE, "add '%s': input sizes do not match the output",
+				     node->name ? node->name : "");
+	if (relu_out && iap_tensor_numel(relu_out) != n)
+		return iap_error_set(err, IAP_ESHAPE, "add '%s': the fused relu's output does not match",
 				     node->name ? node->name : "");
 	const float *a = in[0]->data;
 	const float *b = in[1]->data;
@@ -32,13 +34,12 @@ static int add_forward_into(struct iap_node *node, const struct iap_tensor *cons
 			y[i] = a[i] + b[i];
 		return IAP_OK;
 	}
-	/* relu as activation.c writes it: NaN kept, no branch. */
 #pragma omp parallel for simd schedule(static) num_threads(iap_par_nt((int64_t)(n)))
 	for (int64_t i = 0; i < n; i++) {
 		float v = a[i] + b[i];
 
 		y[i] = v;
-		z[i] = v < 0.0f ? 0.0f : v;
+		z[i] = iap_relu1(v);
 	}
 	return IAP_OK;
 }

@@ -36,6 +36,55 @@ static void bn_view(const struct iap_tensor *t, int64_t *n, int64_t *c, int64_t 
 		*inner *= t->shape[d];
 }
 
+/*
+ * Channel ch's batch mean (*mu) and sum of squared deviations (returned),
+ * in two passes in double: one-pass E[x²]−E[x]² cancels badly.
+ */
+static double bn_channel_stats(const float *x, int64_t n, int64_t c, int64_t inner, int64_t ch, double *mu)
+{
+	double s = 0.0, ss = 0.0;
+
+	for (int64_t i = 0; i < n; i++) {
+		const float *xp = x + (i * c + ch) * inner;
+		for (int64_t k = 0; k < inner; k++)
+			s += xp[k];
+	}
+	*mu = s / (double)(n * inner);
+	for (int64_t i = 0; i < n; i++) {
+		const float *xp = x + (i * c + ch) * inner;
+		for (int64_t k = 0; k < inner; k++) {
+			double d = xp[k] - *mu;
+			ss += d * d;
+		}
+	}
+	return ss;
+}
+
+/* Channel ch of every sample: y = x·scale + shift, and z = relu(y) when z is not NULL (fused.h). */
+static void bn_apply_channel(const float *x, float *y, float *z, int64_t n, int64_t c, int64_t inner,
+			     int64_t ch, float scale, float shift)
+{
+	for (int64_t i = 0; i < n; i++) {
+		const float *xp = x + (i * c + ch) * inner;
+		float *yp = y + (i * c + ch) * inner;
+
+		if (!z) {
+#pragma omp simd
+			for (int64_t k = 0; k < inner; k++)
+				yp[k] = xp[k] * scale + shift;
+			continue;
+		}
+		float *zp = z + (i * c + ch) * inner;
+#pragma omp simd
+		for (int64_t k = 0; k < inner; k++) {
+			float v = xp[k] * scale + shift;
+
+			yp[k] = v;
+			zp[k] = iap_relu1(v);
+		}
+	}
+}
+
 /* The forward; relu_out, when not NULL, also gets relu(out) in the same pass (fused.h). */
 static int bn_forward_into(struct iap_graph *g, struct iap_node *node,
 			   const struct iap_tensor *const in[], struct iap_tensor *out,
@@ -86,22 +135,8 @@ static int bn_forward_into(struct iap_graph *g, struct iap_node *node,
 	for (int64_t ch = 0; ch < c; ch++) {
 		double mu, var;
 		if (training) {
-			/* Two passes in double: one-pass E[x²]−E[x]² cancels badly. */
-			double s = 0.0;
-			for (int64_t i = 0; i < n; i++) {
-				const float *xp = x + (i * c + ch) * inner;
-				for (int64_t k = 0; k < inner; k++)
-					s += xp[k];
-			}
-			mu = s / (double)count;
-			double ss = 0.0;
-			for (int64_t i = 0; i < n; i++) {
-				const float *xp = x + (i * c + ch) * inner;
-				for (int64_t k = 0; k < inner; k++) {
-					double d = xp[k] - mu;
-					ss += d * d;
-				}
-			}
+			double ss = bn_channel_stats(x, n, c, inner, ch, &mu);
+
 			var = ss / (double)count;
 			double unbiased = ss / (double)(count - 1);
 			rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mu);
@@ -115,28 +150,7 @@ static int bn_forward_into(struct iap_graph *g, struct iap_node *node,
 		invstd[ch] = (float)is;
 
 		/* y = x·scale + shift with the affine folded in. */
-		float scale = (float)(w[ch] * is);
-		float shift = (float)(b[ch] - mu * w[ch] * is);
-		for (int64_t i = 0; i < n; i++) {
-			const float *xp = x + (i * c + ch) * inner;
-			float *yp = y + (i * c + ch) * inner;
-
-			if (!z) {
-#pragma omp simd
-				for (int64_t k = 0; k < inner; k++)
-					yp[k] = xp[k] * scale + shift;
-				continue;
-			}
-			float *zp = z + (i * c + ch) * inner;
-			/* relu as activation.c writes it: NaN kept, no branch. */
-#pragma omp simd
-			for (int64_t k = 0; k < inner; k++) {
-				float v = xp[k] * scale + shift;
-
-				yp[k] = v;
-				zp[k] = v < 0.0f ? 0.0f : v;
-			}
-		}
+		bn_apply_channel(x, y, z, n, c, inner, ch, (float)(w[ch] * is), (float)(b[ch] - mu * w[ch] * is));
 	}
 	return IAP_OK;
 }

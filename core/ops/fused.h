@@ -16,6 +16,18 @@
 
 #include "../util/visibility.h"
 
+/*
+ * relu(v), the one expression the ReLU op and the fused kernels share (their
+ * bits must agree). "v < 0 ? 0 : v" keeps NaN (the comparison is false), as
+ * PyTorch's relu does, and compiles without a branch: signs after a conv are
+ * a coin toss, and a branch mispredicted half the time made the loop 4x
+ * slower (bench/NOTES.md).
+ */
+static inline float iap_relu1(float v)
+{
+	return v < 0.0f ? 0.0f : v;
+}
+
 /* out = batchnorm(in[0]) as the op's forward, and relu_out = relu(out). */
 IAP_INTERNAL
 int iap_batchnorm_forward_relu(struct iap_graph *g, struct iap_node *node,
