@@ -78,7 +78,7 @@ static void test_reexec_respects_the_variable(void **state)
 /*
  * iap_sgemm's split must not change a bit where the kernels allow it, and
  * never more than float rounding: rows and columns not multiples of 16, both
- * transposes, 1 to 4 threads. Under the SkylakeX kernels ViT's q/k/v shape
+ * transposes, 1 to 4 threads. Under the Prescott kernels ViT's q/k/v shape
  * (771 × 384 × 128, B transposed) in three row blocks of 257 did before the
  * blocks were 16-aligned. OpenBLAS's Haswell and Zen kernels sum a block by
  * its size, so there only the rounding bound holds; for the kernel sets

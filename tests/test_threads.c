@@ -451,12 +451,9 @@ static void check_conv_dx(const struct iap_graph *g, const int *ids, int n_conv,
  * op; conv3 is 1×1 (its product accumulates straight into dx, onto what
  * conv5, the other reader of its input, put there); conv4 is a 3×3 with
  * stride 1×2 (512 positions: too wide to be grouped), whose three buffers
- * fit; conv5 is too small to split. conv2's per-op product has 2400 rows,
- * split by iap_sgemm into whole 16s on 2 and 3 threads: its row blocks are
- * not rounded to 16 as its column blocks are, and with OpenBLAS's Prescott
- * kernels (detected here unless the program re-execs, iap_blas_reexec) an
- * odd block rounds differently (2000 rows differ on 3 threads, as
- * test_forward_threads' ViT does).
+ * fit; conv5 is too small to split. (conv2's 96 channels were chosen
+ * when iap_sgemm's row blocks were not yet 16-aligned: its 2400-row product
+ * then split into whole 16s anyway.)
  */
 static void test_conv_backward_sample_split(void **state)
 {

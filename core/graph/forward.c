@@ -187,7 +187,8 @@ int iap_graph_forward(struct iap_graph *g, const struct iap_tensor *x, struct ia
 	rc = iap_tensor_ensure(&g->input, x->ndim, x->shape, err);
 	if (rc)
 		return rc;
-	par_copy(g->input.data, x->data, iap_tensor_numel(x));
+	if (x->data != g->input.data)   /* a caller may hand the graph its own input back */
+		par_copy(g->input.data, x->data, iap_tensor_numel(x));
 	rc = run_nodes(g, err);
 	if (rc)
 		return rc;

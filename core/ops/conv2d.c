@@ -251,7 +251,9 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
  * (avail floats). The workspace never grows for this: conv_group_size
  * reads its size, and a grouping that changed with the thread count would
  * change the rounding. Which of the two paths runs may depend on the
- * thread count; the bits do not, as both make each sample's 1-thread call.
+ * thread count; the bits do not, as both make each sample's 1-thread call
+ * (the per-op path's split products keep them where the BLAS kernels do:
+ * iap_blas(3)).
  * 0 when the split does not apply.
  */
 static int conv_sample_threads(const struct iap_conv_geom *cg, size_t avail)

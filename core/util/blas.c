@@ -112,9 +112,12 @@ static void gemm_grid(int m, int n, int p, int *pm, int *pn)
 
 		if (p % i)
 			continue;
-		mb = (double)(m + i - 1) / i;
-		nb = (double)(n + j - 1) / j;
-		if ((i > 1 && mb < 16) || (j > 1 && nb < 16))
+		/* The blocks iap_sgemm makes: 16-aligned, so a grid may leave a thread nothing. */
+		mb = (double)(((m + i - 1) / i + 15) / 16 * 16);
+		nb = (double)(((n + j - 1) / j + 15) / 16 * 16);
+		if (i > 1 && ((m + i - 1) / i < 16 || (m + (int)mb - 1) / (int)mb < i))
+			continue;
+		if (j > 1 && ((n + j - 1) / j < 16 || (n + (int)nb - 1) / (int)nb < j))
 			continue;
 		cost = mb + nb;
 		if (best < 0 || cost < best) {
@@ -144,7 +147,7 @@ void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 	 * kernels walk C in fixed-width strips with other code for the leftover
 	 * rows and columns, and that code may sum in another order (ViT's q/k/v
 	 * product, 771 × 384 × 128, split into three row blocks of 257 under
-	 * the SkylakeX kernels, gave other bits than the whole product). From a
+	 * the Prescott kernels, gave other bits than the whole product). From a
 	 * multiple of 16, every strip and the leftover of the last block are those
 	 * of the whole product, so the bits do not depend on the split. (Not with
 	 * the Haswell and Zen kernels, which sum a block in an order set by its
