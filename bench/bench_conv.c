@@ -257,6 +257,12 @@ int main(int argc, char **argv)
 	const int batches[] = { 1, 8 };
 	struct conv_result res[2 * N_VGG];
 	const char *json_path = argc > 1 ? argv[1] : "bench/results.json";
+
+	/* Its one argument is the JSON path: an option-looking one (--help) is not written as a file. */
+	if (argc > 2 || (argc > 1 && argv[1][0] == '-')) {
+		fprintf(stderr, "usage: bench_conv [JSON-PATH]   (default bench/results.json)\n");
+		return strcmp(argv[1], "--help") == 0 ? 0 : 2;
+	}
 	double peak, peak2;
 	const char *peak_what = "", *peak2_what = "";
 	int threads = iap_threads();
