@@ -243,48 +243,43 @@ void iap_conv2d_forward_im2col(const struct iap_conv_geom *cg, const float *x, c
 	}
 }
 
-/*
- * Threads for a layer run with whole samples per thread, in the forward or
- * the input gradient (the same FLOPs): from the layer's work
- * (iap_par_threads over its FLOPs), at most one per sample, and at most as
- * many column buffers as the workspace the graph already holds
- * (avail floats). The workspace never grows for this: conv_group_size
- * reads its size, and a grouping that changed with the thread count would
- * change the rounding. Which of the two paths runs may depend on the
- * thread count; the bits do not, as both make each sample's 1-thread call
- * (the per-op path's split products keep them where the BLAS kernels do:
- * iap_blas(3)).
- * 0 when the split does not apply.
- */
-static int conv_sample_threads(const struct iap_conv_geom *cg, size_t avail)
-{
-	const int k = cg->in_ch * cg->kh * cg->kw;
-	const size_t ohw = (size_t)cg->out_h * cg->out_w;
-	const size_t per = iap_conv2d_im2col_workspace(cg);
-	const double flops = 2.0 * (double)cg->out_ch * (double)ohw * k * cg->n;
-	int nt = iap_par_threads(flops, IAP_GEMM_GRAIN);
-
-	if (nt > cg->n)
-		nt = cg->n;
-	/* Fewer threads than the work asks for: the per-op split uses them all, so leave it that. */
-	if (nt < 2 || (per && (size_t)nt * per > avail))
-		return 0;
-	return nt;
-}
-
 /* One sample's sizes in the by-sample paths: K, output positions, input and output floats, column floats. */
 struct conv_sample_dims {
 	int k;
 	size_t ohw, xs, ys, per;
 };
 
-static void conv_sample_dims(const struct iap_conv_geom *cg, struct conv_sample_dims *d)
+/*
+ * Threads for a layer run with whole samples per thread, in the forward or
+ * the input gradient (the same FLOPs), and one sample's sizes in d: from
+ * the layer's work (iap_par_threads over its FLOPs), at most one per
+ * sample, and at most as many column buffers as the workspace the graph
+ * already holds (avail floats). The workspace never grows for this:
+ * conv_group_size reads its size, and a grouping that changed with the
+ * thread count would change the rounding. Which of the two paths runs may
+ * depend on the thread count; the bits do not, as both make each sample's
+ * 1-thread call (the per-op path's split products keep them where the BLAS
+ * kernels do: iap_blas(3)).
+ * 0 when the split does not apply.
+ */
+static int conv_sample_plan(const struct iap_conv_geom *cg, size_t avail, struct conv_sample_dims *d)
 {
+	double flops;
+	int nt;
+
 	d->k = cg->in_ch * cg->kh * cg->kw;
 	d->ohw = (size_t)cg->out_h * cg->out_w;
 	d->xs = (size_t)cg->in_ch * cg->in_h * cg->in_w;
 	d->ys = (size_t)cg->out_ch * d->ohw;
 	d->per = iap_conv2d_im2col_workspace(cg);
+	flops = 2.0 * (double)cg->out_ch * (double)d->ohw * d->k * cg->n;
+	nt = iap_par_threads(flops, IAP_GEMM_GRAIN);
+	if (nt > cg->n)
+		nt = cg->n;
+	/* Fewer threads than the work asks for: the per-op split uses them all, so leave it that. */
+	if (nt < 2 || (d->per && (size_t)nt * d->per > avail))
+		return 0;
+	return nt;
 }
 
 /* The calling team thread's column buffer in ws (ws itself when there is none: 1×1, ws may be NULL). */
@@ -303,24 +298,20 @@ static float *conv_thread_col(float *ws, size_t per)
  * region for the layer instead of two (im2col, sgemm) per sample, and every
  * thread's product as wide as one sample's, run by one single-threaded
  * OpenBLAS call exactly as iap_conv2d_forward_im2col() runs it on one
- * thread, so the result is the same bits. Threads from conv_sample_threads.
+ * thread, so the result is the same bits. Threads from conv_sample_plan.
  * Returns the samples done (a multiple of the thread count, from sample 0),
  * 0 when the split does not apply; the caller runs the rest per op.
  */
 static int conv_forward_by_sample(const struct iap_conv_geom *cg, const float *x, const float *w,
 				  const float *b, float *y, float *ws, size_t avail)
 {
-	const int nt = conv_sample_threads(cg, avail);
 	struct conv_sample_dims d;
-	int done;
+	const int nt = conv_sample_plan(cg, avail, &d);
+	const int k = d.k, done = nt ? cg->n / nt * nt : 0;
+	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
 
 	if (!nt)
 		return 0;
-	conv_sample_dims(cg, &d);
-	const int k = d.k;
-	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
-
-	done = cg->n / nt * nt;
 #pragma omp parallel num_threads(nt)
 	{
 		float *col = conv_thread_col(ws, per);
@@ -463,23 +454,19 @@ void iap_conv2d_backward_input_im2col(const struct iap_conv_geom *cg, const floa
  * beta) into its own column buffer and folds that sample itself, channel by
  * channel as col2im_add does, so dx has the 1-thread bits; 1×1 convs
  * accumulate their product straight into dx (beta 1), as the per-op path
- * does. Threads from conv_sample_threads; returns the samples done (from
+ * does. Threads from conv_sample_plan; returns the samples done (from
  * sample 0), 0 when the split does not apply; the caller runs the rest.
  */
 static int conv_backward_input_by_sample(const struct iap_conv_geom *cg, const float *dy,
 					 const float *w, float *dx, float *ws, size_t avail)
 {
-	const int nt = conv_sample_threads(cg, avail);
 	struct conv_sample_dims d;
-	int done;
+	const int nt = conv_sample_plan(cg, avail, &d);
+	const int k = d.k, done = nt ? cg->n / nt * nt : 0;
+	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
 
 	if (!nt)
 		return 0;
-	conv_sample_dims(cg, &d);
-	const int k = d.k;
-	const size_t ohw = d.ohw, xs = d.xs, ys = d.ys, per = d.per;
-
-	done = cg->n / nt * nt;
 #pragma omp parallel num_threads(nt)
 	{
 		float *col = conv_thread_col(ws, per);
