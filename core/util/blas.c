@@ -95,35 +95,43 @@ void iap_blas_reexec(char **argv)
 }
 
 /*
+ * len split in parts, each block rounded up to 16 (why: iap_sgemm); 0 when
+ * that leaves a part empty or a part would be under 16 before rounding.
+ */
+static int block16(int len, int parts)
+{
+	const int share = (len + parts - 1) / parts, blk = (share + 15) / 16 * 16;
+
+	if (parts > 1 && (share < 16 || (len + blk - 1) / blk < parts))
+		return 0;
+	return blk;
+}
+
+/*
  * The grid for an m×n product on p threads: pm row blocks × pn column
  * blocks, pm·pn = p. Each thread packs its rows of A (mb·k) and its columns
  * of B (k·nb), so the grid that minimises mb + nb moves the least memory;
- * blocks thinner than a vector register's worth are not worth a thread.
+ * blocks under 16 rows or columns are not worth a thread. Also the block
+ * sizes (mb, nb) the grid gives; 1 × 1 when no split applies.
  */
-static void gemm_grid(int m, int n, int p, int *pm, int *pn)
+static void gemm_grid(int m, int n, int p, int *pm, int *pn, int *mb, int *nb)
 {
-	double best = -1;
+	int best = -1;
 
-	*pm = 1;
-	*pn = 1;
+	*pm = *pn = 1;
+	*mb = m;
+	*nb = n;
 	for (int i = 1; i <= p; i++) {
-		int j = p / i;
-		double mb, nb, cost;
+		const int j = p / i, bm = block16(m, i), bn = block16(n, j);
 
-		if (p % i)
+		if (p % i || !bm || !bn)
 			continue;
-		/* The blocks iap_sgemm makes: 16-aligned, so a grid may leave a thread nothing. */
-		mb = (double)(((m + i - 1) / i + 15) / 16 * 16);
-		nb = (double)(((n + j - 1) / j + 15) / 16 * 16);
-		if (i > 1 && ((m + i - 1) / i < 16 || (m + (int)mb - 1) / (int)mb < i))
-			continue;
-		if (j > 1 && ((n + j - 1) / j < 16 || (n + (int)nb - 1) / (int)nb < j))
-			continue;
-		cost = mb + nb;
-		if (best < 0 || cost < best) {
-			best = cost;
+		if (best < 0 || bm + bn < best) {
+			best = bm + bn;
 			*pm = i;
 			*pn = j;
+			*mb = bm;
+			*nb = bn;
 		}
 	}
 }
@@ -137,7 +145,7 @@ void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 	int pm, pn, mb, nb;
 
 	if (p > 1)
-		gemm_grid(m, n, p, &pm, &pn);
+		gemm_grid(m, n, p, &pm, &pn, &mb, &nb);
 	if (p <= 1 || pm * pn <= 1) {
 		cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 		return;
@@ -153,10 +161,8 @@ void iap_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 	 * the Haswell and Zen kernels, which sum a block in an order set by its
 	 * size: there the split agrees to rounding only; tests/util/testutil.h.)
 	 * Columns in whole cache lines of C also keep two threads from writing
-	 * one line.
+	 * one line. (gemm_grid chose mb and nb so.)
 	 */
-	mb = ((m + pm - 1) / pm + 15) / 16 * 16;
-	nb = ((n + pn - 1) / pn + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(pm * pn)
 	for (int blk = 0; blk < pm * pn; blk++) {
 		int i0 = (blk / pn) * mb, j0 = (blk % pn) * nb;
