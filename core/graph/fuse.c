@@ -33,6 +33,9 @@ int iap_graph_forward_fused(struct iap_graph *g, struct iap_node *n,
 			    const struct iap_tensor *const in[], struct iap_node *relu,
 			    struct iap_error *err)
 {
+	if (iap_tensor_numel(&relu->out) != iap_tensor_numel(&n->out))
+		return iap_error_set(err, IAP_ESHAPE, "the fused relu '%s' does not match its input's size",
+				     relu->name);
 	if (n->ops == &iap_op_batchnorm2d)
 		return iap_batchnorm_forward_relu(g, n, in, &n->out, &relu->out, err);
 	if (n->ops == &iap_op_add)

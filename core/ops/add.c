@@ -20,9 +20,6 @@ static int add_forward_into(struct iap_node *node, const struct iap_tensor *cons
 	if (iap_tensor_numel(in[0]) != n || iap_tensor_numel(in[1]) != n)
 		return iap_error_set(err, IAP_ESHAPE, "add '%s': input sizes do not match the output",
 				     node->name ? node->name : "");
-	if (relu_out && iap_tensor_numel(relu_out) != n)
-		return iap_error_set(err, IAP_ESHAPE, "add '%s': the fused relu's output does not match",
-				     node->name ? node->name : "");
 	const float *a = in[0]->data;
 	const float *b = in[1]->data;
 	float *y = out->data;

@@ -166,9 +166,6 @@ int iap_batchnorm_forward_relu(struct iap_graph *g, struct iap_node *node,
 			       const struct iap_tensor *const in[], struct iap_tensor *out,
 			       struct iap_tensor *relu_out, struct iap_error *err)
 {
-	if (iap_tensor_numel(relu_out) != iap_tensor_numel(out))
-		return iap_error_set(err, IAP_ESHAPE, "batchnorm '%s': the fused relu's output does not match",
-				     node->name ? node->name : "");
 	return bn_forward_into(g, node, in, out, relu_out, err);
 }
 

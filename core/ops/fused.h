@@ -28,13 +28,13 @@ static inline float iap_relu1(float v)
 	return v < 0.0f ? 0.0f : v;
 }
 
-/* out = batchnorm(in[0]) as the op's forward, and relu_out = relu(out). */
+/* out = batchnorm(in[0]) as the op's forward, and relu_out = relu(out) (as many floats: the caller checks). */
 IAP_INTERNAL
 int iap_batchnorm_forward_relu(struct iap_graph *g, struct iap_node *node,
 			       const struct iap_tensor *const in[], struct iap_tensor *out,
 			       struct iap_tensor *relu_out, struct iap_error *err);
 
-/* out = in[0] + in[1], and relu_out = relu(out). */
+/* out = in[0] + in[1], and relu_out = relu(out) (as many floats: the caller checks). */
 IAP_INTERNAL
 int iap_add_forward_relu(struct iap_graph *g, struct iap_node *node,
 			 const struct iap_tensor *const in[], struct iap_tensor *out,
