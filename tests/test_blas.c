@@ -4,7 +4,6 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,16 +106,15 @@ static void test_sgemm_split_bits(void **state)
 		const int ta = shapes[s][3], tb = shapes[s][4];
 		float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)k * n * sizeof(float));
 		float *ref = malloc((size_t)m * n * sizeof(float)), *c = malloc((size_t)m * n * sizeof(float));
-		uint32_t r = 12345u + (uint32_t)s;
+		struct iap_rng r;
 
 		assert_non_null(a);
 		assert_non_null(b);
 		assert_non_null(ref);
 		assert_non_null(c);
-		for (size_t i = 0; i < (size_t)m * k; i++)
-			a[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-		for (size_t i = 0; i < (size_t)k * n; i++)
-			b[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+		iap_rng_seed(&r, 12345u + s);
+		tu_fill_uniform(a, (size_t)m * k, &r, -0.5f, 0.5f);
+		tu_fill_uniform(b, (size_t)k * n, &r, -0.5f, 0.5f);
 		for (int t = 1; t <= 4; t++) {
 			iap_threads_set(t);
 			iap_sgemm(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, t == 1 ? ref : c, n);
